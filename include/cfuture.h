@@ -1,0 +1,164 @@
+/*
+ * cfuture.h — public C API of cfuture, an async runtime for Lua on libuv.
+ *
+ * The core model is Rust's: a future is polled with a context that carries a
+ * waker; poll returns CF_READY or CF_PENDING; a pending future keeps the waker
+ * and wakes it when it can make progress; the executor polls a task again only
+ * after its waker fired.
+ *
+ * This header needs neither lua.h nor uv.h: the core types are plain C, and
+ * the embedding entry points take the host's lua_State / uv_loop_t by pointer.
+ */
+#ifndef CFUTURE_H
+#define CFUTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CFUTURE_VERSION "0.1.0"
+
+/* ---- poll ------------------------------------------------------------- */
+
+typedef enum cf_poll { CF_PENDING = 0, CF_READY = 1 } cf_poll;
+
+/* ---- waker ------------------------------------------------------------ */
+
+/* A waker is a (vtable, data) pair, like Rust's RawWaker. Every cf_waker
+ * value that is stored owns one reference on its data; a waker passed in a
+ * context is borrowed for the duration of the poll only. */
+typedef struct cf_waker_vtable {
+  void (*clone)(void *data);       /* take one more reference */
+  void (*wake_by_ref)(void *data); /* schedule the owner; keep the reference */
+  void (*drop)(void *data);        /* release one reference */
+} cf_waker_vtable;
+
+typedef struct cf_waker {
+  const cf_waker_vtable *vt; /* NULL: empty */
+  void *data;
+} cf_waker;
+
+static inline cf_waker cf_waker_clone(const cf_waker *w) {
+  w->vt->clone(w->data);
+  return *w;
+}
+static inline void cf_waker_wake_by_ref(const cf_waker *w) {
+  if (w->vt) w->vt->wake_by_ref(w->data);
+}
+static inline void cf_waker_drop(cf_waker *w) {
+  if (w->vt) {
+    const cf_waker_vtable *vt = w->vt;
+    w->vt = NULL;
+    vt->drop(w->data);
+  }
+}
+/* Wake and release the stored reference. */
+static inline void cf_waker_wake(cf_waker *w) {
+  if (w->vt) {
+    cf_waker tmp = *w;
+    w->vt = NULL;
+    tmp.vt->wake_by_ref(tmp.data);
+    tmp.vt->drop(tmp.data);
+  }
+}
+static inline int cf_waker_will_wake(const cf_waker *a, const cf_waker *b) {
+  return a->vt == b->vt && a->data == b->data;
+}
+/* Store a clone of `from` in `slot`, unless it already wakes the same owner. */
+static inline void cf_waker_set(cf_waker *slot, const cf_waker *from) {
+  if (cf_waker_will_wake(slot, from)) return;
+  cf_waker_drop(slot);
+  *slot = cf_waker_clone(from);
+}
+
+/* ---- intrusive list ---------------------------------------------------- */
+
+typedef struct cf_link {
+  struct cf_link *prev, *next; /* next == NULL: not on a list */
+} cf_link;
+
+/* ---- waiters ----------------------------------------------------------- */
+
+/* A waiter is the registration node of one poll site (a task, a coroutine
+ * awaiting something, one branch of a join). A future that many poll sites
+ * may wait on at once (a join handle, a channel) links the caller's waiter
+ * into its wait list instead of keeping a single waker. The poll site owns
+ * the node and calls cf_waiter_cancel when it stops polling that future. */
+typedef struct cf_waiter {
+  cf_link link;
+  cf_waker waker;
+} cf_waiter;
+
+typedef struct cf_waitlist {
+  cf_link head;
+} cf_waitlist;
+
+void cf_waiter_init(cf_waiter *w);
+void cf_waiter_cancel(cf_waiter *w); /* unlink and drop the waker */
+int cf_waiter_linked(const cf_waiter *w);
+
+void cf_waitlist_init(cf_waitlist *l);
+int cf_waitlist_empty(const cf_waitlist *l);
+/* Link the context's waiter at the back of the list (or keep its place if it
+ * is already there) and make it hold the context's waker. */
+struct cf_context;
+void cf_waitlist_register(cf_waitlist *l, const struct cf_context *cx);
+size_t cf_waitlist_wake_all(cf_waitlist *l);
+int cf_waitlist_wake_one(cf_waitlist *l);
+
+/* ---- future ------------------------------------------------------------ */
+
+typedef struct cf_context {
+  const cf_waker *waker; /* borrowed: clone it to keep it */
+  cf_waiter *waiter;     /* the poll site's node (see cf_waiter) */
+} cf_context;
+
+typedef struct cf_future cf_future;
+
+typedef struct cf_future_vtable {
+  cf_poll (*poll)(cf_future *f, cf_context *cx);
+  /* The poll site stops polling f: cancel pending work and release what f
+   * holds (timers, wakers). The memory of f belongs to whoever allocated it. */
+  void (*drop)(cf_future *f);
+} cf_future_vtable;
+
+struct cf_future {
+  const cf_future_vtable *vt;
+};
+
+static inline cf_poll cf_future_poll(cf_future *f, cf_context *cx) { return f->vt->poll(f, cx); }
+static inline void cf_future_drop(cf_future *f) {
+  if (f->vt->drop) f->vt->drop(f);
+}
+
+/* ---- embedding --------------------------------------------------------- */
+
+struct lua_State;
+struct uv_loop_s;
+
+typedef struct cf_runtime cf_runtime;
+
+/* Open the module into L (as `require "cfuture.core"` would) and leave the
+ * module table on the stack. */
+int luaopen_cfuture_core(struct lua_State *L);
+
+/* The runtime of the cfuture module loaded in L, or NULL. */
+cf_runtime *cf_runtime_of(struct lua_State *L);
+
+/* The libuv loop the runtime runs on. */
+struct uv_loop_s *cf_runtime_loop(cf_runtime *rt);
+
+/* One non-blocking step: run ready tasks (with a budget), poll I/O once
+ * without blocking, run the tasks that woke. Returns 1 if tasks are still
+ * alive (ready, sleeping or waiting for I/O), 0 if none are. Must not be
+ * called from inside a task. */
+int cf_runtime_step(cf_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CFUTURE_H */

@@ -1,0 +1,130 @@
+/*
+ * task.c — tasks and the executor's ready queue.
+ *
+ * Ground rules (see core.h): state changes happen only in the named
+ * transition functions below; a task is on the ready queue at most once; a
+ * complete task is never polled again.
+ */
+#include <stdlib.h>
+
+#include "core.h"
+
+static void task_waker_clone(void *data) { ((cf_task *)data)->refcount++; }
+static void task_waker_wake(void *data) { cf_task_wake((cf_task *)data); }
+static void task_waker_drop(void *data) { cf_task_unref((cf_task *)data); }
+
+static const cf_waker_vtable task_waker_vt = {task_waker_clone, task_waker_wake, task_waker_drop};
+
+cf_waker cf_task_waker(cf_task *t) {
+  cf_waker w = {&task_waker_vt, t};
+  return w;
+}
+
+void cf_executor_init(cf_executor *ex, void *user) {
+  cf__list_init(&ex->ready);
+  cf__list_init(&ex->tasks);
+  ex->nready = ex->ntasks = 0;
+  ex->next_id = 1;
+  ex->current = NULL;
+  ex->user = user;
+}
+
+void cf_task_ref(cf_task *t) { t->refcount++; }
+
+void cf_task_unref(cf_task *t) {
+  if (--t->refcount == 0) t->hooks->free(t);
+}
+
+static void transition_to_scheduled(cf_task *t) {
+  t->state = CF_TASK_SCHEDULED;
+  cf__list_push_back(&t->ex->ready, &t->queue);
+  t->ex->nready++;
+}
+
+void cf_task_spawn(cf_task *t, cf_executor *ex, const cf_task_hooks *hooks, cf_future *root) {
+  t->queue.next = t->queue.prev = NULL;
+  t->hooks = hooks;
+  t->ex = ex;
+  t->future = root;
+  cf_waitlist_init(&t->joiners);
+  cf_waiter_init(&t->waiter);
+  t->id = ex->next_id++;
+  t->refcount = 1; /* the executor's task list */
+  t->polls = 0;
+  t->cancel_requested = 0;
+  t->cancelled = 0;
+  cf__list_push_back(&ex->tasks, &t->all);
+  ex->ntasks++;
+  transition_to_scheduled(t);
+}
+
+void cf_task_wake(cf_task *t) {
+  switch (t->state) {
+  case CF_TASK_IDLE: transition_to_scheduled(t); break;
+  case CF_TASK_RUNNING: t->state = CF_TASK_NOTIFIED; break;
+  default: break; /* already queued, notified or complete */
+  }
+}
+
+void cf_task_abort(cf_task *t) {
+  if (t->state == CF_TASK_COMPLETE) return;
+  t->cancel_requested = 1;
+  cf_task_wake(t);
+}
+
+static void transition_to_complete(cf_task *t, int cancelled) {
+  cf_executor *ex = t->ex;
+  if (cancelled) cf_future_drop(t->future);
+  cf_waiter_cancel(&t->waiter);
+  if (cf__link_linked(&t->queue)) {
+    cf__list_remove(&t->queue);
+    ex->nready--;
+  }
+  t->state = CF_TASK_COMPLETE;
+  t->cancelled = (uint8_t)cancelled;
+  cf__list_remove(&t->all);
+  ex->ntasks--;
+  t->hooks->complete(t, cancelled);
+  cf_waitlist_wake_all(&t->joiners);
+  cf_task_unref(t); /* the task list's reference */
+}
+
+size_t cf_executor_run(cf_executor *ex, size_t budget) {
+  size_t n = 0;
+  while (n < budget) {
+    cf_link *link = cf__list_pop_front(&ex->ready);
+    if (!link) break;
+    ex->nready--;
+    cf_task *t = cf__container_of(link, cf_task, queue);
+    n++;
+    if (t->cancel_requested) {
+      transition_to_complete(t, 1);
+      continue;
+    }
+    t->state = CF_TASK_RUNNING;
+    t->polls++;
+    cf_task *prev = ex->current;
+    ex->current = t;
+    cf_waker w = cf_task_waker(t);
+    cf_context cx = {&w, &t->waiter};
+    cf_poll r = cf_future_poll(t->future, &cx);
+    ex->current = prev;
+    if (r == CF_READY)
+      transition_to_complete(t, 0);
+    else if (t->cancel_requested)
+      transition_to_complete(t, 1);
+    else if (t->state == CF_TASK_NOTIFIED)
+      transition_to_scheduled(t);
+    else
+      t->state = CF_TASK_IDLE;
+  }
+  return n;
+}
+
+void cf_executor_cancel_all(cf_executor *ex) {
+  while (!cf__list_empty(&ex->tasks)) {
+    cf_task *t = cf__container_of(ex->tasks.next, cf_task, all);
+    t->cancel_requested = 1;
+    transition_to_complete(t, 1);
+  }
+}

@@ -1,0 +1,44 @@
+/*
+ * waiter.c — wait lists of poll-site nodes. A node is on at most one list;
+ * while linked it holds a waker reference, dropped when the node is woken or
+ * cancelled.
+ */
+#include "core.h"
+
+void cf_waiter_init(cf_waiter *w) {
+  w->link.next = w->link.prev = NULL;
+  w->waker.vt = NULL;
+  w->waker.data = NULL;
+}
+
+int cf_waiter_linked(const cf_waiter *w) { return cf__link_linked(&w->link); }
+
+void cf_waiter_cancel(cf_waiter *w) {
+  if (cf__link_linked(&w->link)) cf__list_remove(&w->link);
+  cf_waker_drop(&w->waker);
+}
+
+void cf_waitlist_init(cf_waitlist *l) { cf__list_init(&l->head); }
+
+int cf_waitlist_empty(const cf_waitlist *l) { return cf__list_empty(&l->head); }
+
+void cf_waitlist_register(cf_waitlist *l, const cf_context *cx) {
+  cf_waiter *w = cx->waiter;
+  cf_waker_set(&w->waker, cx->waker);
+  if (!cf__link_linked(&w->link)) cf__list_push_back(&l->head, &w->link);
+}
+
+int cf_waitlist_wake_one(cf_waitlist *l) {
+  cf_link *link = cf__list_pop_front(&l->head);
+  if (!link) return 0;
+  cf_waiter *w = cf__container_of(link, cf_waiter, link);
+  cf_waker_wake(&w->waker);
+  return 1;
+}
+
+size_t cf_waitlist_wake_all(cf_waitlist *l) {
+  size_t n = 0;
+  while (cf_waitlist_wake_one(l))
+    n++;
+  return n;
+}

@@ -1,0 +1,175 @@
+/*
+ * cfl.h — internals shared by the Lua bindings.
+ *
+ * Ground rules
+ * - Every Lua-visible future is a full userdata that starts with a
+ *   cfl_future; its class (the extended vtable) says how to poll, cancel,
+ *   take results and describe it. Futures share one metatable.
+ * - A future has one owner ("poll site") for its whole life: the first
+ *   await, combinator or task that takes it. Join handles are the exception:
+ *   any number of tasks may await them and each gets the results.
+ * - READY means the results are available to take; take() moves them onto
+ *   a Lua stack once (handles copy them).
+ * - Lua runs only inside an executor run (task polls, complete hooks, error
+ *   reports) or in a call from Lua; never in a libuv callback.
+ * - Memory libuv points at is C memory (see src/uv); Lua objects that own
+ *   such resources release them in drop/__gc.
+ */
+#ifndef CF_LUA_CFL_H
+#define CF_LUA_CFL_H
+
+#include <uv.h>
+
+#include "../core/core.h"
+#include "../uv/driver.h"
+#include "cfuture.h"
+#include "compat.h"
+
+#define CFL_BUDGET 1024  /* task polls per executor run before I/O is polled */
+#define CFL_POOL_MAX 512 /* idle coroutines kept for reuse */
+
+typedef enum cfl_state {
+  CFL_FRESH,     /* never polled */
+  CFL_PENDING,   /* polled, not ready */
+  CFL_READY,     /* results available */
+  CFL_FAILED,    /* error value available */
+  CFL_TAKEN,     /* results delivered */
+  CFL_CANCELLED, /* dropped before its results were delivered */
+  CFL_MOVED      /* handed to a task by spawn */
+} cfl_state;
+
+typedef struct cfl_future cfl_future;
+typedef struct cfl_coro cfl_coro;
+typedef struct cfl_task cfl_task;
+
+typedef struct cfl_class {
+  cf_future_vtable core; /* poll; drop = cancel (idempotent) */
+  const char *name;
+  /* Push the results and return their count, or push the error value and
+   * return -1. Called once per READY/FAILED (shared classes: per await). */
+  int (*take)(lua_State *L, cfl_future *f);
+  /* Push a one-line description of what f is (for cf.tasks and dumps). */
+  void (*describe)(lua_State *L, cfl_future *f);
+  /* __gc in place of drop (the userdata is at index 1 of L), or NULL. */
+  void (*gc)(lua_State *L, cfl_future *f);
+  uint8_t shared; /* many poll sites may await it (join handles) */
+} cfl_class;
+
+struct cfl_future {
+  cf_future base; /* base.vt is the class */
+  cf_runtime *rt;
+  void *owner;   /* poll site that took it, NULL while free */
+  uint8_t state; /* cfl_state */
+};
+
+#define cfl_class_of(f) ((const cfl_class *)(f)->base.vt)
+
+/* A Lua coroutine as a future. */
+struct cfl_coro {
+  cfl_future hdr;
+  lua_State *co;
+  int ref;              /* anchor in the runtime's anchor table (task roots) */
+  int nres;             /* results on co's stack when READY */
+  uint8_t raise;        /* resume the await with an error to raise */
+  uint8_t running;      /* its resume is on the C stack */
+  cfl_future *awaiting; /* what it is suspended on (anchored by co's stack) */
+  cf_waiter waiter;     /* its poll-site node for `awaiting` */
+  cfl_task *task;       /* the task whose root it is, or NULL */
+};
+
+typedef struct cfl_scope cfl_scope;
+
+struct cfl_task {
+  cf_task base;
+  cfl_coro root;
+  char *name;
+  int nhandles;     /* live JoinHandle objects */
+  uint8_t observed; /* its error reached someone */
+  uint8_t blocking; /* block_on's own task */
+  uint8_t recycled; /* its coroutine went back to the pool */
+  cfl_scope *scope; /* structured parent, or NULL */
+  cf_link scope_link;
+};
+
+struct cf_runtime {
+  cf_executor ex;
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  cfu_timers timers;
+  lua_State *L;      /* main thread */
+  lua_State *S;      /* scratch thread for C-side Lua work during polls */
+  lua_State *driver; /* thread running block_on/step/run */
+  cfl_coro *current; /* coroutine whose body runs now */
+  const cf_context *current_cx;
+  int anchors; /* registry ref: table for luaL_ref anchors */
+  int pool;    /* registry ref: idle coroutines */
+  int npool;
+  int reports; /* registry ref: pending error reports */
+  int nreports;
+  int handler;      /* registry ref: cf.on_error handler, or LUA_NOREF */
+  int await_fn;     /* registry ref: the await C closure */
+  int mt;           /* registry ref: the future metatable */
+  int cancelled_mt; /* registry ref: metatable of cancellation errors */
+  int in_run;
+  int closing;
+};
+
+/* upvalues of every module function */
+#define CFL_UP_RT 1
+#define CFL_UP_MT 2
+static inline cf_runtime *cfl_rt(lua_State *L) {
+  return (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+}
+
+/* runtime.c */
+/* Register fns into the table on top, with the module's two upvalues. */
+void cfl_setfuncs(lua_State *L, cf_runtime *rt, const luaL_Reg *fns);
+void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t); /* error on from's top, popped */
+void cfl_flush_reports(cf_runtime *rt);
+void cfl_push_cancelled(lua_State *L, cf_runtime *rt, const char *what);
+lua_State *cfl_from(cf_runtime *rt);
+int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname);
+
+/* future.c */
+cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size);
+cfl_future *cfl_tofuture(lua_State *L, int idx);
+/* The future at idx, or a coroutine future made from a function at idx
+ * (replacing it on the stack); raises naming fname and the argument. */
+cfl_future *cfl_checkawaitable(lua_State *L, int idx, const char *fname);
+/* Take ownership of f for poll site `owner`; raises if it cannot. */
+void cfl_claim(lua_State *L, cfl_future *f, void *owner, const char *fname, int arg);
+/* Raise (as cfl_claim would) unless f could be claimed now. */
+void cfl_check_claimable(lua_State *L, cfl_future *f, void *owner, const char *fname, int arg);
+static inline int cfl_done(const cfl_future *f) {
+  return f->state == CFL_READY || f->state == CFL_FAILED;
+}
+static inline void cfl_drop(cfl_future *f) { cf_future_drop(&f->base); }
+int cfl_take(lua_State *L, cfl_future *f);
+const char *cfl_state_name(int state);
+void cfl_open_future(lua_State *L);
+
+/* coro.c */
+extern const cfl_class cfl_coro_class;
+extern const cfl_class cfl_handle_class;
+cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs);
+cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname);
+void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t);
+int cfl_task_take(lua_State *L, cfl_task *t);
+void cfl_task_release(cfl_task *t);
+int cfl_await(lua_State *L);
+void cfl_open_coro(lua_State *L);
+
+/* timer.c */
+cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms);
+double cfl_check_ms(lua_State *L, int idx, const char *fname);
+
+/* combinators.c, timer.c, custom.c, scope.c, introspect.c */
+void cfl_open_combinators(lua_State *L);
+void cfl_open_timer(lua_State *L);
+void cfl_open_custom(lua_State *L);
+void cfl_open_scope(lua_State *L);
+void cfl_open_introspect(lua_State *L);
+void cfl_scope_child_done(cfl_task *t);
+void cfl_push_describe(lua_State *L, cfl_future *f);
+
+#endif

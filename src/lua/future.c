@@ -1,0 +1,138 @@
+/*
+ * future.c — what every Lua-visible future shares: the metatable, type
+ * checks that name the function and argument, and single ownership.
+ */
+#include <string.h>
+
+#include "cfl.h"
+
+static const char *const state_names[] = {"fresh", "pending",   "ready", "failed",
+                                          "taken", "cancelled", "moved"};
+
+const char *cfl_state_name(int state) { return state_names[state]; }
+
+cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size) {
+  cfl_future *f = cfl_newuserdata(L, size);
+  memset(f, 0, size);
+  f->base.vt = &cls->core;
+  f->rt = rt;
+  f->owner = NULL;
+  f->state = CFL_FRESH;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_setmetatable(L, -2);
+  return f;
+}
+
+cfl_future *cfl_tofuture(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  int ok = lua_rawequal(L, -1, lua_upvalueindex(CFL_UP_MT));
+  lua_pop(L, 1);
+  return ok ? p : NULL;
+}
+
+cfl_future *cfl_checkawaitable(lua_State *L, int idx, const char *fname) {
+  cfl_future *f = cfl_tofuture(L, idx);
+  if (f) return f;
+  if (lua_type(L, idx) == LUA_TFUNCTION) {
+    idx = lua_absindex(L, idx);
+    cfl_coro *c = cfl_new_coro(L, cfl_rt(L), idx, 0);
+    lua_replace(L, idx);
+    return &c->hdr;
+  }
+  luaL_error(L, "%s: argument #%d must be a future or a function (got %s)", fname, idx,
+             luaL_typename(L, idx));
+  return NULL;
+}
+
+void cfl_claim(lua_State *L, cfl_future *f, void *owner, const char *fname, int arg) {
+  cfl_check_claimable(L, f, owner, fname, arg);
+  if (!cfl_class_of(f)->shared) f->owner = owner;
+}
+
+void cfl_check_claimable(lua_State *L, cfl_future *f, void *owner, const char *fname, int arg) {
+  if (cfl_class_of(f)->shared) return;
+  switch (f->state) {
+  case CFL_TAKEN:
+    luaL_error(L, "%s: argument #%d: the future already completed and its results were taken",
+               fname, arg);
+    break;
+  case CFL_CANCELLED:
+    luaL_error(L,
+               "%s: argument #%d: the future was cancelled (dropped by select, timeout or abort)",
+               fname, arg);
+    break;
+  case CFL_MOVED:
+    luaL_error(L, "%s: argument #%d: the future was spawned as a task; await its JoinHandle", fname,
+               arg);
+    break;
+  default: break;
+  }
+  if (f->owner && f->owner != owner)
+    luaL_error(L,
+               "%s: argument #%d: the future is already being awaited elsewhere "
+               "(a future has one owner; spawn it and share the JoinHandle)",
+               fname, arg);
+}
+
+int cfl_take(lua_State *L, cfl_future *f) { return cfl_class_of(f)->take(L, f); }
+
+void cfl_push_describe(lua_State *L, cfl_future *f) {
+  const cfl_class *cls = cfl_class_of(f);
+  if (cls->describe)
+    cls->describe(L, f);
+  else
+    lua_pushstring(L, cls->name);
+}
+
+static int f_gc(lua_State *L) {
+  cfl_future *f = lua_touserdata(L, 1);
+  const cfl_class *cls = cfl_class_of(f);
+  if (cls->gc)
+    cls->gc(L, f);
+  else
+    cls->core.drop(&f->base);
+  return 0;
+}
+
+static int f_tostring(lua_State *L) {
+  cfl_future *f = lua_touserdata(L, 1);
+  cfl_push_describe(L, f);
+  lua_pushfstring(L, "cfuture.Future(%s, %s): %p", lua_tostring(L, -1), cfl_state_name(f->state),
+                  (void *)f);
+  return 1;
+}
+
+/* f:state() -> "fresh" | "pending" | "ready" | "failed" | "taken" | "cancelled" | "moved" */
+static int f_state(lua_State *L) {
+  cfl_future *f = cfl_tofuture(L, 1);
+  luaL_argcheck(L, f != NULL, 1, "future expected");
+  lua_pushstring(L, cfl_state_name(f->state));
+  return 1;
+}
+
+/* cf.is_future(v) -> boolean */
+static int l_is_future(lua_State *L) {
+  lua_pushboolean(L, cfl_tofuture(L, 1) != NULL);
+  return 1;
+}
+
+static const luaL_Reg methods[] = {{"state", f_state}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"is_future", l_is_future}, {NULL, NULL}};
+
+/* Module table on top. Fills the shared future metatable. */
+void cfl_open_future(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  cfl_setfuncs(L, rt, funcs);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_pushliteral(L, "cfuture.Future");
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, f_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, f_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

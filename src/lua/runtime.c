@@ -1,0 +1,367 @@
+/*
+ * runtime.c — the runtime object: module open and close, block_on, run,
+ * step, and the reporting of errors nobody awaited.
+ *
+ * Ground rules
+ * - One runtime per Lua state, created by the first require and closed by
+ *   the finaliser of a guard object anchored in the registry. The guard is
+ *   created before any future, so lua_close finalises it after them.
+ * - Loop driving (block_on, run, step) is not re-entrant: it refuses to run
+ *   from inside a task or from inside another drive.
+ * - Lua errors never cross uv_run: callbacks only store and wake.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfl.h"
+
+static const char RT_KEY = 'r';     /* registry[&RT_KEY] = runtime guard */
+static const char MODULE_KEY = 'm'; /* registry[&MODULE_KEY] = module table */
+
+lua_State *cfl_from(cf_runtime *rt) { return rt->current ? rt->current->co : rt->driver; }
+
+/* ---- error reports ----------------------------------------------------- */
+
+void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t) {
+  lua_State *S = rt->S;
+  lua_xmove(from, S, 1);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->reports);
+  lua_createtable(S, 0, 3);
+  lua_pushvalue(S, -3);
+  lua_setfield(S, -2, "error");
+  if (t) {
+    lua_pushinteger(S, (lua_Integer)t->base.id);
+    lua_setfield(S, -2, "id");
+    if (t->name) {
+      lua_pushstring(S, t->name);
+      lua_setfield(S, -2, "name");
+    }
+  }
+  lua_rawseti(S, -2, ++rt->nreports);
+  lua_pop(S, 2);
+}
+
+static void print_report(lua_State *S, int entry) {
+  lua_getfield(S, entry, "id");
+  lua_getfield(S, entry, "name");
+  lua_getfield(S, entry, "error");
+  const char *err = luaL_tolstring(S, -1, NULL);
+  if (lua_isnil(S, -4))
+    fprintf(stderr, "cfuture: error in a future nobody awaited:\n%s\n", err);
+  else if (lua_isnil(S, -3))
+    fprintf(stderr, "cfuture: task %lld failed and nobody awaited it:\n%s\n",
+            (long long)lua_tointeger(S, -4), err);
+  else
+    fprintf(stderr, "cfuture: task %lld (%s) failed and nobody awaited it:\n%s\n",
+            (long long)lua_tointeger(S, -4), lua_tostring(S, -3), err);
+  fflush(stderr);
+  lua_pop(S, 4);
+}
+
+void cfl_flush_reports(cf_runtime *rt) {
+  lua_State *S = rt->S;
+  while (rt->nreports > 0) {
+    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->reports);
+    int n = rt->nreports;
+    /* swap in a fresh list first: a handler may cause new reports */
+    lua_newtable(S);
+    lua_rawseti(S, LUA_REGISTRYINDEX, rt->reports);
+    rt->nreports = 0;
+    int list = lua_gettop(S);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(S, list, i);
+      int entry = lua_gettop(S);
+      if (rt->handler != LUA_NOREF && !rt->closing) {
+        lua_rawgeti(S, LUA_REGISTRYINDEX, rt->handler);
+        lua_getfield(S, entry, "error");
+        lua_pushvalue(S, entry);
+        if (lua_pcall(S, 2, 0, 0) != LUA_OK) {
+          fprintf(stderr, "cfuture: error in the on_error handler: %s\n",
+                  luaL_tolstring(S, -1, NULL));
+          lua_pop(S, 2);
+          print_report(S, entry);
+        }
+      } else {
+        print_report(S, entry);
+      }
+      lua_settop(S, list);
+    }
+    lua_settop(S, list - 1);
+  }
+}
+
+/* cf.on_error(handler|nil) -> previous handler */
+static int l_on_error(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  if (rt->handler != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handler);
+  else
+    lua_pushnil(L);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->handler);
+  rt->handler = LUA_NOREF;
+  if (!lua_isnil(L, 1)) {
+    lua_pushvalue(L, 1);
+    rt->handler = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return 1;
+}
+
+/* ---- cancellation errors ----------------------------------------------- */
+
+void cfl_push_cancelled(lua_State *L, cf_runtime *rt, const char *what) {
+  lua_createtable(L, 0, 2);
+  lua_pushfstring(L, "cancelled: %s", what);
+  lua_setfield(L, -2, "message");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "cancelled");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancelled_mt);
+  lua_setmetatable(L, -2);
+}
+
+static int cancelled_tostring(lua_State *L) {
+  lua_getfield(L, 1, "message");
+  return 1;
+}
+
+/* cf.is_cancelled(err) -> boolean */
+static int l_is_cancelled(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  int r = 0;
+  if (lua_getmetatable(L, 1)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancelled_mt);
+    r = lua_rawequal(L, -1, -2);
+  }
+  lua_pushboolean(L, r);
+  return 1;
+}
+
+/* ---- driving the loop ---------------------------------------------------- */
+
+static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
+  if (rt->current) luaL_error(L, "%s: called inside a task; await the future instead", fname);
+  if (rt->in_run)
+    luaL_error(L, "%s: the runtime is already running (called from inside block_on, run or step)",
+               fname);
+  if (rt->closing) luaL_error(L, "%s: the runtime is closed", fname);
+}
+
+/* Run ready tasks, then poll I/O once (blocking only if nothing is ready and
+ * `block` is set). Returns 0 if nothing can make progress any more: no task
+ * is ready and libuv has nothing that could wake one. */
+static int turn(cf_runtime *rt, int block) {
+  cf_executor_run(&rt->ex, CFL_BUDGET);
+  if (rt->nreports) cfl_flush_reports(rt);
+  if (cf_executor_has_ready(&rt->ex)) {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    return 1;
+  }
+  if (!uv_loop_alive(rt->loop)) return 0;
+  uv_run(rt->loop, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  return 1;
+}
+
+int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) {
+  lua_State *prev = rt->driver;
+  rt->in_run = 1;
+  rt->driver = L;
+  int stuck = 0;
+  while (t ? !cf_task_is_complete(&t->base) : rt->ex.ntasks > 0) {
+    if (!turn(rt, 1)) {
+      if (t ? !cf_task_is_complete(&t->base) : rt->ex.ntasks > 0) stuck = 1;
+      break;
+    }
+  }
+  if (stuck && t) {
+    /* cancel it so its cleanup runs, then say why */
+    cf_task_abort(&t->base);
+    cf_executor_run(&rt->ex, CFL_BUDGET);
+  }
+  rt->in_run = 0;
+  rt->driver = prev;
+  if (stuck) {
+    if (t)
+      return luaL_error(L,
+                        "%s: deadlock: the future is still pending but nothing can wake it "
+                        "(no ready task, timer or I/O is left)",
+                        fname);
+    return luaL_error(L,
+                      "%s: deadlock: %d task(s) are still pending but nothing can wake them "
+                      "(no ready task, timer or I/O is left)",
+                      fname, (int)rt->ex.ntasks);
+  }
+  return 0;
+}
+
+/* cf.block_on(f_or_fn, ...) -> results */
+static int l_block_on(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  check_can_drive(L, rt, "block_on");
+  cfl_task *t = cfl_spawn(L, rt, 1, "block_on");
+  t->blocking = 1;
+  cf_task_ref(&t->base);
+  lua_settop(L, 0);
+  cfl_run_until(rt, L, t, "block_on");
+  int n = cfl_task_take(L, t);
+  t->observed = 1;
+  cfl_task_release(t);
+  cf_task_unref(&t->base);
+  if (n < 0) return lua_error(L);
+  return n;
+}
+
+/* cf.run() -> runs the loop until every task has finished */
+static int l_run(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  check_can_drive(L, rt, "run");
+  cfl_run_until(rt, L, NULL, "run");
+  return 0;
+}
+
+int cf_runtime_step(cf_runtime *rt) {
+  if (rt->current || rt->in_run || rt->closing) return -1;
+  rt->in_run = 1;
+  rt->driver = rt->L;
+  turn(rt, 0);
+  cf_executor_run(&rt->ex, CFL_BUDGET);
+  if (rt->nreports) cfl_flush_reports(rt);
+  rt->in_run = 0;
+  return rt->ex.ntasks > 0;
+}
+
+/* cf.step() -> true if tasks are still alive */
+static int l_step(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  check_can_drive(L, rt, "step");
+  lua_State *prev = rt->driver;
+  rt->in_run = 1;
+  rt->driver = L;
+  turn(rt, 0);
+  cf_executor_run(&rt->ex, CFL_BUDGET);
+  if (rt->nreports) cfl_flush_reports(rt);
+  rt->in_run = 0;
+  rt->driver = prev;
+  lua_pushboolean(L, rt->ex.ntasks > 0);
+  return 1;
+}
+
+/* ---- open and close -------------------------------------------------------- */
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static int guard_gc(lua_State *L) {
+  cf_runtime **p = lua_touserdata(L, 1);
+  cf_runtime *rt = *p;
+  if (!rt) return 0;
+  *p = NULL;
+  rt->closing = 1;
+  rt->in_run = 1;
+  cf_executor_cancel_all(&rt->ex);
+  cfl_flush_reports(rt);
+  cfu_timers_close(&rt->timers);
+  uv_run(rt->loop, UV_RUN_NOWAIT);
+  uv_walk(rt->loop, close_walk, NULL);
+  uv_run(rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(rt->loop);
+  free(rt);
+  return 0;
+}
+
+cf_runtime *cf_runtime_of(lua_State *L) {
+  cf_runtime *rt = NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY);
+  if (lua_isuserdata(L, -1)) rt = *(cf_runtime **)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
+uv_loop_t *cf_runtime_loop(cf_runtime *rt) { return rt->loop; }
+
+static int new_ref_table(lua_State *L) {
+  lua_newtable(L);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static const luaL_Reg runtime_funcs[] = {
+    {"block_on", l_block_on},         {"run", l_run}, {"step", l_step}, {"on_error", l_on_error},
+    {"is_cancelled", l_is_cancelled}, {NULL, NULL}};
+
+int luaopen_cfuture_core(lua_State *L) {
+  /* A second require in the same state returns the same module. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+  if (lua_istable(L, -1)) return 1;
+  lua_pop(L, 1);
+
+  cf_runtime *rt = calloc(1, sizeof *rt);
+  if (!rt) return luaL_error(L, "cfuture: out of memory");
+  cf_runtime **guard = lua_newuserdatauv(L, sizeof *guard, 0);
+  *guard = rt;
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, guard_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "cfuture.Runtime");
+  lua_setfield(L, -2, "__name");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &RT_KEY);
+
+  cf_executor_init(&rt->ex, rt);
+  rt->loop = &rt->own_loop;
+  if (uv_loop_init(rt->loop) != 0) {
+    *guard = NULL;
+    free(rt);
+    return luaL_error(L, "cfuture: cannot initialise the libuv loop");
+  }
+  if (cfu_timers_init(&rt->timers, rt->loop) != 0) return luaL_error(L, "cfuture: out of memory");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  rt->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  rt->driver = rt->L;
+  rt->S = lua_newthread(L);
+  luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->anchors = new_ref_table(L);
+  rt->pool = new_ref_table(L);
+  rt->reports = new_ref_table(L);
+  rt->handler = LUA_NOREF;
+
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, cancelled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "cfuture.Cancelled");
+  lua_setfield(L, -2, "__name");
+  rt->cancelled_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  /* module table; every function gets upvalues (runtime, future metatable) */
+  lua_newtable(L);
+  int module = lua_gettop(L);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  rt->mt = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+
+  lua_pushvalue(L, module);
+  cfl_open_future(L);
+  cfl_open_coro(L);
+  cfl_open_combinators(L);
+  cfl_open_timer(L);
+  cfl_open_custom(L);
+  cfl_open_scope(L);
+  cfl_open_introspect(L);
+  cfl_setfuncs(L, rt, runtime_funcs);
+  lua_pushliteral(L, CFUTURE_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  lua_settop(L, module);
+  lua_pushvalue(L, module);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+  return 1;
+}
+
+void cfl_setfuncs(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
+  lua_pushlightuserdata(L, rt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  luaL_setfuncs(L, fns, 2);
+}

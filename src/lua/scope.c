@@ -1,0 +1,173 @@
+/*
+ * scope.c — structured concurrency: cf.scope(function(s, ...) ... end, ...).
+ *
+ * The scope future runs its body and every task the body starts with
+ * s:spawn. It completes when the body and all those tasks have finished,
+ * with the body's results. The first error (the body's or a child's)
+ * cancels the body and every other child, then is raised once they are all
+ * gone. Cancelling the scope cancels them all.
+ *
+ * Ground rules
+ * - The scope holds a reference on each live child and the child points
+ *   back; the child's complete hook unlinks it. Drop (and so __gc) unlinks
+ *   every child first, so no task ever points at a freed scope.
+ */
+#include "cfl.h"
+
+struct cfl_scope {
+  cfl_future hdr;
+  cfl_coro *body;   /* anchored in the uservalue */
+  cf_link children; /* cfl_task.scope_link */
+  int nchildren;
+  cfl_task *failed; /* child whose error is raised (referenced), or NULL */
+  uint8_t body_done;
+  cf_waker waker; /* wakes whoever polls the scope */
+};
+
+static void abort_children(cfl_scope *sc) {
+  for (cf_link *l = sc->children.next; l != &sc->children; l = l->next)
+    cf_task_abort(&cf__container_of(l, cfl_task, scope_link)->base);
+}
+
+static void detach_children(cfl_scope *sc) {
+  cf_link *l;
+  while ((l = cf__list_pop_front(&sc->children))) {
+    cfl_task *t = cf__container_of(l, cfl_task, scope_link);
+    cf_task_abort(&t->base);
+    t->scope = NULL;
+    cf_task_unref(&t->base);
+  }
+  sc->nchildren = 0;
+}
+
+void cfl_scope_child_done(cfl_task *t) {
+  cfl_scope *sc = t->scope;
+  cf__list_remove(&t->scope_link);
+  sc->nchildren--;
+  t->scope = NULL;
+  if (!t->base.cancelled && t->root.hdr.state == CFL_FAILED) {
+    t->observed = 1;
+    if (!sc->failed && sc->body->hdr.state != CFL_FAILED) {
+      sc->failed = t;
+      cf_task_ref(&t->base);
+      abort_children(sc);
+    }
+  }
+  cf_waker_wake_by_ref(&sc->waker);
+  cf_task_unref(&t->base);
+}
+
+static int failing(cfl_scope *sc) { return sc->failed || sc->body->hdr.state == CFL_FAILED; }
+
+static cf_poll scope_poll(cf_future *base, cf_context *cx) {
+  cfl_scope *sc = (cfl_scope *)base;
+  if (sc->hdr.state != CFL_FRESH && sc->hdr.state != CFL_PENDING) return CF_READY;
+  sc->hdr.state = CFL_PENDING;
+  cf_waker_set(&sc->waker, cx->waker);
+  if (!sc->body_done) {
+    if (sc->failed) {
+      cfl_drop(&sc->body->hdr);
+      sc->body_done = 1;
+    } else if (cf_future_poll(&sc->body->hdr.base, cx) == CF_READY) {
+      sc->body_done = 1;
+      if (sc->body->hdr.state == CFL_FAILED) abort_children(sc);
+    }
+  }
+  if (!sc->body_done || sc->nchildren > 0) return CF_PENDING;
+  sc->hdr.state = failing(sc) ? CFL_FAILED : CFL_READY;
+  cf_waker_drop(&sc->waker);
+  return CF_READY;
+}
+
+static void scope_drop(cf_future *base) {
+  cfl_scope *sc = (cfl_scope *)base;
+  if (sc->hdr.state == CFL_TAKEN || sc->hdr.state == CFL_CANCELLED) return;
+  detach_children(sc);
+  cfl_drop(&sc->body->hdr);
+  cf_waker_drop(&sc->waker);
+  if (sc->failed) {
+    cf_task_unref(&sc->failed->base);
+    sc->failed = NULL;
+  }
+  sc->hdr.state = CFL_CANCELLED;
+}
+
+static int scope_take(lua_State *L, cfl_future *f) {
+  cfl_scope *sc = (cfl_scope *)f;
+  int n;
+  if (f->state != CFL_READY && f->state != CFL_FAILED) {
+    cfl_push_cancelled(L, f->rt, "the scope was cancelled");
+    return -1;
+  }
+  if (sc->failed) {
+    n = cfl_task_take(L, sc->failed);
+    cf_task_unref(&sc->failed->base);
+    sc->failed = NULL;
+    cfl_drop(&sc->body->hdr);
+  } else {
+    n = cfl_take(L, &sc->body->hdr);
+  }
+  f->state = CFL_TAKEN;
+  return n;
+}
+
+static void scope_describe(lua_State *L, cfl_future *f) {
+  cfl_scope *sc = (cfl_scope *)f;
+  lua_pushfstring(L, "scope (%d child task(s)%s)", sc->nchildren,
+                  sc->body_done ? "" : ", body running");
+}
+
+static const cfl_class scope_class = {{scope_poll, scope_drop}, "scope", scope_take,
+                                      scope_describe,           NULL,    0};
+
+/* cf.scope(body, ...) -> future; body(s, ...) runs with s:spawn available */
+static int l_scope(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 1;
+  cfl_scope *sc = (cfl_scope *)cfl_new_future(L, rt, &scope_class, sizeof(cfl_scope));
+  cf__list_init(&sc->children);
+  int scope = lua_gettop(L);
+  /* body(s, ...) */
+  luaL_checkstack(L, nargs + 3, "too many arguments");
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, scope);
+  for (int i = 0; i < nargs; i++)
+    lua_pushvalue(L, 2 + i);
+  sc->body = cfl_new_coro(L, rt, scope + 1, nargs + 1);
+  sc->body->hdr.owner = sc;
+  cfl_setuservalue(L, scope);
+  lua_settop(L, scope);
+  return 1;
+}
+
+/* s:spawn(fn_or_future, ...) -> JoinHandle of a task owned by the scope */
+static int s_spawn(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  cfl_future *f = cfl_tofuture(L, 1);
+  if (!f || f->base.vt != &scope_class.core)
+    return luaL_error(L, "spawn: s:spawn needs the scope object (call it with a colon)");
+  cfl_scope *sc = (cfl_scope *)f;
+  if (sc->hdr.state != CFL_FRESH && sc->hdr.state != CFL_PENDING)
+    return luaL_error(L, "spawn: the scope has already finished");
+  if (failing(sc)) return luaL_error(L, "spawn: the scope is being cancelled after an error");
+  cfl_task *t = cfl_spawn(L, rt, 2, "spawn");
+  t->scope = sc;
+  cf_task_ref(&t->base);
+  cf__list_push_back(&sc->children, &t->scope_link);
+  sc->nchildren++;
+  cfl_push_handle(L, rt, t);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {{"scope", l_scope}, {NULL, NULL}};
+static const luaL_Reg methods[] = {{"spawn", s_spawn}, {NULL, NULL}};
+
+void cfl_open_scope(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  cfl_setfuncs(L, rt, funcs);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_getfield(L, -1, "__index");
+  cfl_setfuncs(L, rt, methods);
+  lua_pop(L, 2);
+}

@@ -1,0 +1,167 @@
+/*
+ * timer.c — cf.sleep, cf.sleep_until, cf.yield_now and cf.now.
+ *
+ * A sleep takes its deadline when first polled (a future is lazy) and arms
+ * the runtime's timer heap then; dropping it disarms it at once, so a
+ * cancelled sleep neither fires nor keeps the loop alive.
+ */
+#include <math.h>
+
+#include "cfl.h"
+
+typedef struct cfl_sleep {
+  cfl_future hdr;
+  cfu_sleep s;
+  uint64_t deadline; /* ns on uv_hrtime's clock; 0 until first poll if relative */
+  double ms;         /* relative duration, or < 0 for an absolute deadline */
+  uint8_t oom;
+} cfl_sleep;
+
+static uint64_t ms_to_ns(double ms) { return (uint64_t)ceil(ms * 1e6); }
+
+static cf_poll sleep_poll(cf_future *base, cf_context *cx) {
+  cfl_sleep *s = (cfl_sleep *)base;
+  switch (s->hdr.state) {
+  case CFL_FRESH: {
+    uint64_t now = cfu_now_ns();
+    if (s->ms >= 0) s->deadline = now + ms_to_ns(s->ms);
+    if (s->deadline <= now) {
+      s->hdr.state = CFL_READY;
+      return CF_READY;
+    }
+    s->hdr.state = CFL_PENDING;
+    if (cfu_timers_add(&s->hdr.rt->timers, &s->s, s->deadline, cx->waker) != 0) {
+      s->oom = 1;
+      s->hdr.state = CFL_FAILED;
+      return CF_READY;
+    }
+    return CF_PENDING;
+  }
+  case CFL_PENDING:
+    if (s->s.fired) {
+      s->hdr.state = CFL_READY;
+      return CF_READY;
+    }
+    cf_waker_set(&s->s.waker, cx->waker);
+    return CF_PENDING;
+  default: return CF_READY;
+  }
+}
+
+static void sleep_drop(cf_future *base) {
+  cfl_sleep *s = (cfl_sleep *)base;
+  cfu_timers_remove(&s->hdr.rt->timers, &s->s);
+  if (s->hdr.state <= CFL_PENDING || s->hdr.state == CFL_READY) s->hdr.state = CFL_CANCELLED;
+}
+
+static int sleep_take(lua_State *L, cfl_future *f) {
+  cfl_sleep *s = (cfl_sleep *)f;
+  int st = f->state;
+  f->state = CFL_TAKEN;
+  if (st == CFL_READY) return 0;
+  if (s->oom) {
+    lua_pushliteral(L, "sleep: out of memory arming the timer");
+    return -1;
+  }
+  cfl_push_cancelled(L, f->rt, "the sleep was cancelled");
+  return -1;
+}
+
+static void sleep_describe(lua_State *L, cfl_future *f) {
+  cfl_sleep *s = (cfl_sleep *)f;
+  if (f->state == CFL_PENDING) {
+    uint64_t now = cfu_now_ns();
+    double left = s->deadline > now ? (double)(s->deadline - now) / 1e6 : 0;
+    lua_pushfstring(L, "sleep (%d ms left)", (int)ceil(left));
+  } else if (s->ms >= 0) {
+    lua_pushfstring(L, "sleep %f ms", s->ms);
+  } else {
+    lua_pushliteral(L, "sleep_until");
+  }
+}
+
+static const cfl_class sleep_class = {{sleep_poll, sleep_drop}, "sleep", sleep_take,
+                                      sleep_describe,           NULL,    0};
+
+cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms) {
+  cfl_sleep *s = (cfl_sleep *)cfl_new_future(L, rt, &sleep_class, sizeof(cfl_sleep));
+  cfu_sleep_init(&s->s);
+  s->ms = ms;
+  return &s->hdr;
+}
+
+double cfl_check_ms(lua_State *L, int idx, const char *fname) {
+  int isnum;
+  double ms = lua_tonumberx(L, idx, &isnum);
+  if (!isnum)
+    luaL_error(L, "%s: argument #%d must be a number of milliseconds (got %s)", fname, idx,
+               luaL_typename(L, idx));
+  if (!(ms >= 0) || ms > 1e15)
+    luaL_error(L, "%s: argument #%d must be a non-negative, finite number of milliseconds (got %s)",
+               fname, idx, lua_tostring(L, idx));
+  return ms;
+}
+
+/* cf.sleep(ms) -> future ready after ms milliseconds */
+static int l_sleep(lua_State *L) {
+  double ms = cfl_check_ms(L, 1, "sleep");
+  cfl_new_sleep(L, cfl_rt(L), ms);
+  return 1;
+}
+
+/* cf.sleep_until(t) -> future ready when cf.now() >= t */
+static int l_sleep_until(lua_State *L) {
+  double t = cfl_check_ms(L, 1, "sleep_until");
+  cfl_sleep *s = (cfl_sleep *)cfl_new_sleep(L, cfl_rt(L), -1);
+  s->deadline = ms_to_ns(t);
+  if (s->deadline == 0) s->deadline = 1;
+  return 1;
+}
+
+/* cf.now() -> monotonic milliseconds (fractional) */
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (double)cfu_now_ns() / 1e6);
+  return 1;
+}
+
+/* yield_now: pending once (waking itself), ready on the next poll */
+static cf_poll yield_poll(cf_future *base, cf_context *cx) {
+  cfl_future *f = (cfl_future *)base;
+  if (f->state == CFL_FRESH) {
+    f->state = CFL_PENDING;
+    cf_waker_wake_by_ref(cx->waker);
+    return CF_PENDING;
+  }
+  if (f->state == CFL_PENDING) f->state = CFL_READY;
+  return CF_READY;
+}
+
+static void yield_drop(cf_future *base) {
+  cfl_future *f = (cfl_future *)base;
+  if (f->state <= CFL_PENDING || f->state == CFL_READY) f->state = CFL_CANCELLED;
+}
+
+static int yield_take(lua_State *L, cfl_future *f) {
+  int st = f->state;
+  f->state = CFL_TAKEN;
+  if (st == CFL_READY) return 0;
+  cfl_push_cancelled(L, f->rt, "yield_now was cancelled");
+  return -1;
+}
+
+static const cfl_class yield_class = {
+    {yield_poll, yield_drop}, "yield_now", yield_take, NULL, NULL, 0};
+
+/* cf.yield_now() -> future: let the other ready tasks run once */
+static int l_yield_now(lua_State *L) {
+  cfl_new_future(L, cfl_rt(L), &yield_class, sizeof(cfl_future));
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {{"sleep", l_sleep},
+                                 {"sleep_until", l_sleep_until},
+                                 {"now", l_now},
+                                 {"yield_now", l_yield_now},
+                                 {NULL, NULL}};
+
+void cfl_open_timer(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
