@@ -68,6 +68,9 @@ struct cf_executor {
   uint64_t next_id;
   cf_task *current; /* task being polled, or NULL */
   void *user;       /* the binding's runtime */
+  /* Called when the ready queue goes from empty to not empty, so a driver
+   * blocked (or about to block) waiting for I/O knows to come back. */
+  void (*on_ready)(cf_executor *ex);
 };
 
 void cf_executor_init(cf_executor *ex, void *user);

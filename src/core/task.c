@@ -27,6 +27,7 @@ void cf_executor_init(cf_executor *ex, void *user) {
   ex->next_id = 1;
   ex->current = NULL;
   ex->user = user;
+  ex->on_ready = NULL;
 }
 
 void cf_task_ref(cf_task *t) { t->refcount++; }
@@ -36,9 +37,10 @@ void cf_task_unref(cf_task *t) {
 }
 
 static void transition_to_scheduled(cf_task *t) {
+  cf_executor *ex = t->ex;
   t->state = CF_TASK_SCHEDULED;
-  cf__list_push_back(&t->ex->ready, &t->queue);
-  t->ex->nready++;
+  cf__list_push_back(&ex->ready, &t->queue);
+  if (ex->nready++ == 0 && ex->on_ready) ex->on_ready(ex);
 }
 
 void cf_task_spawn(cf_task *t, cf_executor *ex, const cf_task_hooks *hooks, cf_future *root) {

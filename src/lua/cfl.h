@@ -111,6 +111,7 @@ struct cf_runtime {
   int mt;           /* registry ref: the future metatable */
   int cancelled_mt; /* registry ref: metatable of cancellation errors */
   int in_run;
+  int polling; /* inside uv_run */
   int closing;
 };
 

@@ -340,50 +340,38 @@ int cfl_task_take(lua_State *L, cfl_task *t) {
   return n;
 }
 
-static int task_name_arg(lua_State *L, int idx, const char *fname, char **name) {
-  lua_getfield(L, idx, "name");
-  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-    return luaL_error(L, "%s: the task name must be a string (got %s)", fname,
-                      luaL_typename(L, -1));
-  if (lua_isstring(L, -1)) {
-    *name = strdup(lua_tostring(L, -1));
-    if (!*name) return luaL_error(L, "%s: out of memory", fname);
-  }
-  lua_pop(L, 1);
-  return 0;
-}
-
 cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
-  int top = lua_gettop(L), fn = idx, nargs = top - idx;
-  char *name = NULL;
+  int top = lua_gettop(L), fn = idx, nargs = top - idx, named = 0;
   if (top < idx)
     luaL_error(L, "%s: argument #%d must be a function or a future (got no value)", fname, idx);
   if (lua_type(L, idx) == LUA_TTABLE) {
     /* cf.spawn{fn_or_future, args..., name = "..."} */
     int n = (int)lua_rawlen(L, idx);
     if (n < 1) luaL_error(L, "%s: a table argument needs the function or future at [1]", fname);
+    lua_getfield(L, idx, "name");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "%s: the task name must be a string (got %s)", fname, luaL_typename(L, -1));
+    named = !lua_isnil(L, -1);
     luaL_checkstack(L, n, "too many arguments");
     for (int i = 1; i <= n; i++)
       lua_rawgeti(L, idx, i);
-    fn = top + 1;
+    fn = top + 2;
     nargs = n - 1;
-    task_name_arg(L, idx, fname, &name); /* last: it allocates */
   }
   cfl_future *f = cfl_tofuture(L, fn);
-  if (!f && lua_type(L, fn) != LUA_TFUNCTION) {
-    free(name);
+  if (!f && lua_type(L, fn) != LUA_TFUNCTION)
     luaL_error(L, "%s: argument #%d must be a function or a future (got %s)", fname, idx,
                luaL_typename(L, fn));
-  }
   int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_FRESH && !f->owner;
-  if (f && !adopt) {
-    /* raises if the future cannot be owned: check before allocating */
-    cfl_check_claimable(L, f, NULL, fname, idx);
-  }
+  if (f && !adopt) cfl_check_claimable(L, f, NULL, fname, idx);
+  /* every check is done: from here on, nothing raises but out-of-memory */
+  char *name = named ? strdup(lua_tostring(L, top + 1)) : NULL;
   cfl_task *t = calloc(1, sizeof *t);
-  if (!t) {
+  if (!t || (named && !name)) {
     free(name);
+    free(t);
     luaL_error(L, "%s: out of memory", fname);
+    return NULL;
   }
   t->name = name;
   lua_State *co;

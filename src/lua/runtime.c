@@ -72,7 +72,7 @@ void cfl_flush_reports(cf_runtime *rt) {
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(S, list, i);
       int entry = lua_gettop(S);
-      if (rt->handler != LUA_NOREF && !rt->closing) {
+      if (rt->handler != LUA_NOREF) {
         lua_rawgeti(S, LUA_REGISTRYINDEX, rt->handler);
         lua_getfield(S, entry, "error");
         lua_pushvalue(S, entry);
@@ -148,51 +148,71 @@ static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
   if (rt->closing) luaL_error(L, "%s: the runtime is closed", fname);
 }
 
-/* Run ready tasks, then poll I/O once (blocking only if nothing is ready and
- * `block` is set). Returns 0 if nothing can make progress any more: no task
- * is ready and libuv has nothing that could wake one. */
-static int turn(cf_runtime *rt, int block) {
+static void run_ready(cf_runtime *rt) {
   cf_executor_run(&rt->ex, CFL_BUDGET);
   if (rt->nreports) cfl_flush_reports(rt);
-  if (cf_executor_has_ready(&rt->ex)) {
-    uv_run(rt->loop, UV_RUN_NOWAIT);
-    return 1;
-  }
-  if (!uv_loop_alive(rt->loop)) return 0;
-  uv_run(rt->loop, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+}
+
+/* Poll I/O once: without blocking while tasks are ready (or if `block` is
+ * off), else until something happens. Returns 0 if nothing can make
+ * progress any more: no task is ready and libuv has nothing left that could
+ * wake one. */
+static int poll_io(cf_runtime *rt, int block) {
+  if (!cf_executor_has_ready(&rt->ex) && !uv_loop_alive(rt->loop)) return 0;
+  int mode = block && !cf_executor_has_ready(&rt->ex) ? UV_RUN_ONCE : UV_RUN_NOWAIT;
+  rt->polling = 1;
+  uv_run(rt->loop, mode);
+  rt->polling = 0;
   return 1;
 }
 
+/* A task became ready from a libuv callback. UV_RUN_ONCE runs due timers
+ * before it polls, and would then block until the next timer even though a
+ * task is ready: uv_stop makes that poll return at once. */
+static void on_ready(cf_executor *ex) {
+  cf_runtime *rt = ex->user;
+  if (rt->polling) uv_stop(rt->loop);
+}
+
+static int finished(cf_runtime *rt, cfl_task *t) {
+  return t ? cf_task_is_complete(&t->base) : rt->ex.ntasks == 0;
+}
+
+/* Drive the loop until t completes (every task, if t is NULL). Returns 0,
+ * or -1 with an error message pushed on L when nothing can make progress
+ * (t is then cancelled). Never raises: the caller cleans up first. */
 int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) {
   lua_State *prev = rt->driver;
   rt->in_run = 1;
   rt->driver = L;
   int stuck = 0;
-  while (t ? !cf_task_is_complete(&t->base) : rt->ex.ntasks > 0) {
-    if (!turn(rt, 1)) {
-      if (t ? !cf_task_is_complete(&t->base) : rt->ex.ntasks > 0) stuck = 1;
+  for (;;) {
+    run_ready(rt);
+    if (finished(rt, t)) break;
+    if (!poll_io(rt, 1)) {
+      stuck = 1;
       break;
     }
   }
   if (stuck && t) {
     /* cancel it so its cleanup runs, then say why */
     cf_task_abort(&t->base);
-    cf_executor_run(&rt->ex, CFL_BUDGET);
+    run_ready(rt);
   }
   rt->in_run = 0;
   rt->driver = prev;
-  if (stuck) {
-    if (t)
-      return luaL_error(L,
-                        "%s: deadlock: the future is still pending but nothing can wake it "
-                        "(no ready task, timer or I/O is left)",
-                        fname);
-    return luaL_error(L,
-                      "%s: deadlock: %d task(s) are still pending but nothing can wake them "
-                      "(no ready task, timer or I/O is left)",
-                      fname, (int)rt->ex.ntasks);
-  }
-  return 0;
+  if (!stuck) return 0;
+  if (t)
+    lua_pushfstring(L,
+                    "%s: deadlock: the future is still pending but nothing can wake it "
+                    "(no ready task, timer or I/O is left)",
+                    fname);
+  else
+    lua_pushfstring(L,
+                    "%s: deadlock: %d task(s) are still pending but nothing can wake them "
+                    "(no ready task, timer or I/O is left)",
+                    fname, (int)rt->ex.ntasks);
+  return -1;
 }
 
 /* cf.block_on(f_or_fn, ...) -> results */
@@ -203,7 +223,14 @@ static int l_block_on(lua_State *L) {
   t->blocking = 1;
   cf_task_ref(&t->base);
   lua_settop(L, 0);
-  cfl_run_until(rt, L, t, "block_on");
+  if (cfl_run_until(rt, L, t, "block_on") != 0) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    cfl_task_release(t);
+    cf_task_unref(&t->base);
+    return lua_error(L);
+  }
   int n = cfl_task_take(L, t);
   t->observed = 1;
   cfl_task_release(t);
@@ -216,34 +243,38 @@ static int l_block_on(lua_State *L) {
 static int l_run(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   check_can_drive(L, rt, "run");
-  cfl_run_until(rt, L, NULL, "run");
+  if (cfl_run_until(rt, L, NULL, "run") != 0) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
   return 0;
+}
+
+/* One non-blocking step driven from thread L. */
+static int step(cf_runtime *rt, lua_State *L) {
+  lua_State *prev = rt->driver;
+  rt->in_run = 1;
+  rt->driver = L;
+  run_ready(rt);
+  poll_io(rt, 0);
+  run_ready(rt);
+  rt->in_run = 0;
+  rt->driver = prev;
+  return rt->ex.ntasks > 0;
 }
 
 int cf_runtime_step(cf_runtime *rt) {
   if (rt->current || rt->in_run || rt->closing) return -1;
-  rt->in_run = 1;
-  rt->driver = rt->L;
-  turn(rt, 0);
-  cf_executor_run(&rt->ex, CFL_BUDGET);
-  if (rt->nreports) cfl_flush_reports(rt);
-  rt->in_run = 0;
-  return rt->ex.ntasks > 0;
+  return step(rt, rt->L);
 }
 
 /* cf.step() -> true if tasks are still alive */
 static int l_step(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   check_can_drive(L, rt, "step");
-  lua_State *prev = rt->driver;
-  rt->in_run = 1;
-  rt->driver = L;
-  turn(rt, 0);
-  cf_executor_run(&rt->ex, CFL_BUDGET);
-  if (rt->nreports) cfl_flush_reports(rt);
-  rt->in_run = 0;
-  rt->driver = prev;
-  lua_pushboolean(L, rt->ex.ntasks > 0);
+  lua_pushboolean(L, step(rt, L));
   return 1;
 }
 
@@ -259,10 +290,12 @@ static int guard_gc(lua_State *L) {
   cf_runtime *rt = *p;
   if (!rt) return 0;
   *p = NULL;
-  rt->closing = 1;
+  /* cancel first, while Lua can still run: <close> handlers of every task
+   * run and errors are reported; only then refuse new work */
   rt->in_run = 1;
   cf_executor_cancel_all(&rt->ex);
   cfl_flush_reports(rt);
+  rt->closing = 1;
   cfu_timers_close(&rt->timers);
   uv_run(rt->loop, UV_RUN_NOWAIT);
   uv_walk(rt->loop, close_walk, NULL);
@@ -310,6 +343,7 @@ int luaopen_cfuture_core(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &RT_KEY);
 
   cf_executor_init(&rt->ex, rt);
+  rt->ex.on_ready = on_ready;
   rt->loop = &rt->own_loop;
   if (uv_loop_init(rt->loop) != 0) {
     *guard = NULL;

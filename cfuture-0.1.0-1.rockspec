@@ -1,0 +1,38 @@
+package = "cfuture"
+version = "0.1.0-1"
+source = {
+  url = "git+file:///dev/null", -- installed from a checkout with `luarocks make`
+}
+description = {
+  summary = "An async runtime for Lua, written in C on libuv",
+  detailed = [[
+Rust's async model (futures, poll, wakers, a task executor) in a small C core
+on libuv: Lua coroutines become futures that are awaited, joined, selected
+and cancelled, with timers and structured concurrency.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4",
+}
+external_dependencies = {
+  LIBUV = { header = "uv.h", library = "uv" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["cfuture.core"] = {
+      sources = {
+        "src/core/waiter.c", "src/core/task.c", "src/core/group.c", "src/core/heap.c",
+        "src/uv/timer.c",
+        "src/lua/runtime.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/combinators.c",
+        "src/lua/timer.c", "src/lua/custom.c", "src/lua/scope.c", "src/lua/introspect.c",
+      },
+      incdirs = { "include", "$(LIBUV_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)" },
+      libraries = { "uv", "m" },
+    },
+    ["cfuture"] = "lua/cfuture/init.lua",
+  },
+  copy_directories = { "examples", "docs" },
+}

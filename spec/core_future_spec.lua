@@ -1,0 +1,200 @@
+-- Futures, await, block_on, spawn: laziness, ordering and results.
+local cf = require "cfuture"
+
+describe("async functions", function()
+  it("are lazy: nothing of the body runs before the first poll", function()
+    local ran = 0
+    local f = cf.async(function() ran = ran + 1; return "done" end)
+    local fut = f()
+    assert.are.equal(0, ran)
+    assert.is_true(cf.is_future(fut))
+    assert.are.equal("fresh", fut:state())
+    assert.are.equal("done", cf.block_on(fut))
+    assert.are.equal(1, ran)
+  end)
+
+  it("pass arguments and return every result, nil included", function()
+    local f = cf.async(function(a, b, c) return c, nil, a + b end)
+    local r = table.pack(cf.block_on(f(1, 2, "x")))
+    assert.are.same({ n = 3, "x", nil, 3 }, r)
+  end)
+
+  it("can be awaited as a method or with cf.await", function()
+    local double = cf.async(function(x) cf.sleep(1):await(); return 2 * x end)
+    assert.are.same({ 4, 6 }, { cf.block_on(function()
+      return double(2):await(), cf.await(double(3))
+    end) })
+  end)
+
+  it("deliver results once: awaiting a taken future raises", function()
+    local f = cf.async(function() return 1 end)()
+    local ok, err = pcall(cf.block_on, function()
+      f:await()
+      return f:await()
+    end)
+    assert.is_false(ok)
+    assert.matches("await: argument #1: the future already completed and its results were taken", err)
+  end)
+
+  it("cannot be awaited by two tasks at once", function()
+    local f = cf.sleep(50)
+    local ok, err = pcall(cf.block_on, function()
+      local h = cf.spawn(function() f:await() end)
+      cf.yield_now():await()
+      f:await()
+    end)
+    assert.is_false(ok)
+    assert.matches("already being awaited elsewhere", err)
+  end)
+
+  it("a plain function is accepted wherever a future is", function()
+    assert.are.equal(7, cf.block_on(function() return cf.await(function() return 7 end) end))
+    assert.are.same({ 1, 2 }, { cf.block_on(cf.join(function() return 1 end, function() return 2 end)) })
+  end)
+end)
+
+describe("spawn", function()
+  it("is eager: the task runs without being awaited", function()
+    local ran = false
+    cf.block_on(function()
+      cf.spawn(function() ran = true end)
+      cf.yield_now():await()
+    end)
+    assert.is_true(ran)
+  end)
+
+  it("returns a JoinHandle that any number of tasks can await", function()
+    local results = {}
+    cf.block_on(function()
+      local h = cf.spawn(function() cf.sleep(20):await(); return "v", 2 end)
+      local a = cf.spawn(function() local r = table.pack(h:await()); results[#results + 1] = r end)
+      local b = cf.spawn(function() local r = table.pack(h:await()); results[#results + 1] = r end)
+      a:await(); b:await()
+      assert.is_true(h:is_finished())
+      results[#results + 1] = table.pack(h:await())
+    end)
+    assert.are.equal(3, #results)
+    for _, r in ipairs(results) do assert.are.same({ n = 2, "v", 2 }, r) end
+  end)
+
+  it("runs a lazy future as a task, taking it over", function()
+    local f = cf.async(function(x) return x + 1 end)(41)
+    local h
+    assert.are.equal(42, cf.block_on(function()
+      h = cf.spawn(f)
+      return h:await()
+    end))
+    local ok, err = pcall(cf.block_on, f)
+    assert.is_false(ok)
+    assert.matches("spawned as a task; await its JoinHandle", err)
+  end)
+
+  it("spawns any future, and names tasks", function()
+    cf.block_on(function()
+      local h = cf.spawn { cf.sleep(5), name = "sleeper" }
+      assert.are.equal("sleeper", h:name())
+      assert.is_number(h:id())
+      local g = cf.spawn { function(a, b) return a .. b end, "x", "y", name = "cat" }
+      assert.are.equal("xy", g:await())
+      assert.are.same({}, { h:await() })
+    end)
+  end)
+
+  it("queues tasks spawned outside the loop until it runs", function()
+    local ran = false
+    local h = cf.spawn(function() ran = true; return 5 end)
+    assert.is_false(ran)
+    assert.is_false(h:is_finished())
+    cf.run()
+    assert.is_true(ran)
+    assert.are.equal(5, cf.block_on(h))
+  end)
+end)
+
+describe("await", function()
+  it("suspends the task, not the thread: 50 tasks sleeping 200 ms take ~200 ms", function()
+    local t0 = cf.now()
+    local done = 0
+    cf.block_on(function()
+      local hs = {}
+      for i = 1, 50 do hs[i] = cf.spawn(function() cf.sleep(200):await(); done = done + 1 end) end
+      for i = 1, 50 do hs[i]:await() end
+    end)
+    local dt = cf.now() - t0
+    assert.are.equal(50, done)
+    assert.is_true(dt >= 200, dt)
+    assert.is_true(dt < 200 + 250 * require("support").slow, dt)
+  end)
+
+  it("returns at once for a ready future without suspending", function()
+    cf.block_on(function()
+      local h = cf.spawn(function() return 1 end)
+      cf.yield_now():await()
+      local other = false
+      cf.spawn(function() other = true end)
+      assert.are.equal(1, h:await()) -- finished: no suspension, so the new task has not run
+      assert.is_false(other)
+    end)
+  end)
+
+  it("works inside pcall in a task and sees the awaited error", function()
+    local ok, err = cf.block_on(function()
+      return pcall(function()
+        cf.spawn(function() error("inner", 0) end):await()
+      end)
+    end)
+    assert.is_false(ok)
+    assert.matches("^inner", err)
+  end)
+
+  it("interleaves yield_now fairly", function()
+    local trace = {}
+    cf.block_on(function()
+      local a = cf.spawn(function() for _ = 1, 3 do trace[#trace + 1] = "a"; cf.yield_now():await() end end)
+      local b = cf.spawn(function() for _ = 1, 3 do trace[#trace + 1] = "b"; cf.yield_now():await() end end)
+      a:await(); b:await()
+    end)
+    assert.are.equal("ababab", table.concat(trace))
+  end)
+
+  it("treats a bare coroutine.yield in a task like yield_now", function()
+    local trace = {}
+    cf.block_on(function()
+      local a = cf.spawn(function() for _ = 1, 2 do trace[#trace + 1] = "a"; coroutine.yield() end end)
+      local b = cf.spawn(function() for _ = 1, 2 do trace[#trace + 1] = "b"; coroutine.yield() end end)
+      a:await(); b:await()
+    end)
+    assert.are.equal("abab", table.concat(trace))
+  end)
+
+  it("supports deep chains of async calls", function()
+    local depth
+    depth = cf.async(function(n) if n == 0 then return 0 end return 1 + depth(n - 1):await() end)
+    assert.are.equal(60, cf.block_on(depth(60)))
+  end)
+end)
+
+describe("block_on", function()
+  it("returns results and leaves spawned tasks for later runs", function()
+    local later = false
+    local h
+    assert.are.equal(3, cf.block_on(function()
+      h = cf.spawn(function() cf.sleep(30):await(); later = true end)
+      return 3
+    end))
+    assert.is_false(later)
+    cf.run()
+    assert.is_true(later)
+  end)
+
+  it("runs 100,000 concurrent sleeping tasks well under 5 s", function()
+    local t0 = cf.now()
+    local done = 0
+    cf.block_on(function()
+      for i = 1, 100000 do cf.spawn(function() cf.sleep(i % 50):await(); done = done + 1 end) end
+    end)
+    cf.run()
+    assert.are.equal(100000, done)
+    assert.is_true(cf.now() - t0 < 5000 * require("support").slow)
+  end)
+end)

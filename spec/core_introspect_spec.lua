@@ -1,0 +1,48 @@
+-- cf.tasks() and cf.dump().
+local cf = require "cfuture"
+
+describe("introspection", function()
+  it("lists live tasks with id, name, state, poll count and what each awaits", function()
+    cf.block_on(function()
+      local a = cf.spawn { function() cf.sleep(200):await() end, name = "sleeper" }
+      local b = cf.spawn(function() a:await() end)
+      cf.yield_now():await()
+      local list = cf.tasks()
+      local by_id = {}
+      for _, t in ipairs(list) do by_id[t.id] = t end
+      local ta, tb = by_id[a:id()], by_id[b:id()]
+      assert.are.equal("sleeper", ta.name)
+      assert.are.equal("waiting", ta.state)
+      assert.are.equal(1, ta.polls)
+      assert.matches("^sleep %(%d+ ms left%)$", ta.awaiting)
+      assert.matches("JoinHandle of task %d+ %(sleeper%)", tb.awaiting)
+      local me = select(1, cf.current())
+      assert.are.equal("running", by_id[me].state)
+      a:abort(); b:abort()
+    end)
+  end)
+
+  it("dumps each suspended task with its traceback", function()
+    cf.block_on(function()
+      local h = cf.spawn { function()
+        local function deep() cf.sleep(500):await() end
+        deep()
+      end, name = "deep one" }
+      cf.yield_now():await()
+      local d = cf.dump()
+      assert.matches("task %d+ %(deep one%) %[waiting%] polls=1 awaiting sleep", d)
+      assert.matches("in %a+ 'deep'", d)
+      assert.matches("core_introspect_spec.lua", d)
+      h:abort()
+    end)
+  end)
+
+  it("reports not-started tasks and current()", function()
+    assert.is_nil(cf.current())
+    local h = cf.spawn(function() return cf.current() end)
+    local list = cf.tasks()
+    assert.are.equal("not started", list[#list].awaiting)
+    assert.are.equal("ready", list[#list].state)
+    assert.are.equal(h:id(), cf.block_on(h))
+  end)
+end)

@@ -1,0 +1,21 @@
+#!/bin/sh
+# `luarocks make` of the rockspec, offline, into a throw-away tree; then a
+# fresh lua5.4 that knows only that tree requires cfuture and runs a task.
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+tree=$(mktemp -d)
+work=$(mktemp -d)
+trap 'rm -rf "$tree" "$work"' EXIT
+# build from a copy so the checkout stays clean
+cp -r "$src/src" "$src/include" "$src/lua" "$src/examples" "$src/docs" "$src"/*.rockspec "$work/"
+cd "$work"
+luarocks --lua-version=5.4 --tree="$tree" make --deps-mode=none ./*.rockspec >"$work/make.log" 2>&1 || {
+  cat "$work/make.log"; exit 1; }
+eval "$(luarocks --lua-version=5.4 --tree="$tree" path)"
+out=$(TREE="$tree" env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 lua5.4 -e '
+  local cf = require "cfuture"
+  local so = package.searchpath("cfuture.core", package.cpath)
+  assert(so and so:find(os.getenv("TREE"), 1, true), "cfuture.core not from the rock tree")
+  print(cf.block_on(function() cf.sleep(10):await(); return "installed ok" end))')
+[ "$out" = "installed ok" ] || { echo "unexpected output: $out"; exit 1; }
+echo "$out"
