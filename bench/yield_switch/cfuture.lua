@@ -6,9 +6,11 @@ local N = B.arg_int(1, 1000000)
 local T = B.arg_int(2, 1000)
 local Y = N // T
 local yield_now = cf.yield_now
-local count = 0
+local count, started, first_done_at = 0, 0, nil
 local function task()
+  started = started + 1
   for _ = 1, Y do count = count + 1; yield_now():await() end
+  first_done_at = first_done_at or started
 end
 
 local t0 = B.now()
@@ -17,4 +19,5 @@ cf.run()
 local dt = B.now() - t0
 
 B.check(count == Y * T, "count")
+B.check(first_done_at == T, "tasks interleave: all started before the first finished")
 B.report("yield_switch", "cfuture", Y * T, dt, ("tasks=%d ns_per_switch=%.1f"):format(T, dt / (Y * T) * 1e9))

@@ -93,7 +93,11 @@ void cf_task_wake(cf_task *t);
 void cf_task_abort(cf_task *t);
 static inline int cf_task_is_complete(const cf_task *t) { return t->state == CF_TASK_COMPLETE; }
 /* A waker for t (borrowed: clone it to keep it). */
-cf_waker cf_task_waker(cf_task *t);
+extern const cf_waker_vtable cf__task_waker_vt;
+static inline cf_waker cf_task_waker(cf_task *t) {
+  cf_waker w = {&cf__task_waker_vt, t};
+  return w;
+}
 
 /* ---- groups: per-child wakers for combinators -------------------------- */
 

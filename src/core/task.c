@@ -13,12 +13,7 @@ static void task_waker_clone(void *data) { ((cf_task *)data)->refcount++; }
 static void task_waker_wake(void *data) { cf_task_wake((cf_task *)data); }
 static void task_waker_drop(void *data) { cf_task_unref((cf_task *)data); }
 
-static const cf_waker_vtable task_waker_vt = {task_waker_clone, task_waker_wake, task_waker_drop};
-
-cf_waker cf_task_waker(cf_task *t) {
-  cf_waker w = {&task_waker_vt, t};
-  return w;
-}
+const cf_waker_vtable cf__task_waker_vt = {task_waker_clone, task_waker_wake, task_waker_drop};
 
 void cf_executor_init(cf_executor *ex, void *user) {
   cf__list_init(&ex->ready);

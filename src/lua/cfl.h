@@ -72,6 +72,7 @@ struct cfl_coro {
   int nres;             /* results on co's stack when READY */
   uint8_t raise;        /* resume the await with an error to raise */
   uint8_t running;      /* its resume is on the C stack */
+  uint8_t woke;         /* suspended by yield_now, which woke it already */
   cfl_future *awaiting; /* what it is suspended on (anchored by co's stack) */
   cf_waiter waiter;     /* its poll-site node for `awaiting` */
   cfl_task *task;       /* the task whose root it is, or NULL */
@@ -106,8 +107,10 @@ struct cf_runtime {
   int npool;
   int reports; /* registry ref: pending error reports */
   int nreports;
-  int handler;      /* registry ref: cf.on_error handler, or LUA_NOREF */
-  int await_fn;     /* registry ref: the await C closure */
+  int handler;     /* registry ref: cf.on_error handler, or LUA_NOREF */
+  int await_fn;    /* registry ref: the await C closure */
+  int yield_token; /* registry ref: the future cf.yield_now() returns */
+  void *yield_token_ptr;
   int mt;           /* registry ref: the future metatable */
   int cancelled_mt; /* registry ref: metatable of cancellation errors */
   int in_run;
@@ -161,6 +164,9 @@ int cfl_await(lua_State *L);
 void cfl_open_coro(lua_State *L);
 
 /* timer.c */
+extern const cfl_class cfl_yield_token_class;
+/* Replace the yield_now token at idx with a yield future of its own. */
+cfl_future *cfl_own_yield(lua_State *L, int idx);
 cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms);
 double cfl_check_ms(lua_State *L, int idx, const char *fname);
 

@@ -191,6 +191,7 @@ static cfl_multi *new_multi(lua_State *L, int kind, int first, int n, int argbas
   }
   for (int i = 0; i < n; i++) {
     cfl_future *c = cfl_checkawaitable(L, first + i, fname);
+    if (c->base.vt == &cfl_yield_token_class.core) c = cfl_own_yield(L, first + i);
     cfl_check_claimable(L, c, NULL, fname, argbase + i);
   }
   size_t size = sizeof(cfl_multi) + (size_t)n * (sizeof(cfl_future *) + 1);

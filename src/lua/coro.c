@@ -69,6 +69,7 @@ static void coro_init(cfl_coro *c, lua_State *co, int ref) {
   c->nres = 0;
   c->raise = 0;
   c->running = 0;
+  c->woke = 0;
   c->awaiting = NULL;
   cf_waiter_init(&c->waiter);
   c->task = NULL;
@@ -109,7 +110,11 @@ static cf_poll coro_resume(cf_runtime *rt, cfl_coro *c, cf_context *cx, int narg
   rt->current_cx = prevcx;
   if (st == LUA_YIELD) {
     if (c->awaiting) return CF_PENDING;
-    /* a bare coroutine.yield() in a task body: let others run, like yield_now */
+    if (c->woke) { /* yield_now: its waker fired already */
+      c->woke = 0;
+      return CF_PENDING;
+    }
+    /* a bare coroutine.yield(...) in a task body: let others run, like yield_now */
     lua_pop(co, nres);
     cf_waker_wake_by_ref(cx->waker);
     return CF_PENDING;
@@ -260,17 +265,26 @@ static int await_outside(lua_State *L) {
                        "await works in async functions and in functions run by spawn/block_on)");
 }
 
+static int not_yieldable(lua_State *L) {
+  return luaL_error(L, "await: cannot suspend here: the call goes through a C function that "
+                       "cannot yield (a metamethod, a table.sort comparator, a gsub callback...)");
+}
+
 int cfl_await(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   cfl_coro *cur = rt->current;
   if (!cur || cur->co != L) return await_outside(L);
   lua_settop(L, 1);
+  if (lua_touserdata(L, 1) == rt->yield_token_ptr) {
+    /* yield_now: queue this task behind the others and suspend once */
+    if (!lua_isyieldable(L)) return not_yieldable(L);
+    cf_waker_wake_by_ref(rt->current_cx->waker);
+    cur->woke = 1;
+    return lua_yieldk(L, 0, (lua_KContext)rt, await_k);
+  }
   cfl_future *f = cfl_checkawaitable(L, 1, "await");
   cfl_claim(L, f, cur, "await", 1);
-  if (!lua_isyieldable(L))
-    return luaL_error(L,
-                      "await: cannot suspend here: the call goes through a C function that "
-                      "cannot yield (a metamethod, a table.sort comparator, a gsub callback...)");
+  if (!lua_isyieldable(L)) return not_yieldable(L);
   cf_context cx = {rt->current_cx->waker, &cur->waiter};
   if (cf_future_poll(&f->base, &cx) == CF_READY) {
     cf_waiter_cancel(&cur->waiter);

@@ -152,9 +152,34 @@ static int yield_take(lua_State *L, cfl_future *f) {
 static const cfl_class yield_class = {
     {yield_poll, yield_drop}, "yield_now", yield_take, NULL, NULL, 0};
 
+/* The future cf.yield_now() returns. It has no state of its own, so one
+ * shared object serves every call: await suspends the task once for it
+ * (costing no allocation), and a combinator that takes it gets a fresh
+ * yield future of its own (cfl_own_yield). */
+static cf_poll token_poll(cf_future *base, cf_context *cx) {
+  (void)base;
+  (void)cx;
+  return CF_READY; /* only reached through spawn/block_on's await */
+}
+static void token_drop(cf_future *base) { (void)base; }
+static int token_take(lua_State *L, cfl_future *f) {
+  (void)L;
+  (void)f;
+  return 0;
+}
+const cfl_class cfl_yield_token_class = {
+    {token_poll, token_drop}, "yield_now", token_take, NULL, NULL, 1};
+
+cfl_future *cfl_own_yield(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  cfl_future *f = cfl_new_future(L, cfl_rt(L), &yield_class, sizeof(cfl_future));
+  lua_replace(L, idx);
+  return f;
+}
+
 /* cf.yield_now() -> future: let the other ready tasks run once */
 static int l_yield_now(lua_State *L) {
-  cfl_new_future(L, cfl_rt(L), &yield_class, sizeof(cfl_future));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cfl_rt(L)->yield_token);
   return 1;
 }
 
@@ -164,4 +189,9 @@ static const luaL_Reg funcs[] = {{"sleep", l_sleep},
                                  {"yield_now", l_yield_now},
                                  {NULL, NULL}};
 
-void cfl_open_timer(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
+void cfl_open_timer(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  cfl_setfuncs(L, rt, funcs);
+  rt->yield_token_ptr = cfl_new_future(L, rt, &cfl_yield_token_class, sizeof(cfl_future));
+  rt->yield_token = luaL_ref(L, LUA_REGISTRYINDEX);
+}
