@@ -25,7 +25,8 @@ build = {
       sources = {
         "src/core/waiter.c", "src/core/task.c", "src/core/group.c", "src/core/heap.c",
         "src/uv/timer.c",
-        "src/lua/runtime.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/combinators.c",
+        "src/lua/runtime.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/task.c",
+        "src/lua/combinators.c",
         "src/lua/timer.c", "src/lua/custom.c", "src/lua/scope.c", "src/lua/introspect.c",
       },
       incdirs = { "include", "$(LIBUV_INCDIR)" },

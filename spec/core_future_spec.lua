@@ -213,3 +213,45 @@ describe("yield_now", function()
     end)
   end)
 end)
+
+describe("task results and coroutine reuse", function()
+  it("keep every shape of result: none, a single nil, several with holes, a nil error", function()
+    cf.block_on(function()
+      local none = cf.spawn(function() end)
+      local one_nil = cf.spawn(function() return nil end)
+      local holes = cf.spawn(function() return nil, nil, 3 end)
+      local tbl = { 1 }
+      local table_one = cf.spawn(function() return tbl end)
+      local nil_err = cf.spawn(function() error(nil) end)
+      cf.yield_now():await()
+      assert.are.equal(0, select("#", none:await()))
+      assert.are.equal(1, select("#", one_nil:await()))
+      assert.are.same({ n = 3, nil, nil, 3 }, table.pack(holes:await()))
+      assert.are.equal(tbl, table_one:await())
+      assert.are.same({ n = 2, false, nil }, table.pack(pcall(nil_err.await, nil_err)))
+    end)
+  end)
+
+  it("spawned tasks take no coroutine until they run", function()
+    collectgarbage("collect")
+    local before = collectgarbage("count")
+    local hs = {}
+    for i = 1, 10000 do hs[i] = cf.spawn(function() return i end) end
+    collectgarbage("collect")
+    local per_task = (collectgarbage("count") - before) * 1024 / 10000
+    assert.is_true(per_task < 400, per_task) -- a coroutine alone is ~1 KB
+    cf.run()
+    assert.are.equal(10000, cf.block_on(hs[10000]))
+  end)
+
+  it("finished tasks hand their coroutine to the next task", function()
+    local seen = {}
+    cf.block_on(function()
+      for _ = 1, 3 do
+        cf.spawn(function() seen[#seen + 1] = coroutine.running() end):await()
+      end
+    end)
+    assert.are.equal(seen[1], seen[2])
+    assert.are.equal(seen[2], seen[3])
+  end)
+end)

@@ -53,6 +53,7 @@ typedef struct cfl_class {
   /* __gc in place of drop (the userdata is at index 1 of L), or NULL. */
   void (*gc)(lua_State *L, cfl_future *f);
   uint8_t shared; /* many poll sites may await it (join handles) */
+  uint8_t nuv;    /* uservalues its userdata needs (0 or 1) */
 } cfl_class;
 
 struct cfl_future {
@@ -82,12 +83,12 @@ typedef struct cfl_scope cfl_scope;
 
 struct cfl_task {
   cf_task base;
-  cfl_coro root;
+  cfl_coro root; /* root.ref anchors the coroutine, then the results */
   char *name;
-  int nhandles;     /* live JoinHandle objects */
+  int nholders;  /* JoinHandles, block_on, a scope re-raising its error */
+  int stage_idx; /* staged function and arguments, until it starts */
+  int stage_n;
   uint8_t observed; /* its error reached someone */
-  uint8_t blocking; /* block_on's own task */
-  uint8_t recycled; /* its coroutine went back to the pool */
   cfl_scope *scope; /* structured parent, or NULL */
   cf_link scope_link;
 };
@@ -103,7 +104,10 @@ struct cf_runtime {
   cfl_coro *current; /* coroutine whose body runs now */
   const cf_context *current_cx;
   int anchors; /* registry ref: table for luaL_ref anchors */
-  int pool;    /* registry ref: idle coroutines */
+  int stage;   /* registry ref: arguments of tasks not started yet */
+  int stage_top;
+  int staged;
+  int pool; /* registry ref: idle coroutines */
   int npool;
   int reports; /* registry ref: pending error reports */
   int nreports;
@@ -154,14 +158,21 @@ void cfl_open_future(lua_State *L);
 
 /* coro.c */
 extern const cfl_class cfl_coro_class;
-extern const cfl_class cfl_handle_class;
+void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref);
 cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs);
-cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname);
-void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t);
-int cfl_task_take(lua_State *L, cfl_task *t);
-void cfl_task_release(cfl_task *t);
+lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt);
 int cfl_await(lua_State *L);
 void cfl_open_coro(lua_State *L);
+
+/* task.c */
+extern const cfl_class cfl_handle_class;
+cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname);
+void cfl_task_start(cfl_task *t);
+void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t);
+int cfl_task_take(lua_State *L, cfl_task *t);
+void cfl_task_hold(cfl_task *t);
+void cfl_task_unhold(cfl_task *t);
+void cfl_open_task(lua_State *L);
 
 /* timer.c */
 extern const cfl_class cfl_yield_token_class;

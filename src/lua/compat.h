@@ -9,7 +9,6 @@
 #include <lua.h>
 
 #if LUA_VERSION_NUM >= 504
-#define cfl_newuserdata(L, size) lua_newuserdatauv((L), (size), 1)
 #define cfl_getuservalue(L, idx) lua_getiuservalue((L), (idx), 1)
 #define cfl_setuservalue(L, idx) lua_setiuservalue((L), (idx), 1)
 static inline int cfl_closethread(lua_State *co, lua_State *from) {

@@ -1,5 +1,5 @@
 /*
- * coro.c — Lua coroutines as futures, await, tasks and join handles.
+ * coro.c — Lua coroutines as futures, await and async functions.
  *
  * Ground rules
  * - A coroutine future's poll resumes its coroutine. Inside, await polls the
@@ -11,24 +11,18 @@
  * - An error kills the coroutine: its traceback is appended (strings only,
  *   once), then the thread is closed so <close> variables run, leaving the
  *   error value alone on its stack.
- * - A task's coroutine is anchored by a ref in the runtime's anchor table;
- *   it goes back to the pool once the task is complete and no JoinHandle can
- *   ask for its results. A coroutine future's thread is its uservalue.
+ * - A coroutine future's thread is its uservalue; a task's is anchored in
+ *   the runtime's anchor table (see task.c).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cfl.h"
 
-typedef struct cfl_handle {
-  cfl_future hdr;
-  cfl_task *task;
-} cfl_handle;
-
 /* ---- coroutine pool ---------------------------------------------------- */
 
 /* Push an idle coroutine onto L and return it. */
-static lua_State *thread_new(lua_State *L, cf_runtime *rt) {
+lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt) {
   if (rt->npool > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool);
     lua_rawgeti(L, -1, rt->npool);
@@ -40,30 +34,13 @@ static lua_State *thread_new(lua_State *L, cf_runtime *rt) {
   return lua_newthread(L);
 }
 
-/* The task's results can no longer be asked for: unanchor its coroutine,
- * keeping it for reuse if it ended cleanly. */
-void cfl_task_release(cfl_task *t) {
-  cf_runtime *rt = t->root.hdr.rt;
-  if (t->recycled || rt->closing) return;
-  t->recycled = 1;
-  lua_State *S = rt->S, *co = t->root.co;
-  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchors);
-  if (co && !t->root.running && lua_status(co) == LUA_OK && rt->npool < CFL_POOL_MAX) {
-    lua_settop(co, 0);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool);
-    lua_rawgeti(S, -2, t->root.ref);
-    lua_rawseti(S, -2, ++rt->npool);
-    lua_pop(S, 1);
-  }
-  luaL_unref(S, -1, t->root.ref);
-  lua_pop(S, 1);
-  t->root.ref = LUA_NOREF;
-  t->root.co = NULL;
-}
-
 /* ---- coroutine futures --------------------------------------------------- */
 
-static void coro_init(cfl_coro *c, lua_State *co, int ref) {
+void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref) {
+  c->hdr.base.vt = &cfl_coro_class.core;
+  c->hdr.rt = rt;
+  c->hdr.owner = NULL;
+  c->hdr.state = CFL_FRESH;
   c->co = co;
   c->ref = ref;
   c->nres = 0;
@@ -134,6 +111,7 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
   int nargs = 0;
   switch (c->hdr.state) {
   case CFL_FRESH:
+    if (!c->co) cfl_task_start(c->task); /* a task's first run */
     c->hdr.state = CFL_PENDING;
     nargs = lua_gettop(c->co) - 1;
     break;
@@ -226,15 +204,15 @@ static void coro_describe(lua_State *L, cfl_future *f) {
 }
 
 const cfl_class cfl_coro_class = {
-    {coro_poll, coro_drop}, "async function", coro_take, coro_describe, NULL, 0};
+    {coro_poll, coro_drop}, "async function", coro_take, coro_describe, NULL, 0, 1};
 
 cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs) {
   fn = lua_absindex(L, fn);
   luaL_checkstack(L, nargs + 3, "too many arguments");
   cfl_coro *c = (cfl_coro *)cfl_new_future(L, rt, &cfl_coro_class, sizeof(cfl_coro));
-  lua_State *co = thread_new(L, rt);
+  lua_State *co = cfl_thread_new(L, rt);
   cfl_setuservalue(L, -2);
-  coro_init(c, co, LUA_NOREF);
+  cfl_coro_init(c, rt, co, LUA_NOREF);
   for (int i = 0; i <= nargs; i++)
     lua_pushvalue(L, fn + i);
   lua_checkstack(co, nargs + 1);
@@ -295,237 +273,7 @@ int cfl_await(lua_State *L) {
   return lua_yieldk(L, 0, (lua_KContext)rt, await_k);
 }
 
-/* ---- tasks ------------------------------------------------------------------- */
-
-static void push_task_label(lua_State *L, cfl_task *t) {
-  if (t->name)
-    lua_pushfstring(L, "task %d (%s)", (int)t->base.id, t->name);
-  else
-    lua_pushfstring(L, "task %d", (int)t->base.id);
-}
-
-static void report_task_error(cfl_task *t) {
-  lua_State *co = t->root.co;
-  t->observed = 1;
-  lua_pushvalue(co, 1);
-  cfl_report(t->root.hdr.rt, co, t);
-}
-
-static void task_complete(cf_task *bt, int cancelled) {
-  cfl_task *t = (cfl_task *)bt;
-  if (t->scope) cfl_scope_child_done(t);
-  if (t->blocking || t->nhandles > 0) return;
-  if (!cancelled && t->root.hdr.state == CFL_FAILED && !t->observed) report_task_error(t);
-  cfl_task_release(t);
-}
-
-static void task_free(cf_task *bt) {
-  cfl_task *t = (cfl_task *)bt;
-  free(t->name);
-  free(t);
-}
-
-static const cf_task_hooks task_hooks = {task_complete, task_free};
-
-int cfl_task_take(lua_State *L, cfl_task *t) {
-  cfl_coro *c = &t->root;
-  lua_State *co = c->co;
-  if (t->base.cancelled || !co) {
-    push_task_label(L, t);
-    lua_pushliteral(L, " was aborted");
-    lua_concat(L, 2);
-    cfl_push_cancelled(L, c->hdr.rt, lua_tostring(L, -1));
-    lua_remove(L, -2);
-    return -1;
-  }
-  if (c->hdr.state == CFL_FAILED) {
-    t->observed = 1;
-    lua_checkstack(L, 1);
-    lua_pushvalue(co, 1);
-    lua_xmove(co, L, 1);
-    return -1;
-  }
-  int n = c->nres, base = lua_gettop(co) - n;
-  luaL_checkstack(L, n, "too many results");
-  lua_checkstack(co, n);
-  for (int i = 1; i <= n; i++)
-    lua_pushvalue(co, base + i);
-  lua_xmove(co, L, n);
-  return n;
-}
-
-cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
-  int top = lua_gettop(L), fn = idx, nargs = top - idx, named = 0;
-  if (top < idx)
-    luaL_error(L, "%s: argument #%d must be a function or a future (got no value)", fname, idx);
-  if (lua_type(L, idx) == LUA_TTABLE) {
-    /* cf.spawn{fn_or_future, args..., name = "..."} */
-    int n = (int)lua_rawlen(L, idx);
-    if (n < 1) luaL_error(L, "%s: a table argument needs the function or future at [1]", fname);
-    lua_getfield(L, idx, "name");
-    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "%s: the task name must be a string (got %s)", fname, luaL_typename(L, -1));
-    named = !lua_isnil(L, -1);
-    luaL_checkstack(L, n, "too many arguments");
-    for (int i = 1; i <= n; i++)
-      lua_rawgeti(L, idx, i);
-    fn = top + 2;
-    nargs = n - 1;
-  }
-  cfl_future *f = cfl_tofuture(L, fn);
-  if (!f && lua_type(L, fn) != LUA_TFUNCTION)
-    luaL_error(L, "%s: argument #%d must be a function or a future (got %s)", fname, idx,
-               luaL_typename(L, fn));
-  int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_FRESH && !f->owner;
-  if (f && !adopt) cfl_check_claimable(L, f, NULL, fname, idx);
-  /* every check is done: from here on, nothing raises but out-of-memory */
-  char *name = named ? strdup(lua_tostring(L, top + 1)) : NULL;
-  cfl_task *t = calloc(1, sizeof *t);
-  if (!t || (named && !name)) {
-    free(name);
-    free(t);
-    luaL_error(L, "%s: out of memory", fname);
-    return NULL;
-  }
-  t->name = name;
-  lua_State *co;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors);
-  int anchors = lua_gettop(L);
-  if (adopt) {
-    /* adopt the future's coroutine: it already holds the body and arguments */
-    cfl_coro *src = (cfl_coro *)f;
-    co = src->co;
-    cfl_getuservalue(L, fn);
-    t->root.ref = luaL_ref(L, anchors);
-    lua_pushnil(L);
-    cfl_setuservalue(L, fn);
-    src->co = NULL;
-    src->hdr.state = CFL_MOVED;
-  } else {
-    if (f) {
-      /* the task's coroutine awaits the future */
-      f->owner = &t->root;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->await_fn);
-      lua_pushvalue(L, fn);
-      fn = lua_gettop(L) - 1;
-      nargs = 1;
-    }
-    co = thread_new(L, rt);
-    t->root.ref = luaL_ref(L, anchors);
-    lua_checkstack(co, nargs + 1);
-    for (int i = 0; i <= nargs; i++)
-      lua_pushvalue(L, fn + i);
-    lua_xmove(L, co, nargs + 1);
-  }
-  int ref = t->root.ref;
-  coro_init(&t->root, co, ref);
-  t->root.hdr.base.vt = &cfl_coro_class.core;
-  t->root.hdr.rt = rt;
-  t->root.hdr.owner = t;
-  t->root.hdr.state = CFL_FRESH;
-  t->root.task = t;
-  cf_task_spawn(&t->base, &rt->ex, &task_hooks, &t->root.hdr.base);
-  lua_settop(L, top);
-  return t;
-}
-
-/* ---- join handles ---------------------------------------------------------- */
-
-static cf_poll handle_poll(cf_future *base, cf_context *cx) {
-  cfl_handle *h = (cfl_handle *)base;
-  cfl_task *t = h->task;
-  if (cf_task_is_complete(&t->base)) {
-    h->hdr.state = (t->base.cancelled || t->root.hdr.state == CFL_FAILED) ? CFL_FAILED : CFL_READY;
-    return CF_READY;
-  }
-  cf_waitlist_register(&t->base.joiners, cx);
-  h->hdr.state = CFL_PENDING;
-  return CF_PENDING;
-}
-
-static void handle_drop(cf_future *base) { (void)base; /* detach: the task runs on */ }
-
-static int handle_take(lua_State *L, cfl_future *f) {
-  return cfl_task_take(L, ((cfl_handle *)f)->task);
-}
-
-static void handle_describe(lua_State *L, cfl_future *f) {
-  cfl_task *t = ((cfl_handle *)f)->task;
-  if (!t) {
-    lua_pushliteral(L, "JoinHandle");
-    return;
-  }
-  lua_pushliteral(L, "JoinHandle of ");
-  push_task_label(L, t);
-  lua_concat(L, 2);
-}
-
-static void handle_gc(lua_State *L, cfl_future *f) {
-  cfl_handle *h = (cfl_handle *)f;
-  cfl_task *t = h->task;
-  (void)L;
-  if (!t) return;
-  h->task = NULL;
-  if (--t->nhandles == 0 && cf_task_is_complete(&t->base) && !t->blocking) {
-    if (!t->base.cancelled && t->root.hdr.state == CFL_FAILED && !t->observed && t->root.co)
-      report_task_error(t);
-    cfl_task_release(t);
-  }
-  cf_task_unref(&t->base);
-}
-
-const cfl_class cfl_handle_class = {
-    {handle_poll, handle_drop}, "JoinHandle", handle_take, handle_describe, handle_gc, 1};
-
-void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
-  cfl_handle *h = (cfl_handle *)cfl_new_future(L, rt, &cfl_handle_class, sizeof(cfl_handle));
-  h->task = t;
-  t->nhandles++;
-  cf_task_ref(&t->base);
-}
-
-static cfl_handle *check_handle(lua_State *L, const char *fname) {
-  cfl_future *f = cfl_tofuture(L, 1);
-  if (!f || f->base.vt != &cfl_handle_class.core)
-    luaL_error(L, "%s: argument #1 must be a JoinHandle (got %s)", fname,
-               f ? cfl_class_of(f)->name : luaL_typename(L, 1));
-  return (cfl_handle *)f;
-}
-
-static int h_abort(lua_State *L) {
-  cf_task_abort(&check_handle(L, "abort")->task->base);
-  return 0;
-}
-
-static int h_is_finished(lua_State *L) {
-  lua_pushboolean(L, cf_task_is_complete(&check_handle(L, "is_finished")->task->base));
-  return 1;
-}
-
-static int h_id(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)check_handle(L, "id")->task->base.id);
-  return 1;
-}
-
-static int h_name(lua_State *L) {
-  cfl_task *t = check_handle(L, "name")->task;
-  if (t->name)
-    lua_pushstring(L, t->name);
-  else
-    lua_pushnil(L);
-  return 1;
-}
-
-/* ---- module functions -------------------------------------------------------- */
-
-/* cf.spawn(f_or_fn, ...) -> JoinHandle */
-static int l_spawn(lua_State *L) {
-  cf_runtime *rt = cfl_rt(L);
-  if (rt->closing) return luaL_error(L, "spawn: the runtime is closed");
-  cfl_task *t = cfl_spawn(L, rt, 1, "spawn");
-  cfl_push_handle(L, rt, t);
-  return 1;
-}
+/* ---- async functions ------------------------------------------------------ */
 
 static int async_call(lua_State *L) {
   int nargs = lua_gettop(L);
@@ -546,29 +294,8 @@ static int l_async(lua_State *L) {
   return 1;
 }
 
-/* cf.current() -> id, name of the running task, or nil outside tasks */
-static int l_current(lua_State *L) {
-  cf_runtime *rt = cfl_rt(L);
-  cf_task *bt = rt->ex.current;
-  if (!bt || !rt->current) return 0;
-  cfl_task *t = (cfl_task *)bt;
-  lua_pushinteger(L, (lua_Integer)bt->id);
-  if (t->name)
-    lua_pushstring(L, t->name);
-  else
-    lua_pushnil(L);
-  return 2;
-}
-
-static const luaL_Reg funcs[] = {{"spawn", l_spawn},
-                                 {"async", l_async},
-                                 {"await", cfl_await},
-                                 {"current", l_current},
-                                 {NULL, NULL}};
-
-static const luaL_Reg methods[] = {
-    {"await", cfl_await}, {"abort", h_abort}, {"is_finished", h_is_finished},
-    {"id", h_id},         {"name", h_name},   {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"async", l_async}, {"await", cfl_await}, {NULL, NULL}};
+static const luaL_Reg methods[] = {{"await", cfl_await}, {NULL, NULL}};
 
 void cfl_open_coro(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);

@@ -142,7 +142,7 @@ static int custom_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class custom_class = {
-    {custom_poll, custom_drop}, "custom future", custom_take, NULL, custom_gc, 0};
+    {custom_poll, custom_drop}, "custom future", custom_take, NULL, custom_gc, 0, 1};
 
 static cfl_waker_obj *check_waker(lua_State *L) { return luaL_checkudata(L, 1, "cfuture.Waker"); }
 

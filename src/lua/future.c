@@ -12,7 +12,7 @@ static const char *const state_names[] = {"fresh", "pending",   "ready", "failed
 const char *cfl_state_name(int state) { return state_names[state]; }
 
 cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size) {
-  cfl_future *f = cfl_newuserdata(L, size);
+  cfl_future *f = lua_newuserdatauv(L, size, cls->nuv);
   memset(f, 0, size);
   f->base.vt = &cls->core;
   f->rt = rt;

@@ -220,21 +220,18 @@ static int l_block_on(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   check_can_drive(L, rt, "block_on");
   cfl_task *t = cfl_spawn(L, rt, 1, "block_on");
-  t->blocking = 1;
-  cf_task_ref(&t->base);
+  cfl_task_hold(t);
   lua_settop(L, 0);
   if (cfl_run_until(rt, L, t, "block_on") != 0) {
     luaL_where(L, 1);
     lua_insert(L, -2);
     lua_concat(L, 2);
-    cfl_task_release(t);
-    cf_task_unref(&t->base);
+    cfl_task_unhold(t);
     return lua_error(L);
   }
   int n = cfl_task_take(L, t);
   t->observed = 1;
-  cfl_task_release(t);
-  cf_task_unref(&t->base);
+  cfl_task_unhold(t);
   if (n < 0) return lua_error(L);
   return n;
 }
@@ -380,6 +377,7 @@ int luaopen_cfuture_core(lua_State *L) {
   lua_pushvalue(L, module);
   cfl_open_future(L);
   cfl_open_coro(L);
+  cfl_open_task(L);
   cfl_open_combinators(L);
   cfl_open_timer(L);
   cfl_open_custom(L);

@@ -49,7 +49,7 @@ void cfl_scope_child_done(cfl_task *t) {
     t->observed = 1;
     if (!sc->failed && sc->body->hdr.state != CFL_FAILED) {
       sc->failed = t;
-      cf_task_ref(&t->base);
+      cfl_task_hold(t); /* keeps its error for scope_take */
       abort_children(sc);
     }
   }
@@ -86,7 +86,7 @@ static void scope_drop(cf_future *base) {
   cfl_drop(&sc->body->hdr);
   cf_waker_drop(&sc->waker);
   if (sc->failed) {
-    cf_task_unref(&sc->failed->base);
+    cfl_task_unhold(sc->failed);
     sc->failed = NULL;
   }
   sc->hdr.state = CFL_CANCELLED;
@@ -101,7 +101,7 @@ static int scope_take(lua_State *L, cfl_future *f) {
   }
   if (sc->failed) {
     n = cfl_task_take(L, sc->failed);
-    cf_task_unref(&sc->failed->base);
+    cfl_task_unhold(sc->failed);
     sc->failed = NULL;
     cfl_drop(&sc->body->hdr);
   } else {
@@ -117,8 +117,8 @@ static void scope_describe(lua_State *L, cfl_future *f) {
                   sc->body_done ? "" : ", body running");
 }
 
-static const cfl_class scope_class = {{scope_poll, scope_drop}, "scope", scope_take,
-                                      scope_describe,           NULL,    0};
+static const cfl_class scope_class = {
+    {scope_poll, scope_drop}, "scope", scope_take, scope_describe, NULL, 0, 1};
 
 /* cf.scope(body, ...) -> future; body(s, ...) runs with s:spawn available */
 static int l_scope(lua_State *L) {

@@ -1,0 +1,398 @@
+/*
+ * task.c — tasks and join handles: spawn, lazy start, results, recycling.
+ *
+ * Ground rules
+ * - A spawned task gets no coroutine until it first runs: spawn stages the
+ *   function and arguments in the runtime's stage table, and the first poll
+ *   moves them onto a coroutine from the pool.
+ * - When a task completes, its results move into its anchor slot (one value
+ *   as is, several in a table, an error value as is) and its coroutine goes
+ *   back to the pool at once. Short tasks therefore share a few coroutines.
+ * - Holders (JoinHandles, block_on, a scope that must re-raise a child's
+ *   error) keep the results alive; the last one to go releases them, and an
+ *   error nobody took is reported then (or at completion if nobody holds
+ *   the task at all).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfl.h"
+
+typedef struct cfl_handle {
+  cfl_future hdr;
+  cfl_task *task;
+} cfl_handle;
+
+static const char NIL_MARK = 'n'; /* stands for nil in an anchor slot */
+
+/* ---- the stage: arguments of tasks that have not started ----------------- */
+
+static void stage_push(lua_State *L, cf_runtime *rt, cfl_task *t, int idx, int n) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage);
+  int tbl = lua_gettop(L);
+  t->stage_idx = rt->stage_top + 1;
+  t->stage_n = n;
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, idx + i);
+    lua_rawseti(L, tbl, t->stage_idx + i);
+  }
+  rt->stage_top += n;
+  rt->staged += n;
+  lua_pop(L, 1);
+}
+
+/* Move t's staged values onto `to`, or drop them if `to` is NULL. */
+static void stage_take(cf_runtime *rt, cfl_task *t, lua_State *to) {
+  lua_State *L = to ? to : rt->S;
+  int n = t->stage_n;
+  luaL_checkstack(L, n + 2, "too many arguments");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage);
+  int tbl = lua_gettop(L);
+  for (int i = 0; i < n; i++) {
+    if (to) lua_rawgeti(L, tbl, t->stage_idx + i);
+    lua_pushnil(L);
+    lua_rawseti(L, tbl, t->stage_idx + i);
+  }
+  lua_remove(L, tbl);
+  t->stage_n = 0;
+  rt->staged -= n;
+  if (rt->staged == 0) rt->stage_top = 0; /* empty: start again at 1 */
+}
+
+void cfl_task_start(cfl_task *t) {
+  cf_runtime *rt = t->root.hdr.rt;
+  lua_State *S = rt->S;
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchors);
+  lua_State *co = cfl_thread_new(S, rt);
+  t->root.ref = luaL_ref(S, -2);
+  lua_pop(S, 1);
+  t->root.co = co;
+  stage_take(rt, t, co);
+}
+
+/* ---- completion and results ---------------------------------------------- */
+
+/* Move the results into the anchor slot; the coroutine goes to the pool. */
+static void settle(cfl_task *t) {
+  cf_runtime *rt = t->root.hdr.rt;
+  cfl_coro *c = &t->root;
+  lua_State *S = rt->S, *co = c->co;
+  if (t->stage_n) stage_take(rt, t, NULL); /* cancelled before it started */
+  if (!co) return;
+  int n = c->hdr.state == CFL_FAILED ? 1 : c->hdr.state == CFL_READY ? c->nres : 0;
+  int running = c->running; /* only when the runtime closes from inside a task */
+  luaL_checkstack(S, 6, NULL);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchors);
+  int tbl = lua_gettop(S);
+  lua_rawgeti(S, tbl, c->ref); /* the coroutine itself */
+  if (n == 0 || running) {
+    luaL_unref(S, tbl, c->ref);
+    c->ref = LUA_NOREF;
+    n = 0;
+  } else {
+    if (n == 1) {
+      lua_xmove(co, S, 1);
+      if (lua_isnil(S, -1)) {
+        lua_pop(S, 1);
+        lua_pushlightuserdata(S, (void *)&NIL_MARK);
+      }
+    } else {
+      lua_createtable(S, n, 0);
+      for (int i = n; i >= 1; i--) {
+        lua_xmove(co, S, 1);
+        lua_rawseti(S, -2, i);
+      }
+    }
+    lua_rawseti(S, tbl, c->ref); /* results take the coroutine's place */
+  }
+  c->nres = n;
+  if (!running) {
+    lua_settop(co, 0);
+    if (lua_status(co) == LUA_OK && rt->npool < CFL_POOL_MAX) {
+      lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool);
+      lua_pushvalue(S, tbl + 1);
+      lua_rawseti(S, -2, ++rt->npool);
+    }
+  }
+  lua_settop(S, tbl - 1);
+  c->co = NULL;
+}
+
+static void push_task_label(lua_State *L, cfl_task *t) {
+  if (t->name)
+    lua_pushfstring(L, "task %d (%s)", (int)t->base.id, t->name);
+  else
+    lua_pushfstring(L, "task %d", (int)t->base.id);
+}
+
+int cfl_task_take(lua_State *L, cfl_task *t) {
+  cfl_coro *c = &t->root;
+  cf_runtime *rt = c->hdr.rt;
+  if (t->base.cancelled) {
+    push_task_label(L, t);
+    lua_pushliteral(L, " was aborted");
+    lua_concat(L, 2);
+    cfl_push_cancelled(L, rt, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return -1;
+  }
+  int failed = c->hdr.state == CFL_FAILED, n = c->nres;
+  if (n == 0 || c->ref == LUA_NOREF) return 0;
+  luaL_checkstack(L, n + 2, "too many results");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors);
+  lua_rawgeti(L, -1, c->ref);
+  lua_remove(L, -2);
+  if (n == 1) {
+    if (lua_touserdata(L, -1) == (void *)&NIL_MARK) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+    if (failed) {
+      t->observed = 1;
+      return -1;
+    }
+    return 1;
+  }
+  for (int i = 1; i <= n; i++)
+    lua_rawgeti(L, -i, i);
+  lua_remove(L, -n - 1);
+  return n;
+}
+
+static void report_error(cfl_task *t) {
+  lua_State *S = t->root.hdr.rt->S;
+  if (cfl_task_take(S, t) < 0) cfl_report(t->root.hdr.rt, S, t);
+}
+
+/* Nobody can ask for the results any more: drop them. */
+static void release(cfl_task *t) {
+  cf_runtime *rt = t->root.hdr.rt;
+  cfl_coro *c = &t->root;
+  if (!t->base.cancelled && c->hdr.state == CFL_FAILED && !t->observed) report_error(t);
+  if (c->ref == LUA_NOREF || rt->closing) return;
+  lua_rawgeti(rt->S, LUA_REGISTRYINDEX, rt->anchors);
+  luaL_unref(rt->S, -1, c->ref);
+  lua_pop(rt->S, 1);
+  c->ref = LUA_NOREF;
+}
+
+void cfl_task_hold(cfl_task *t) {
+  t->nholders++;
+  cf_task_ref(&t->base);
+}
+
+void cfl_task_unhold(cfl_task *t) {
+  if (--t->nholders == 0 && cf_task_is_complete(&t->base)) release(t);
+  cf_task_unref(&t->base);
+}
+
+static void task_complete(cf_task *bt, int cancelled) {
+  cfl_task *t = (cfl_task *)bt;
+  (void)cancelled;
+  settle(t);
+  if (t->scope) cfl_scope_child_done(t);
+  if (t->nholders == 0) release(t);
+}
+
+static void task_free(cf_task *bt) {
+  cfl_task *t = (cfl_task *)bt;
+  free(t->name);
+  free(t);
+}
+
+static const cf_task_hooks task_hooks = {task_complete, task_free};
+
+/* ---- spawn ------------------------------------------------------------------- */
+
+cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
+  int top = lua_gettop(L), fn = idx, nargs = top - idx, named = 0;
+  if (top < idx)
+    luaL_error(L, "%s: argument #%d must be a function or a future (got no value)", fname, idx);
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    /* cf.spawn{fn_or_future, args..., name = "..."} */
+    int n = (int)lua_rawlen(L, idx);
+    if (n < 1) luaL_error(L, "%s: a table argument needs the function or future at [1]", fname);
+    lua_getfield(L, idx, "name");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "%s: the task name must be a string (got %s)", fname, luaL_typename(L, -1));
+    named = !lua_isnil(L, -1);
+    luaL_checkstack(L, n, "too many arguments");
+    for (int i = 1; i <= n; i++)
+      lua_rawgeti(L, idx, i);
+    fn = top + 2;
+    nargs = n - 1;
+  }
+  cfl_future *f = cfl_tofuture(L, fn);
+  if (!f && lua_type(L, fn) != LUA_TFUNCTION)
+    luaL_error(L, "%s: argument #%d must be a function or a future (got %s)", fname, idx,
+               luaL_typename(L, fn));
+  int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_FRESH && !f->owner;
+  if (f && !adopt) cfl_check_claimable(L, f, NULL, fname, idx);
+  /* every check is done: from here on, nothing raises but out-of-memory */
+  char *name = named ? strdup(lua_tostring(L, top + 1)) : NULL;
+  cfl_task *t = malloc(sizeof *t);
+  if (!t || (named && !name)) {
+    free(name);
+    free(t);
+    luaL_error(L, "%s: out of memory", fname);
+    return NULL;
+  }
+  t->name = name;
+  t->nholders = 0;
+  t->observed = 0;
+  t->scope = NULL;
+  t->stage_n = 0;
+  lua_State *co = NULL;
+  int ref = LUA_NOREF;
+  if (adopt) {
+    /* take over the future's coroutine: it holds the body and arguments */
+    cfl_coro *src = (cfl_coro *)f;
+    co = src->co;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors);
+    cfl_getuservalue(L, fn);
+    ref = luaL_ref(L, -2);
+    lua_pushnil(L);
+    cfl_setuservalue(L, fn);
+    src->co = NULL;
+    src->hdr.state = CFL_MOVED;
+  } else if (f) {
+    /* the task's coroutine will await the future */
+    f->owner = &t->root;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->await_fn);
+    lua_pushvalue(L, fn);
+    stage_push(L, rt, t, lua_gettop(L) - 1, 2);
+  } else {
+    stage_push(L, rt, t, fn, nargs + 1);
+  }
+  cfl_coro_init(&t->root, rt, co, ref);
+  t->root.hdr.owner = t;
+  t->root.task = t;
+  cf_task_spawn(&t->base, &rt->ex, &task_hooks, &t->root.hdr.base);
+  lua_settop(L, top);
+  return t;
+}
+
+/* ---- join handles ---------------------------------------------------------- */
+
+static cf_poll handle_poll(cf_future *base, cf_context *cx) {
+  cfl_handle *h = (cfl_handle *)base;
+  cfl_task *t = h->task;
+  if (cf_task_is_complete(&t->base)) {
+    h->hdr.state = (t->base.cancelled || t->root.hdr.state == CFL_FAILED) ? CFL_FAILED : CFL_READY;
+    return CF_READY;
+  }
+  cf_waitlist_register(&t->base.joiners, cx);
+  h->hdr.state = CFL_PENDING;
+  return CF_PENDING;
+}
+
+static void handle_drop(cf_future *base) { (void)base; /* detach: the task runs on */ }
+
+static int handle_take(lua_State *L, cfl_future *f) {
+  return cfl_task_take(L, ((cfl_handle *)f)->task);
+}
+
+static void handle_describe(lua_State *L, cfl_future *f) {
+  cfl_task *t = ((cfl_handle *)f)->task;
+  if (!t) {
+    lua_pushliteral(L, "JoinHandle");
+    return;
+  }
+  lua_pushliteral(L, "JoinHandle of ");
+  push_task_label(L, t);
+  lua_concat(L, 2);
+}
+
+static void handle_gc(lua_State *L, cfl_future *f) {
+  cfl_handle *h = (cfl_handle *)f;
+  (void)L;
+  if (!h->task) return;
+  cfl_task *t = h->task;
+  h->task = NULL;
+  cfl_task_unhold(t);
+}
+
+const cfl_class cfl_handle_class = {
+    {handle_poll, handle_drop}, "JoinHandle", handle_take, handle_describe, handle_gc, 1, 0};
+
+void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
+  cfl_handle *h = (cfl_handle *)cfl_new_future(L, rt, &cfl_handle_class, sizeof(cfl_handle));
+  h->task = t;
+  cfl_task_hold(t);
+}
+
+static cfl_handle *check_handle(lua_State *L, const char *fname) {
+  cfl_future *f = cfl_tofuture(L, 1);
+  if (!f || f->base.vt != &cfl_handle_class.core)
+    luaL_error(L, "%s: argument #1 must be a JoinHandle (got %s)", fname,
+               f ? cfl_class_of(f)->name : luaL_typename(L, 1));
+  return (cfl_handle *)f;
+}
+
+static int h_abort(lua_State *L) {
+  cf_task_abort(&check_handle(L, "abort")->task->base);
+  return 0;
+}
+
+static int h_is_finished(lua_State *L) {
+  lua_pushboolean(L, cf_task_is_complete(&check_handle(L, "is_finished")->task->base));
+  return 1;
+}
+
+static int h_id(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_handle(L, "id")->task->base.id);
+  return 1;
+}
+
+static int h_name(lua_State *L) {
+  cfl_task *t = check_handle(L, "name")->task;
+  if (t->name)
+    lua_pushstring(L, t->name);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* ---- module functions -------------------------------------------------------- */
+
+/* cf.spawn(f_or_fn, ...) -> JoinHandle */
+static int l_spawn(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  if (rt->closing) return luaL_error(L, "spawn: the runtime is closed");
+  cfl_task *t = cfl_spawn(L, rt, 1, "spawn");
+  cfl_push_handle(L, rt, t);
+  return 1;
+}
+
+/* cf.current() -> id, name of the running task, or nothing outside tasks */
+static int l_current(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  cf_task *bt = rt->ex.current;
+  if (!bt || !rt->current) return 0;
+  cfl_task *t = (cfl_task *)bt;
+  lua_pushinteger(L, (lua_Integer)bt->id);
+  if (t->name)
+    lua_pushstring(L, t->name);
+  else
+    lua_pushnil(L);
+  return 2;
+}
+
+static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"current", l_current}, {NULL, NULL}};
+
+static const luaL_Reg methods[] = {{"abort", h_abort},
+                                   {"is_finished", h_is_finished},
+                                   {"id", h_id},
+                                   {"name", h_name},
+                                   {NULL, NULL}};
+
+void cfl_open_task(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  cfl_setfuncs(L, rt, funcs);
+  lua_newtable(L);
+  rt->stage = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_getfield(L, -1, "__index");
+  cfl_setfuncs(L, rt, methods);
+  lua_pop(L, 2);
+}
