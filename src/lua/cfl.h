@@ -74,24 +74,38 @@ struct cfl_coro {
   uint8_t raise;        /* resume the await with an error to raise */
   uint8_t running;      /* its resume is on the C stack */
   uint8_t woke;         /* suspended by yield_now, which woke it already */
+  uint8_t root;         /* embedded in a cfl_task as its root */
+  uint8_t staged;       /* a task root not started yet: ref and nres locate its
+                           function and arguments in the stage table */
   cfl_future *awaiting; /* what it is suspended on (anchored by co's stack) */
-  cf_waiter waiter;     /* its poll-site node for `awaiting` */
-  cfl_task *task;       /* the task whose root it is, or NULL */
+  cf_waiter *waiter;    /* its poll-site node for `awaiting` */
 };
 
 typedef struct cfl_scope cfl_scope;
 
-struct cfl_task {
-  cf_task base;
-  cfl_coro root; /* root.ref anchors the coroutine, then the results */
+/* What only some tasks have: a name, a scope. */
+typedef struct cfl_task_ext {
+  cfl_task *task;
   char *name;
-  int nholders;  /* JoinHandles, block_on, a scope re-raising its error */
-  int stage_idx; /* staged function and arguments, until it starts */
-  int stage_n;
-  uint8_t observed; /* its error reached someone */
   cfl_scope *scope; /* structured parent, or NULL */
   cf_link scope_link;
+} cfl_task_ext;
+
+struct cfl_task {
+  cf_task base;  /* base.waiter serves as root.waiter */
+  cfl_coro root; /* root.ref anchors the coroutine, then the results */
+  cfl_task_ext *ext;
+  int nholders;     /* JoinHandles, block_on, a scope re-raising its error */
+  uint8_t observed; /* its error reached someone */
 };
+
+/* The task a coroutine future is the root of, or NULL. */
+static inline cfl_task *cfl_coro_task(cfl_coro *c) {
+  return c->root ? (cfl_task *)((char *)c - offsetof(cfl_task, root)) : NULL;
+}
+
+static inline const char *cfl_task_name(const cfl_task *t) { return t->ext ? t->ext->name : NULL; }
+static inline cfl_scope *cfl_task_scope(const cfl_task *t) { return t->ext ? t->ext->scope : NULL; }
 
 struct cf_runtime {
   cf_executor ex;
@@ -158,7 +172,7 @@ void cfl_open_future(lua_State *L);
 
 /* coro.c */
 extern const cfl_class cfl_coro_class;
-void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref);
+void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref, cf_waiter *waiter);
 cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs);
 lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt);
 int cfl_await(lua_State *L);
@@ -173,6 +187,8 @@ int cfl_task_take(lua_State *L, cfl_task *t);
 void cfl_task_hold(cfl_task *t);
 void cfl_task_unhold(cfl_task *t);
 void cfl_open_task(lua_State *L);
+/* The task's ext, allocated on first use; NULL when out of memory. */
+cfl_task_ext *cfl_task_ext_of(cfl_task *t);
 
 /* timer.c */
 extern const cfl_class cfl_yield_token_class;

@@ -36,7 +36,7 @@ lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt) {
 
 /* ---- coroutine futures --------------------------------------------------- */
 
-void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref) {
+void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref, cf_waiter *waiter) {
   c->hdr.base.vt = &cfl_coro_class.core;
   c->hdr.rt = rt;
   c->hdr.owner = NULL;
@@ -48,8 +48,10 @@ void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref) {
   c->running = 0;
   c->woke = 0;
   c->awaiting = NULL;
-  cf_waiter_init(&c->waiter);
-  c->task = NULL;
+  c->waiter = waiter;
+  cf_waiter_init(waiter);
+  c->root = 0;
+  c->staged = 0;
 }
 
 /* The coroutine died with the error value on its top. */
@@ -111,7 +113,7 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
   int nargs = 0;
   switch (c->hdr.state) {
   case CFL_FRESH:
-    if (!c->co) cfl_task_start(c->task); /* a task's first run */
+    if (c->staged) cfl_task_start(cfl_coro_task(c)); /* a task's first run */
     c->hdr.state = CFL_PENDING;
     nargs = lua_gettop(c->co) - 1;
     break;
@@ -119,9 +121,9 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
     if (c->running) return CF_PENDING; /* polled from inside its own body */
     if (c->awaiting) {
       cfl_future *a = c->awaiting;
-      cf_context sub = {cx->waker, &c->waiter};
+      cf_context sub = {cx->waker, c->waiter};
       if (cf_future_poll(&a->base, &sub) == CF_PENDING) return CF_PENDING;
-      cf_waiter_cancel(&c->waiter);
+      cf_waiter_cancel(c->waiter);
       c->awaiting = NULL;
       nargs = cfl_take(c->co, a);
       if (nargs < 0) {
@@ -147,7 +149,7 @@ static void coro_drop(cf_future *base) {
   case CFL_PENDING:
     c->hdr.state = CFL_CANCELLED;
     if (c->awaiting) {
-      cf_waiter_cancel(&c->waiter);
+      cf_waiter_cancel(c->waiter);
       cfl_drop(c->awaiting);
       c->awaiting = NULL;
     }
@@ -155,7 +157,7 @@ static void coro_drop(cf_future *base) {
     /* run the coroutine's <close> handlers; an error there is reported */
     if (cfl_closethread(co, cfl_from(rt)) != LUA_OK) {
       lua_settop(co, 1);
-      cfl_report(rt, co, c->task);
+      cfl_report(rt, co, cfl_coro_task(c));
     }
     lua_settop(co, 0);
     break;
@@ -166,7 +168,7 @@ static void coro_drop(cf_future *base) {
   case CFL_FAILED:
     /* an error that nobody took */
     c->hdr.state = CFL_CANCELLED;
-    if (!rt->closing) cfl_report(rt, co, c->task);
+    if (!rt->closing) cfl_report(rt, co, cfl_coro_task(c));
     lua_settop(co, 0);
     break;
   default: break;
@@ -206,13 +208,20 @@ static void coro_describe(lua_State *L, cfl_future *f) {
 const cfl_class cfl_coro_class = {
     {coro_poll, coro_drop}, "async function", coro_take, coro_describe, NULL, 0, 1};
 
+/* A coroutine future as a userdata: a task's root uses the task's waiter. */
+typedef struct cfl_coro_ud {
+  cfl_coro c;
+  cf_waiter waiter;
+} cfl_coro_ud;
+
 cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs) {
   fn = lua_absindex(L, fn);
   luaL_checkstack(L, nargs + 3, "too many arguments");
-  cfl_coro *c = (cfl_coro *)cfl_new_future(L, rt, &cfl_coro_class, sizeof(cfl_coro));
+  cfl_coro_ud *u = (cfl_coro_ud *)cfl_new_future(L, rt, &cfl_coro_class, sizeof(cfl_coro_ud));
+  cfl_coro *c = &u->c;
   lua_State *co = cfl_thread_new(L, rt);
   cfl_setuservalue(L, -2);
-  cfl_coro_init(c, rt, co, LUA_NOREF);
+  cfl_coro_init(c, rt, co, LUA_NOREF, &u->waiter);
   for (int i = 0; i <= nargs; i++)
     lua_pushvalue(L, fn + i);
   lua_checkstack(co, nargs + 1);
@@ -263,9 +272,9 @@ int cfl_await(lua_State *L) {
   cfl_future *f = cfl_checkawaitable(L, 1, "await");
   cfl_claim(L, f, cur, "await", 1);
   if (!lua_isyieldable(L)) return not_yieldable(L);
-  cf_context cx = {rt->current_cx->waker, &cur->waiter};
+  cf_context cx = {rt->current_cx->waker, cur->waiter};
   if (cf_future_poll(&f->base, &cx) == CF_READY) {
-    cf_waiter_cancel(&cur->waiter);
+    cf_waiter_cancel(cur->waiter);
     int n = cfl_take(L, f);
     return n < 0 ? lua_error(L) : n;
   }

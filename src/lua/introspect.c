@@ -34,8 +34,8 @@ static int l_tasks(lua_State *L) {
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, (lua_Integer)t->base.id);
     lua_setfield(L, -2, "id");
-    if (t->name) {
-      lua_pushstring(L, t->name);
+    if (cfl_task_name(t)) {
+      lua_pushstring(L, cfl_task_name(t));
       lua_setfield(L, -2, "name");
     }
     lua_pushstring(L, task_state(t));
@@ -60,8 +60,9 @@ static int l_dump(lua_State *L) {
     cfl_task *t = (cfl_task *)cf__container_of(l, cf_task, all);
     lua_State *co = t->root.co;
     push_awaiting(L, t);
-    lua_pushfstring(L, "task %d%s%s%s [%s] polls=%d%s%s\n", (int)t->base.id, t->name ? " (" : "",
-                    t->name ? t->name : "", t->name ? ")" : "", task_state(t), (int)t->base.polls,
+    lua_pushfstring(L, "task %d%s%s%s [%s] polls=%d%s%s\n", (int)t->base.id,
+                    cfl_task_name(t) ? " (" : "", cfl_task_name(t) ? cfl_task_name(t) : "",
+                    cfl_task_name(t) ? ")" : "", task_state(t), (int)t->base.polls,
                     lua_isnil(L, -1) ? "" : " awaiting ",
                     lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
     lua_remove(L, -2);

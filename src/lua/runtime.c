@@ -33,8 +33,8 @@ void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t) {
   if (t) {
     lua_pushinteger(S, (lua_Integer)t->base.id);
     lua_setfield(S, -2, "id");
-    if (t->name) {
-      lua_pushstring(S, t->name);
+    if (cfl_task_name(t)) {
+      lua_pushstring(S, cfl_task_name(t));
       lua_setfield(S, -2, "name");
     }
   }

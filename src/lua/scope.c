@@ -17,7 +17,7 @@
 struct cfl_scope {
   cfl_future hdr;
   cfl_coro *body;   /* anchored in the uservalue */
-  cf_link children; /* cfl_task.scope_link */
+  cf_link children; /* cfl_task_ext.scope_link */
   int nchildren;
   cfl_task *failed; /* child whose error is raised (referenced), or NULL */
   uint8_t body_done;
@@ -26,25 +26,25 @@ struct cfl_scope {
 
 static void abort_children(cfl_scope *sc) {
   for (cf_link *l = sc->children.next; l != &sc->children; l = l->next)
-    cf_task_abort(&cf__container_of(l, cfl_task, scope_link)->base);
+    cf_task_abort(&cf__container_of(l, cfl_task_ext, scope_link)->task->base);
 }
 
 static void detach_children(cfl_scope *sc) {
   cf_link *l;
   while ((l = cf__list_pop_front(&sc->children))) {
-    cfl_task *t = cf__container_of(l, cfl_task, scope_link);
+    cfl_task *t = cf__container_of(l, cfl_task_ext, scope_link)->task;
     cf_task_abort(&t->base);
-    t->scope = NULL;
+    t->ext->scope = NULL;
     cf_task_unref(&t->base);
   }
   sc->nchildren = 0;
 }
 
 void cfl_scope_child_done(cfl_task *t) {
-  cfl_scope *sc = t->scope;
-  cf__list_remove(&t->scope_link);
+  cfl_scope *sc = t->ext->scope;
+  cf__list_remove(&t->ext->scope_link);
   sc->nchildren--;
-  t->scope = NULL;
+  t->ext->scope = NULL;
   if (!t->base.cancelled && t->root.hdr.state == CFL_FAILED) {
     t->observed = 1;
     if (!sc->failed && sc->body->hdr.state != CFL_FAILED) {
@@ -152,9 +152,14 @@ static int s_spawn(lua_State *L) {
     return luaL_error(L, "spawn: the scope has already finished");
   if (failing(sc)) return luaL_error(L, "spawn: the scope is being cancelled after an error");
   cfl_task *t = cfl_spawn(L, rt, 2, "spawn");
-  t->scope = sc;
+  cfl_task_ext *x = cfl_task_ext_of(t);
+  if (!x) {
+    cf_task_abort(&t->base);
+    return luaL_error(L, "spawn: out of memory");
+  }
+  x->scope = sc;
   cf_task_ref(&t->base);
-  cf__list_push_back(&sc->children, &t->scope_link);
+  cf__list_push_back(&sc->children, &x->scope_link);
   sc->nchildren++;
   cfl_push_handle(L, rt, t);
   return 1;

@@ -30,11 +30,12 @@ static const char NIL_MARK = 'n'; /* stands for nil in an anchor slot */
 static void stage_push(lua_State *L, cf_runtime *rt, cfl_task *t, int idx, int n) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage);
   int tbl = lua_gettop(L);
-  t->stage_idx = rt->stage_top + 1;
-  t->stage_n = n;
+  t->root.staged = 1;
+  t->root.ref = rt->stage_top + 1; /* index of the first value */
+  t->root.nres = n;                /* how many */
   for (int i = 0; i < n; i++) {
     lua_pushvalue(L, idx + i);
-    lua_rawseti(L, tbl, t->stage_idx + i);
+    lua_rawseti(L, tbl, t->root.ref + i);
   }
   rt->stage_top += n;
   rt->staged += n;
@@ -44,19 +45,28 @@ static void stage_push(lua_State *L, cf_runtime *rt, cfl_task *t, int idx, int n
 /* Move t's staged values onto `to`, or drop them if `to` is NULL. */
 static void stage_take(cf_runtime *rt, cfl_task *t, lua_State *to) {
   lua_State *L = to ? to : rt->S;
-  int n = t->stage_n;
+  int n = t->root.nres, first = t->root.ref;
   luaL_checkstack(L, n + 2, "too many arguments");
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage);
   int tbl = lua_gettop(L);
   for (int i = 0; i < n; i++) {
-    if (to) lua_rawgeti(L, tbl, t->stage_idx + i);
+    if (to) lua_rawgeti(L, tbl, first + i);
     lua_pushnil(L);
-    lua_rawseti(L, tbl, t->stage_idx + i);
+    lua_rawseti(L, tbl, first + i);
   }
   lua_remove(L, tbl);
-  t->stage_n = 0;
+  t->root.staged = 0;
+  t->root.ref = LUA_NOREF;
+  t->root.nres = 0;
   rt->staged -= n;
-  if (rt->staged == 0) rt->stage_top = 0; /* empty: start again at 1 */
+  if (rt->staged == 0) {
+    /* empty: start again at 1, in a fresh table if a burst grew this one */
+    if (rt->stage_top > 4096) {
+      lua_newtable(L);
+      lua_rawseti(L, LUA_REGISTRYINDEX, rt->stage);
+    }
+    rt->stage_top = 0;
+  }
 }
 
 void cfl_task_start(cfl_task *t) {
@@ -64,10 +74,10 @@ void cfl_task_start(cfl_task *t) {
   lua_State *S = rt->S;
   lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchors);
   lua_State *co = cfl_thread_new(S, rt);
+  stage_take(rt, t, co); /* reads ref and nres: before they are reused */
   t->root.ref = luaL_ref(S, -2);
   lua_pop(S, 1);
   t->root.co = co;
-  stage_take(rt, t, co);
 }
 
 /* ---- completion and results ---------------------------------------------- */
@@ -77,7 +87,7 @@ static void settle(cfl_task *t) {
   cf_runtime *rt = t->root.hdr.rt;
   cfl_coro *c = &t->root;
   lua_State *S = rt->S, *co = c->co;
-  if (t->stage_n) stage_take(rt, t, NULL); /* cancelled before it started */
+  if (c->staged) stage_take(rt, t, NULL); /* cancelled before it started */
   if (!co) return;
   int n = c->hdr.state == CFL_FAILED ? 1 : c->hdr.state == CFL_READY ? c->nres : 0;
   int running = c->running; /* only when the runtime closes from inside a task */
@@ -118,9 +128,14 @@ static void settle(cfl_task *t) {
   c->co = NULL;
 }
 
+cfl_task_ext *cfl_task_ext_of(cfl_task *t) {
+  if (!t->ext && (t->ext = calloc(1, sizeof *t->ext))) t->ext->task = t;
+  return t->ext;
+}
+
 static void push_task_label(lua_State *L, cfl_task *t) {
-  if (t->name)
-    lua_pushfstring(L, "task %d (%s)", (int)t->base.id, t->name);
+  if (cfl_task_name(t))
+    lua_pushfstring(L, "task %d (%s)", (int)t->base.id, cfl_task_name(t));
   else
     lua_pushfstring(L, "task %d", (int)t->base.id);
 }
@@ -190,13 +205,14 @@ static void task_complete(cf_task *bt, int cancelled) {
   cfl_task *t = (cfl_task *)bt;
   (void)cancelled;
   settle(t);
-  if (t->scope) cfl_scope_child_done(t);
+  if (cfl_task_scope(t)) cfl_scope_child_done(t);
   if (t->nholders == 0) release(t);
 }
 
 static void task_free(cf_task *bt) {
   cfl_task *t = (cfl_task *)bt;
-  free(t->name);
+  if (t->ext) free(t->ext->name);
+  free(t->ext);
   free(t);
 }
 
@@ -231,26 +247,27 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
   /* every check is done: from here on, nothing raises but out-of-memory */
   char *name = named ? strdup(lua_tostring(L, top + 1)) : NULL;
   cfl_task *t = malloc(sizeof *t);
-  if (!t || (named && !name)) {
+  if (t) t->ext = NULL;
+  if (!t || (named && (!name || !cfl_task_ext_of(t)))) {
     free(name);
+    if (t) free(t->ext);
     free(t);
     luaL_error(L, "%s: out of memory", fname);
     return NULL;
   }
-  t->name = name;
+  if (named) t->ext->name = name;
   t->nholders = 0;
   t->observed = 0;
-  t->scope = NULL;
-  t->stage_n = 0;
-  lua_State *co = NULL;
-  int ref = LUA_NOREF;
+  cfl_coro_init(&t->root, rt, NULL, LUA_NOREF, &t->base.waiter);
+  t->root.hdr.owner = t;
+  t->root.root = 1;
   if (adopt) {
     /* take over the future's coroutine: it holds the body and arguments */
     cfl_coro *src = (cfl_coro *)f;
-    co = src->co;
+    t->root.co = src->co;
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors);
     cfl_getuservalue(L, fn);
-    ref = luaL_ref(L, -2);
+    t->root.ref = luaL_ref(L, -2);
     lua_pushnil(L);
     cfl_setuservalue(L, fn);
     src->co = NULL;
@@ -264,9 +281,6 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
   } else {
     stage_push(L, rt, t, fn, nargs + 1);
   }
-  cfl_coro_init(&t->root, rt, co, ref);
-  t->root.hdr.owner = t;
-  t->root.task = t;
   cf_task_spawn(&t->base, &rt->ex, &task_hooks, &t->root.hdr.base);
   lua_settop(L, top);
   return t;
@@ -346,8 +360,8 @@ static int h_id(lua_State *L) {
 
 static int h_name(lua_State *L) {
   cfl_task *t = check_handle(L, "name")->task;
-  if (t->name)
-    lua_pushstring(L, t->name);
+  if (cfl_task_name(t))
+    lua_pushstring(L, cfl_task_name(t));
   else
     lua_pushnil(L);
   return 1;
@@ -371,8 +385,8 @@ static int l_current(lua_State *L) {
   if (!bt || !rt->current) return 0;
   cfl_task *t = (cfl_task *)bt;
   lua_pushinteger(L, (lua_Integer)bt->id);
-  if (t->name)
-    lua_pushstring(L, t->name);
+  if (cfl_task_name(t))
+    lua_pushstring(L, cfl_task_name(t));
   else
     lua_pushnil(L);
   return 2;
