@@ -87,18 +87,32 @@ typedef struct cf_link {
  * may wait on at once (a join handle, a channel) links the caller's waiter
  * into its wait list instead of keeping a single waker. The poll site owns
  * the node and calls cf_waiter_cancel when it stops polling that future. */
+struct cf_waitlist;
+
 typedef struct cf_waiter {
   cf_link link;
   cf_waker waker;
+  struct cf_waitlist *notified_by; /* holds a notification from this list */
 } cf_waiter;
 
+/* A FIFO of waiters. `notified` counts notifications handed out by
+ * cf_waitlist_notify_one and not yet consumed: a resource owner (a channel
+ * with one message, a semaphore with one permit) notifies one waiter per
+ * unit, and lets newcomers take only what is not promised to a notified
+ * waiter, so waiters are served in arrival order. */
 typedef struct cf_waitlist {
   cf_link head;
+  size_t notified;
 } cf_waitlist;
 
 void cf_waiter_init(cf_waiter *w);
-void cf_waiter_cancel(cf_waiter *w); /* unlink and drop the waker */
+/* The poll site stops waiting: unlink, drop the waker, and pass a
+ * notification it has not consumed on to the next waiter (so a cancelled
+ * receiver never strands a message another receiver could take). */
+void cf_waiter_cancel(cf_waiter *w);
 int cf_waiter_linked(const cf_waiter *w);
+/* The waiter used its notification (it took the message or permit). */
+void cf_waiter_consume(cf_waiter *w);
 
 void cf_waitlist_init(cf_waitlist *l);
 int cf_waitlist_empty(const cf_waitlist *l);
@@ -106,8 +120,11 @@ int cf_waitlist_empty(const cf_waitlist *l);
  * is already there) and make it hold the context's waker. */
 struct cf_context;
 void cf_waitlist_register(cf_waitlist *l, const struct cf_context *cx);
+/* Wake every waiter / the first waiter (plain wakes, nothing promised). */
 size_t cf_waitlist_wake_all(cf_waitlist *l);
 int cf_waitlist_wake_one(cf_waitlist *l);
+/* Wake the first waiter and promise it one unit (see cf_waitlist). */
+int cf_waitlist_notify_one(cf_waitlist *l);
 
 /* ---- future ------------------------------------------------------------ */
 

@@ -284,6 +284,43 @@ static void test_heap(void) {
   free(nodes);
 }
 
+static void test_notify_pass_on(void) {
+  cf_waker parent = {&pw_vt, NULL};
+  cf_waitlist l;
+  cf_waitlist_init(&l);
+  cf_waiter a, b, c;
+  cf_waiter_init(&a);
+  cf_waiter_init(&b);
+  cf_waiter_init(&c);
+  cf_context ca = {&parent, &a}, cb = {&parent, &b}, cc = {&parent, &c};
+  cf_waitlist_register(&l, &ca);
+  cf_waitlist_register(&l, &cb);
+  cf_waitlist_register(&l, &cc);
+  /* one unit: the first waiter is promised it */
+  CHECK(cf_waitlist_notify_one(&l) == 1);
+  CHECK(l.notified == 1 && a.notified_by == &l && !cf_waiter_linked(&a));
+  /* a is cancelled before it used the unit: b gets the promise */
+  cf_waiter_cancel(&a);
+  CHECK(a.notified_by == NULL && l.notified == 1);
+  CHECK(b.notified_by == &l && !cf_waiter_linked(&b));
+  CHECK(cf_waiter_linked(&c) && c.notified_by == NULL);
+  /* b uses it */
+  cf_waiter_consume(&b);
+  CHECK(l.notified == 0 && b.notified_by == NULL);
+  cf_waiter_cancel(&b); /* nothing to pass on */
+  CHECK(cf_waiter_linked(&c) && l.notified == 0);
+  /* a notified waiter that waits again gives its promise back */
+  cf_waitlist_notify_one(&l);
+  CHECK(c.notified_by == &l && l.notified == 1);
+  cf_waitlist_register(&l, &cc);
+  CHECK(c.notified_by == NULL && l.notified == 0 && cf_waiter_linked(&c));
+  /* the last waiter cancelled with a promise and nobody to pass it to */
+  cf_waitlist_notify_one(&l);
+  cf_waiter_cancel(&c);
+  CHECK(l.notified == 0 && cf_waitlist_empty(&l));
+  CHECK(parent_refs == 0);
+}
+
 int main(void) {
   test_fifo_and_wake_once();
   test_notified_while_running_and_budget();
@@ -292,6 +329,7 @@ int main(void) {
   test_joiners();
   test_group();
   test_heap();
+  test_notify_pass_on();
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }

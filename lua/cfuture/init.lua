@@ -48,4 +48,6 @@ function Interval:reset()
   self.due = now() + self.period
 end
 
+require "cfuture.sync"(cf)
+
 return cf

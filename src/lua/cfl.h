@@ -53,7 +53,10 @@ typedef struct cfl_class {
   /* __gc in place of drop (the userdata is at index 1 of L), or NULL. */
   void (*gc)(lua_State *L, cfl_future *f);
   uint8_t shared; /* many poll sites may await it (join handles) */
-  uint8_t nuv;    /* uservalues its userdata needs (0 or 1) */
+  uint8_t nuv;    /* uservalues its userdata needs */
+  /* For shared classes that a combinator cannot share (yield_now, a
+   * channel's receive): replace the value at idx with a future of its own. */
+  cfl_future *(*own)(lua_State *L, int idx);
 } cfl_class;
 
 struct cfl_future {
@@ -167,6 +170,10 @@ static inline int cfl_done(const cfl_future *f) {
 }
 static inline void cfl_drop(cfl_future *f) { cf_future_drop(&f->base); }
 int cfl_take(lua_State *L, cfl_future *f);
+/* Let C code that holds only a pointer push the userdata at idx back onto a
+ * stack (a weak table; not usable from the object's own finaliser). */
+void cfl_register_self(lua_State *L, int idx);
+void cfl_push_self(lua_State *L, const void *p);
 const char *cfl_state_name(int state);
 void cfl_open_future(lua_State *L);
 
@@ -192,8 +199,7 @@ cfl_task_ext *cfl_task_ext_of(cfl_task *t);
 
 /* timer.c */
 extern const cfl_class cfl_yield_token_class;
-/* Replace the yield_now token at idx with a yield future of its own. */
-cfl_future *cfl_own_yield(lua_State *L, int idx);
+
 cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms);
 double cfl_check_ms(lua_State *L, int idx, const char *fname);
 
@@ -203,6 +209,7 @@ void cfl_open_timer(lua_State *L);
 void cfl_open_custom(lua_State *L);
 void cfl_open_scope(lua_State *L);
 void cfl_open_introspect(lua_State *L);
+void cfl_open_sync(lua_State *L);
 void cfl_scope_child_done(cfl_task *t);
 void cfl_push_describe(lua_State *L, cfl_future *f);
 

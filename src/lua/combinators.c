@@ -175,7 +175,7 @@ static void multi_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class multi_class = {
-    {multi_poll, multi_drop}, "combinator", multi_take, multi_describe, NULL, 0, 1};
+    {multi_poll, multi_drop}, "combinator", multi_take, multi_describe, NULL, 0, 1, NULL};
 
 /* Build a combinator of the n values at first..first+n-1 (futures or
  * functions); `what` names an argument in errors ("argument", "element"). */
@@ -191,7 +191,7 @@ static cfl_multi *new_multi(lua_State *L, int kind, int first, int n, int argbas
   }
   for (int i = 0; i < n; i++) {
     cfl_future *c = cfl_checkawaitable(L, first + i, fname);
-    if (c->base.vt == &cfl_yield_token_class.core) c = cfl_own_yield(L, first + i);
+    if (cfl_class_of(c)->own) c = cfl_class_of(c)->own(L, first + i);
     cfl_check_claimable(L, c, NULL, fname, argbase + i);
   }
   size_t size = sizeof(cfl_multi) + (size_t)n * (sizeof(cfl_future *) + 1);

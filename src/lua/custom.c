@@ -20,16 +20,13 @@ typedef struct cfl_waker_obj {
   cf_waker w;
 } cfl_waker_obj;
 
-static const char SELVES_KEY = 's';  /* registry: weak table ptr -> custom future */
 static const char PENDING_KEY = 'p'; /* registry: the cf.PENDING sentinel */
 
 /* Push the custom future's data table (its uservalue) onto L. */
 static void push_data(lua_State *L, cfl_custom *c) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &SELVES_KEY);
-  lua_rawgetp(L, -1, c);
+  cfl_push_self(L, c);
   cfl_getuservalue(L, -1);
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+  lua_remove(L, -2);
 }
 
 static int traceback_handler(lua_State *L) {
@@ -142,7 +139,7 @@ static int custom_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class custom_class = {
-    {custom_poll, custom_drop}, "custom future", custom_take, NULL, custom_gc, 0, 1};
+    {custom_poll, custom_drop}, "custom future", custom_take, NULL, custom_gc, 0, 1, NULL};
 
 static cfl_waker_obj *check_waker(lua_State *L) { return luaL_checkudata(L, 1, "cfuture.Waker"); }
 
@@ -175,10 +172,7 @@ static int l_future(lua_State *L) {
   lua_setfield(L, -2, "waker");
   c->waker = &w->w;
   cfl_setuservalue(L, 3);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &SELVES_KEY);
-  lua_pushvalue(L, 3);
-  lua_rawsetp(L, -2, c);
-  lua_pop(L, 1);
+  cfl_register_self(L, 3);
   return 1;
 }
 
@@ -186,12 +180,6 @@ static const luaL_Reg funcs[] = {{"future", l_future}, {NULL, NULL}};
 
 void cfl_open_custom(lua_State *L) {
   cfl_setfuncs(L, cf_runtime_of(L), funcs);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &SELVES_KEY);
   /* cf.PENDING */
   lua_newtable(L);
   lua_createtable(L, 0, 1);

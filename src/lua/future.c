@@ -77,6 +77,22 @@ void cfl_check_claimable(lua_State *L, cfl_future *f, void *owner, const char *f
 
 int cfl_take(lua_State *L, cfl_future *f) { return cfl_class_of(f)->take(L, f); }
 
+static const char SELVES_KEY = 's'; /* registry: weak table pointer -> userdata */
+
+void cfl_register_self(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SELVES_KEY);
+  lua_pushvalue(L, idx);
+  lua_rawsetp(L, -2, lua_touserdata(L, idx));
+  lua_pop(L, 1);
+}
+
+void cfl_push_self(lua_State *L, const void *p) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SELVES_KEY);
+  lua_rawgetp(L, -1, p);
+  lua_remove(L, -2);
+}
+
 void cfl_push_describe(lua_State *L, cfl_future *f) {
   const cfl_class *cls = cfl_class_of(f);
   if (cls->describe)
@@ -135,4 +151,10 @@ void cfl_open_future(lua_State *L) {
   cfl_setfuncs(L, rt, methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SELVES_KEY);
 }

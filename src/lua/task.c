@@ -327,7 +327,7 @@ static void handle_gc(lua_State *L, cfl_future *f) {
 }
 
 const cfl_class cfl_handle_class = {
-    {handle_poll, handle_drop}, "JoinHandle", handle_take, handle_describe, handle_gc, 1, 0};
+    {handle_poll, handle_drop}, "JoinHandle", handle_take, handle_describe, handle_gc, 1, 0, NULL};
 
 void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
   cfl_handle *h = (cfl_handle *)cfl_new_future(L, rt, &cfl_handle_class, sizeof(cfl_handle));

@@ -81,7 +81,7 @@ static void sleep_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class sleep_class = {
-    {sleep_poll, sleep_drop}, "sleep", sleep_take, sleep_describe, NULL, 0, 0};
+    {sleep_poll, sleep_drop}, "sleep", sleep_take, sleep_describe, NULL, 0, 0, NULL};
 
 cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms) {
   cfl_sleep *s = (cfl_sleep *)cfl_new_future(L, rt, &sleep_class, sizeof(cfl_sleep));
@@ -150,7 +150,7 @@ static int yield_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class yield_class = {
-    {yield_poll, yield_drop}, "yield_now", yield_take, NULL, NULL, 0, 0};
+    {yield_poll, yield_drop}, "yield_now", yield_take, NULL, NULL, 0, 0, NULL};
 
 /* The future cf.yield_now() returns. It has no state of its own, so one
  * shared object serves every call: await suspends the task once for it
@@ -167,10 +167,11 @@ static int token_take(lua_State *L, cfl_future *f) {
   (void)f;
   return 0;
 }
+static cfl_future *own_yield(lua_State *L, int idx);
 const cfl_class cfl_yield_token_class = {
-    {token_poll, token_drop}, "yield_now", token_take, NULL, NULL, 1, 0};
+    {token_poll, token_drop}, "yield_now", token_take, NULL, NULL, 1, 0, own_yield};
 
-cfl_future *cfl_own_yield(lua_State *L, int idx) {
+static cfl_future *own_yield(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   cfl_future *f = cfl_new_future(L, cfl_rt(L), &yield_class, sizeof(cfl_future));
   lua_replace(L, idx);

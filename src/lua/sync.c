@@ -1,0 +1,780 @@
+/*
+ * sync.c — channels, semaphores and notify: every wait a future.
+ *
+ * Ground rules
+ * - Channel: the channel object is also its receive future (shared, like a
+ *   JoinHandle), so `ch:recv():await()` allocates nothing; a combinator
+ *   gets a receive future of its own (recv_op). Messages stay in the
+ *   channel until a receiver takes them: a waiting receiver is *promised*
+ *   one message (cf_waitlist_notify_one) and newcomers may take only what
+ *   is not promised, so waiters are served in arrival order; a receiver
+ *   cancelled with a promise passes it on (cf_waiter_cancel). A recv_op
+ *   that is ready holds a reservation until it is taken or dropped. The
+ *   same scheme, with room instead of messages, serves waiting senders.
+ * - Semaphore: permits are assigned to waiters in FIFO order by release;
+ *   an acquire cancelled after its permits were assigned gives them back.
+ * - Notify: notify_one promises one waiter (or stores one permit when none
+ *   waits); notify_all wakes the current waiters through a generation count.
+ * - Buffers are Lua tables in the objects' uservalues; C code that has only
+ *   a pointer finds the object again through cfl_push_self.
+ */
+#include "cfl.h"
+
+static const char NIL_MARK = 'n'; /* stands for a nil message in a buffer */
+
+/* ---- channels ------------------------------------------------------------ */
+
+typedef struct cfl_chan {
+  cfl_future hdr;         /* polling it receives */
+  lua_Integer cap;        /* 0: unbounded */
+  lua_Integer head, tail; /* messages at buffer[head+1 .. tail] */
+  lua_Integer reserved;   /* messages held by ready recv_ops */
+  lua_Integer room_held;  /* room held by ready send_ops */
+  cf_waitlist recvq, sendq;
+  uint8_t closed;
+} cfl_chan;
+
+#define COUNT(ch) ((ch)->tail - (ch)->head)
+
+extern const cfl_class cfl_chan_class;
+
+static int is_chan(cfl_future *f) { return f && f->base.vt == &cfl_chan_class.core; }
+
+/* Messages a receiver may take: not promised to others, not reserved. */
+static lua_Integer recv_available(cfl_chan *ch, cf_waiter *w) {
+  int mine = w && w->notified_by == &ch->recvq;
+  return COUNT(ch) - ch->reserved - (lua_Integer)ch->recvq.notified + mine;
+}
+
+static lua_Integer send_room(cfl_chan *ch, cf_waiter *w) {
+  if (ch->cap == 0) return 1;
+  int mine = w && w->notified_by == &ch->sendq;
+  return ch->cap - COUNT(ch) - ch->room_held - (lua_Integer)ch->sendq.notified + mine;
+}
+
+/* Push the buffer table of ch onto L. */
+static void push_buffer(lua_State *L, cfl_chan *ch) {
+  cfl_push_self(L, ch);
+  cfl_getuservalue(L, -1);
+  lua_remove(L, -2);
+}
+
+/* Append the value on L's top (popped) to the buffer. */
+static void buffer_push(lua_State *L, cfl_chan *ch) {
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, (void *)&NIL_MARK);
+  }
+  push_buffer(L, ch);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, ++ch->tail);
+  lua_pop(L, 1);
+  cf_waitlist_notify_one(&ch->recvq); /* promise it to a waiting receiver */
+}
+
+/* Push the oldest message onto L and remove it from the buffer. */
+static void buffer_pop(lua_State *L, cfl_chan *ch) {
+  luaL_checkstack(L, 3, NULL);
+  push_buffer(L, ch);
+  lua_rawgeti(L, -1, ++ch->head);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, ch->head);
+  lua_remove(L, -2);
+  if (lua_touserdata(L, -1) == (void *)&NIL_MARK) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  if (COUNT(ch) == 0) {
+    if (ch->tail > 4096) { /* a burst grew the table: let it go */
+      cfl_push_self(L, ch);
+      lua_newtable(L);
+      cfl_setuservalue(L, -2);
+      lua_pop(L, 1);
+    }
+    ch->head = ch->tail = 0;
+  }
+  if (ch->cap) cf_waitlist_notify_one(&ch->sendq); /* room for a waiting sender */
+}
+
+/* The channel as its own receive future (coroutine poll sites only: they
+ * take the message right after READY). */
+static cf_poll chan_poll(cf_future *base, cf_context *cx) {
+  cfl_chan *ch = (cfl_chan *)base;
+  if (recv_available(ch, cx->waiter) > 0 || ch->closed) {
+    cf_waiter_consume(cx->waiter);
+    return CF_READY;
+  }
+  cf_waitlist_register(&ch->recvq, cx);
+  return CF_PENDING;
+}
+
+static void chan_drop(cf_future *base) { (void)base; }
+
+/* message -> value, true; closed and drained -> nil, false */
+static int recv_result(lua_State *L, cfl_chan *ch, int have) {
+  luaL_checkstack(L, 2, NULL);
+  if (!have) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  buffer_pop(L, ch);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+static int chan_take(lua_State *L, cfl_future *f) {
+  cfl_chan *ch = (cfl_chan *)f;
+  return recv_result(L, ch, recv_available(ch, NULL) > 0);
+}
+
+static void chan_describe(lua_State *L, cfl_future *f) {
+  cfl_chan *ch = (cfl_chan *)f;
+  lua_pushfstring(L, "channel recv (%d queued%s)", (int)COUNT(ch), ch->closed ? ", closed" : "");
+}
+
+/* A receive future of its own, for combinators. */
+typedef struct recv_op {
+  cfl_future hdr;
+  cfl_chan *ch;  /* kept alive by the uservalue */
+  uint8_t holds; /* a message is reserved for it */
+} recv_op;
+
+static cf_poll recv_poll(cf_future *base, cf_context *cx) {
+  recv_op *op = (recv_op *)base;
+  cfl_chan *ch = op->ch;
+  if (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING) return CF_READY;
+  if (recv_available(ch, cx->waiter) > 0) {
+    cf_waiter_consume(cx->waiter);
+    ch->reserved++;
+    op->holds = 1;
+    op->hdr.state = CFL_READY;
+    return CF_READY;
+  }
+  if (ch->closed) {
+    op->hdr.state = CFL_READY;
+    return CF_READY;
+  }
+  op->hdr.state = CFL_PENDING;
+  cf_waitlist_register(&ch->recvq, cx);
+  return CF_PENDING;
+}
+
+static void recv_drop(cf_future *base) {
+  recv_op *op = (recv_op *)base;
+  if (op->holds) { /* give the reserved message back to the other receivers */
+    op->holds = 0;
+    op->ch->reserved--;
+    cf_waitlist_notify_one(&op->ch->recvq);
+  }
+  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+}
+
+static int recv_take(lua_State *L, cfl_future *f) {
+  recv_op *op = (recv_op *)f;
+  int have = op->holds;
+  if (op->holds) {
+    op->holds = 0;
+    op->ch->reserved--;
+  }
+  f->state = CFL_TAKEN;
+  return recv_result(L, op->ch, have);
+}
+
+static void recv_describe(lua_State *L, cfl_future *f) {
+  chan_describe(L, &((recv_op *)f)->ch->hdr);
+}
+
+static const cfl_class recv_op_class = {
+    {recv_poll, recv_drop}, "channel recv", recv_take, recv_describe, NULL, 0, 1, NULL};
+
+static cfl_future *own_recv(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  recv_op *op = (recv_op *)cfl_new_future(L, cfl_rt(L), &recv_op_class, sizeof(recv_op));
+  op->ch = lua_touserdata(L, idx);
+  lua_pushvalue(L, idx);
+  cfl_setuservalue(L, -2);
+  lua_replace(L, idx);
+  return &op->hdr;
+}
+
+const cfl_class cfl_chan_class = {
+    {chan_poll, chan_drop}, "channel", chan_take, chan_describe, NULL, 1, 1, own_recv};
+
+/* A send that waits for room in a full bounded channel. The value waits in
+ * the op's uservalue table {channel, value}. */
+typedef struct send_op {
+  cfl_future hdr;
+  cfl_chan *ch;
+  cf_waiter waiter;
+  uint8_t holds; /* room is reserved for it */
+} send_op;
+
+static cf_poll send_poll(cf_future *base, cf_context *cx) {
+  send_op *op = (send_op *)base;
+  cfl_chan *ch = op->ch;
+  if (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING) return CF_READY;
+  if (ch->closed) {
+    cf_waiter_cancel(&op->waiter);
+    op->hdr.state = CFL_FAILED;
+    return CF_READY;
+  }
+  if (send_room(ch, &op->waiter) > 0) {
+    cf_waiter_consume(&op->waiter);
+    cf_waiter_cancel(&op->waiter);
+    ch->room_held++;
+    op->holds = 1;
+    op->hdr.state = CFL_READY;
+    return CF_READY;
+  }
+  op->hdr.state = CFL_PENDING;
+  cf_context own = {cx->waker, &op->waiter};
+  cf_waitlist_register(&ch->sendq, &own);
+  return CF_PENDING;
+}
+
+static void send_drop(cf_future *base) {
+  send_op *op = (send_op *)base;
+  cf_waiter_cancel(&op->waiter); /* passes on room promised to it */
+  if (op->holds) {
+    op->holds = 0;
+    op->ch->room_held--;
+    cf_waitlist_notify_one(&op->ch->sendq);
+  }
+  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+}
+
+static int send_take(lua_State *L, cfl_future *f) {
+  send_op *op = (send_op *)f;
+  int st = f->state;
+  f->state = CFL_TAKEN;
+  if (st == CFL_FAILED || op->ch->closed) {
+    if (op->holds) {
+      op->holds = 0;
+      op->ch->room_held--;
+    }
+    lua_pushliteral(L, "send: the channel was closed before the message could be sent");
+    return -1;
+  }
+  op->holds = 0;
+  op->ch->room_held--;
+  luaL_checkstack(L, 3, NULL);
+  cfl_push_self(L, op);
+  cfl_getuservalue(L, -1);
+  lua_rawgeti(L, -1, 2);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  buffer_push(L, op->ch);
+  return 0;
+}
+
+static void send_describe(lua_State *L, cfl_future *f) {
+  (void)f;
+  lua_pushliteral(L, "channel send (waiting for room)");
+}
+
+static const cfl_class send_op_class = {
+    {send_poll, send_drop}, "channel send", send_take, send_describe, NULL, 0, 1, NULL};
+
+/* The future a send that went through at once returns: ready, no results. */
+static cf_poll done_poll(cf_future *base, cf_context *cx) {
+  (void)base;
+  (void)cx;
+  return CF_READY;
+}
+static void done_drop(cf_future *base) { (void)base; }
+static int done_take(lua_State *L, cfl_future *f) {
+  (void)L;
+  (void)f;
+  return 0;
+}
+static const cfl_class done_class = {
+    {done_poll, done_drop}, "sent", done_take, NULL, NULL, 1, 0, NULL};
+
+static const char DONE_KEY = 'd';
+
+static cfl_chan *check_chan(lua_State *L, const char *fname) {
+  cfl_future *f = cfl_tofuture(L, 1);
+  if (!is_chan(f))
+    luaL_error(L, "%s: argument #1 must be a channel (got %s)", fname,
+               f ? cfl_class_of(f)->name : luaL_typename(L, 1));
+  return (cfl_chan *)f;
+}
+
+/* cf.channel([capacity]) -> channel; no capacity: unbounded */
+static int l_channel(lua_State *L) {
+  lua_Integer cap = 0;
+  if (!lua_isnoneornil(L, 1)) {
+    int isint;
+    cap = lua_tointegerx(L, 1, &isint);
+    if (!isint || cap < 1)
+      return luaL_error(L,
+                        "channel: argument #1 must be a positive integer capacity or nil (got %s)",
+                        luaL_tolstring(L, 1, NULL));
+  }
+  cfl_chan *ch = (cfl_chan *)cfl_new_future(L, cfl_rt(L), &cfl_chan_class, sizeof(cfl_chan));
+  ch->cap = cap;
+  cf_waitlist_init(&ch->recvq);
+  cf_waitlist_init(&ch->sendq);
+  lua_newtable(L);
+  cfl_setuservalue(L, -2);
+  cfl_register_self(L, -1);
+  return 1;
+}
+
+/* ch:recv() -> future of (value, true), or (nil, false) once closed and drained */
+static int c_recv(lua_State *L) {
+  check_chan(L, "recv");
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ch:try_recv() -> true, value | false, "empty" | false, "closed" */
+static int c_try_recv(lua_State *L) {
+  cfl_chan *ch = check_chan(L, "try_recv");
+  if (recv_available(ch, NULL) > 0) {
+    lua_pushboolean(L, 1);
+    buffer_pop(L, ch);
+    return 2;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, ch->closed ? "closed" : "empty");
+  return 2;
+}
+
+/* ch:send(v) -> future: sent at once when there is room (the future is
+ * already complete), else sent when room appears. Raises if closed. */
+static int c_send(lua_State *L) {
+  cfl_chan *ch = check_chan(L, "send");
+  lua_settop(L, 2);
+  if (ch->closed) return luaL_error(L, "send: the channel is closed");
+  if (send_room(ch, NULL) > 0) {
+    buffer_push(L, ch);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &DONE_KEY);
+    return 1;
+  }
+  send_op *op = (send_op *)cfl_new_future(L, cfl_rt(L), &send_op_class, sizeof(send_op));
+  op->ch = ch;
+  cf_waiter_init(&op->waiter);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, 2);
+  cfl_setuservalue(L, -2);
+  cfl_register_self(L, -1);
+  return 1;
+}
+
+/* ch:try_send(v) -> true | false, "full" | false, "closed" */
+static int c_try_send(lua_State *L) {
+  cfl_chan *ch = check_chan(L, "try_send");
+  lua_settop(L, 2);
+  if (ch->closed || send_room(ch, NULL) <= 0) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, ch->closed ? "closed" : "full");
+    return 2;
+  }
+  buffer_push(L, ch);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ch:close(): no more sends; receivers drain what is queued, then get nil */
+static int c_close(lua_State *L) {
+  cfl_chan *ch = check_chan(L, "close");
+  if (!ch->closed) {
+    ch->closed = 1;
+    cf_waitlist_wake_all(&ch->recvq);
+    cf_waitlist_wake_all(&ch->sendq);
+  }
+  return 0;
+}
+
+static int c_len(lua_State *L) {
+  lua_pushinteger(L, COUNT(check_chan(L, "len")));
+  return 1;
+}
+
+static int c_capacity(lua_State *L) {
+  cfl_chan *ch = check_chan(L, "capacity");
+  if (ch->cap)
+    lua_pushinteger(L, ch->cap);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int c_is_closed(lua_State *L) {
+  lua_pushboolean(L, check_chan(L, "is_closed")->closed);
+  return 1;
+}
+
+/* ---- semaphores --------------------------------------------------------- */
+
+typedef struct cfl_sem {
+  lua_Integer permits;
+  cf_link queue; /* acquire ops in arrival order */
+} cfl_sem;
+
+typedef struct acq_op {
+  cfl_future hdr;
+  cfl_sem *sem; /* kept alive by the uservalue */
+  lua_Integer n;
+  cf_link link;
+  cf_waker waker;
+  uint8_t assigned, kind;
+} acq_op;
+
+/* Hand permits to the waiters at the head of the queue, in order. */
+static void sem_assign(cfl_sem *s) {
+  while (!cf__list_empty(&s->queue)) {
+    acq_op *op = cf__container_of(s->queue.next, acq_op, link);
+    if (op->n > s->permits) break;
+    s->permits -= op->n;
+    op->assigned = 1;
+    cf__list_remove(&op->link);
+    cf_waker_wake(&op->waker);
+  }
+}
+
+static void sem_release(cfl_sem *s, lua_Integer n) {
+  s->permits += n;
+  sem_assign(s);
+}
+
+static cf_poll acq_poll(cf_future *base, cf_context *cx) {
+  acq_op *op = (acq_op *)base;
+  cfl_sem *s = op->sem;
+  if (op->assigned || (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING)) {
+    if (op->hdr.state == CFL_PENDING || op->hdr.state == CFL_FRESH) op->hdr.state = CFL_READY;
+    return CF_READY;
+  }
+  if (op->hdr.state == CFL_FRESH) {
+    op->hdr.state = CFL_PENDING;
+    if (cf__list_empty(&s->queue) && s->permits >= op->n) {
+      s->permits -= op->n;
+      op->assigned = 1;
+      op->hdr.state = CFL_READY;
+      return CF_READY;
+    }
+    cf__list_push_back(&s->queue, &op->link);
+  }
+  cf_waker_set(&op->waker, cx->waker);
+  return CF_PENDING;
+}
+
+static void acq_drop(cf_future *base) {
+  acq_op *op = (acq_op *)base;
+  cf_waker_drop(&op->waker);
+  if (cf__link_linked(&op->link)) {
+    cf__list_remove(&op->link);
+    sem_assign(op->sem); /* the next waiter may fit now */
+  }
+  if (op->assigned) { /* permits it never handed out go back */
+    op->assigned = 0;
+    sem_release(op->sem, op->n);
+  }
+  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+}
+
+/* Permit objects: what an acquire gives; releasing returns the permits. */
+typedef struct cfl_permit {
+  cfl_sem *sem; /* kept alive by the uservalue */
+  lua_Integer n;
+  uint8_t kind; /* 0 permit, 1 mutex guard, 2 read guard, 3 write guard */
+} cfl_permit;
+
+static const char *const permit_verb[] = {"release", "unlock", "unlock", "unlock"};
+
+static int acq_take(lua_State *L, cfl_future *f) {
+  acq_op *op = (acq_op *)f;
+  f->state = CFL_TAKEN;
+  if (!op->assigned) {
+    cfl_push_cancelled(L, f->rt, "the acquire was cancelled");
+    return -1;
+  }
+  op->assigned = 0;
+  cfl_permit *p = lua_newuserdatauv(L, sizeof *p, 1);
+  p->sem = op->sem;
+  p->n = op->n;
+  p->kind = op->kind;
+  luaL_setmetatable(L, "cfuture.Permit");
+  cfl_push_self(L, op);
+  cfl_getuservalue(L, -1);
+  lua_remove(L, -2);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+static void acq_describe(lua_State *L, cfl_future *f) {
+  acq_op *op = (acq_op *)f;
+  lua_pushfstring(L, "%s (%d permit(s), %d free)", op->kind ? "lock" : "acquire", (int)op->n,
+                  (int)op->sem->permits);
+}
+
+static const cfl_class acq_class = {
+    {acq_poll, acq_drop}, "acquire", acq_take, acq_describe, NULL, 0, 1, NULL};
+
+static cfl_sem *check_sem(lua_State *L, const char *fname) {
+  cfl_sem *s = luaL_testudata(L, 1, "cfuture.Semaphore");
+  if (!s) luaL_error(L, "%s: argument #1 must be a semaphore (got %s)", fname, luaL_typename(L, 1));
+  return s;
+}
+
+static lua_Integer check_count(lua_State *L, int idx, const char *fname, lua_Integer dflt) {
+  if (lua_isnoneornil(L, idx)) return dflt;
+  int isint;
+  lua_Integer n = lua_tointegerx(L, idx, &isint);
+  if (!isint || n < 0)
+    luaL_error(L, "%s: argument #%d must be a non-negative integer (got %s)", fname, idx,
+               luaL_tolstring(L, idx, NULL));
+  return n;
+}
+
+/* cf.semaphore(permits) -> semaphore */
+static int l_semaphore(lua_State *L) {
+  lua_Integer n = check_count(L, 1, "semaphore", -1);
+  if (n < 0)
+    return luaL_error(L, "semaphore: argument #1 must be a non-negative integer (got no value)");
+  cfl_sem *s = lua_newuserdatauv(L, sizeof *s, 0);
+  s->permits = n;
+  cf__list_init(&s->queue);
+  luaL_setmetatable(L, "cfuture.Semaphore");
+  return 1;
+}
+
+/* sem:acquire([n = 1]) -> future of a permit (release it, or let <close> do) */
+static int s_acquire(lua_State *L) {
+  check_sem(L, "acquire");
+  lua_Integer n = check_count(L, 2, "acquire", 1);
+  int kind = (int)luaL_optinteger(L, 3, 0);
+  acq_op *op = (acq_op *)cfl_new_future(L, cfl_rt(L), &acq_class, sizeof(acq_op));
+  op->sem = lua_touserdata(L, 1);
+  op->n = n;
+  op->kind = (uint8_t)kind;
+  op->link.next = op->link.prev = NULL;
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  cfl_register_self(L, -1);
+  return 1;
+}
+
+/* sem:try_acquire([n = 1]) -> permit | nil */
+static int s_try_acquire(lua_State *L) {
+  cfl_sem *s = check_sem(L, "try_acquire");
+  lua_Integer n = check_count(L, 2, "try_acquire", 1);
+  int kind = (int)luaL_optinteger(L, 3, 0);
+  if (!cf__list_empty(&s->queue) || s->permits < n) return 0;
+  s->permits -= n;
+  cfl_permit *p = lua_newuserdatauv(L, sizeof *p, 1);
+  p->sem = s;
+  p->n = n;
+  p->kind = (uint8_t)kind;
+  luaL_setmetatable(L, "cfuture.Permit");
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+/* sem:add_permits(n) */
+static int s_add_permits(lua_State *L) {
+  sem_release(check_sem(L, "add_permits"), check_count(L, 2, "add_permits", 1));
+  return 0;
+}
+
+static int s_available(lua_State *L) {
+  lua_pushinteger(L, check_sem(L, "available")->permits);
+  return 1;
+}
+
+/* permit:release([n = all]) — also unlock for guards, and <close> */
+static int p_release(lua_State *L) {
+  cfl_permit *p = luaL_checkudata(L, 1, "cfuture.Permit");
+  const char *verb = permit_verb[p->kind];
+  if (p->n == 0) {
+    if (lua_toboolean(L, lua_upvalueindex(1))) return 0; /* __close / __gc */
+    return luaL_error(L, "%s: the %s was already %s", verb, p->kind ? "guard" : "permit",
+                      p->kind ? "unlocked" : "released");
+  }
+  lua_Integer n = p->n;
+  if (!lua_isnoneornil(L, 2) && !lua_toboolean(L, lua_upvalueindex(1))) {
+    n = check_count(L, 2, verb, p->n);
+    if (n > p->n)
+      return luaL_error(L, "%s: cannot release %d permit(s): only %d held", verb, (int)n,
+                        (int)p->n);
+  }
+  p->n -= n;
+  sem_release(p->sem, n);
+  return 0;
+}
+
+static int p_count(lua_State *L) {
+  lua_pushinteger(L, ((cfl_permit *)luaL_checkudata(L, 1, "cfuture.Permit"))->n);
+  return 1;
+}
+
+/* ---- notify --------------------------------------------------------------- */
+
+typedef struct cfl_notify {
+  cf_waitlist q;
+  uint64_t gen; /* notify_all count */
+  uint8_t permit;
+} cfl_notify;
+
+typedef struct wait_op {
+  cfl_future hdr;
+  cfl_notify *n; /* kept alive by the uservalue */
+  cf_waiter waiter;
+  uint64_t gen;
+} wait_op;
+
+static cf_poll wait_poll(cf_future *base, cf_context *cx) {
+  wait_op *op = (wait_op *)base;
+  cfl_notify *n = op->n;
+  if (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING) return CF_READY;
+  int ready = 0;
+  if (op->waiter.notified_by == &n->q) {
+    cf_waiter_consume(&op->waiter);
+    ready = 1;
+  } else if (op->hdr.state == CFL_PENDING && n->gen != op->gen) {
+    ready = 1;
+  } else if (op->hdr.state == CFL_FRESH && n->permit) {
+    n->permit = 0;
+    ready = 1;
+  }
+  if (ready) {
+    cf_waiter_cancel(&op->waiter);
+    op->hdr.state = CFL_READY;
+    return CF_READY;
+  }
+  if (op->hdr.state == CFL_FRESH) op->gen = n->gen;
+  op->hdr.state = CFL_PENDING;
+  cf_context own = {cx->waker, &op->waiter};
+  cf_waitlist_register(&n->q, &own);
+  return CF_PENDING;
+}
+
+static void wait_drop(cf_future *base) {
+  wait_op *op = (wait_op *)base;
+  if (op->waiter.notified_by) { /* a notify_one reached it: keep it for someone */
+    cf_waiter_consume(&op->waiter);
+    if (!cf_waitlist_notify_one(&op->n->q)) op->n->permit = 1;
+  }
+  cf_waiter_cancel(&op->waiter);
+  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+}
+
+static int wait_take(lua_State *L, cfl_future *f) {
+  (void)L;
+  int st = f->state;
+  f->state = CFL_TAKEN;
+  if (st != CFL_READY) {
+    cfl_push_cancelled(L, f->rt, "the wait was cancelled");
+    return -1;
+  }
+  return 0;
+}
+
+static const cfl_class wait_class = {
+    {wait_poll, wait_drop}, "notify wait", wait_take, NULL, NULL, 0, 1, NULL};
+
+static cfl_notify *check_notify(lua_State *L, const char *fname) {
+  cfl_notify *n = luaL_testudata(L, 1, "cfuture.Notify");
+  if (!n) luaL_error(L, "%s: argument #1 must be a notify (got %s)", fname, luaL_typename(L, 1));
+  return n;
+}
+
+static int l_notify(lua_State *L) {
+  cfl_notify *n = lua_newuserdatauv(L, sizeof *n, 0);
+  cf_waitlist_init(&n->q);
+  n->gen = 0;
+  n->permit = 0;
+  luaL_setmetatable(L, "cfuture.Notify");
+  return 1;
+}
+
+/* n:wait() -> future ready at the next notification */
+static int n_wait(lua_State *L) {
+  check_notify(L, "wait");
+  wait_op *op = (wait_op *)cfl_new_future(L, cfl_rt(L), &wait_class, sizeof(wait_op));
+  op->n = lua_touserdata(L, 1);
+  cf_waiter_init(&op->waiter);
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+/* n:notify_one(): wake one waiter, or let the next wait complete at once */
+static int n_notify_one(lua_State *L) {
+  cfl_notify *n = check_notify(L, "notify_one");
+  if (!cf_waitlist_notify_one(&n->q)) n->permit = 1;
+  return 0;
+}
+
+/* n:notify_all() -> number woken: wake every current waiter */
+static int n_notify_all(lua_State *L) {
+  cfl_notify *n = check_notify(L, "notify_all");
+  n->gen++;
+  lua_pushinteger(L, (lua_Integer)cf_waitlist_wake_all(&n->q));
+  return 1;
+}
+
+/* ---- registration ----------------------------------------------------------- */
+
+static const luaL_Reg funcs[] = {
+    {"channel", l_channel}, {"semaphore", l_semaphore}, {"notify", l_notify}, {NULL, NULL}};
+
+static const luaL_Reg chan_methods[] = {
+    {"recv", c_recv},         {"try_recv", c_try_recv},   {"send", c_send},
+    {"try_send", c_try_send}, {"close", c_close},         {"len", c_len},
+    {"capacity", c_capacity}, {"is_closed", c_is_closed}, {NULL, NULL}};
+
+static const luaL_Reg sem_methods[] = {{"acquire", s_acquire},
+                                       {"try_acquire", s_try_acquire},
+                                       {"add_permits", s_add_permits},
+                                       {"available", s_available},
+                                       {NULL, NULL}};
+
+static const luaL_Reg notify_methods[] = {
+    {"wait", n_wait}, {"notify_one", n_notify_one}, {"notify_all", n_notify_all}, {NULL, NULL}};
+
+static void new_class_mt(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+void cfl_open_sync(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  cfl_setfuncs(L, rt, funcs);
+  /* channel methods live on the shared future metatable */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_getfield(L, -1, "__index");
+  cfl_setfuncs(L, rt, chan_methods);
+  lua_pop(L, 2);
+  new_class_mt(L, rt, "cfuture.Semaphore", sem_methods);
+  new_class_mt(L, rt, "cfuture.Notify", notify_methods);
+  /* permits: release / unlock, <close> and __gc release what is left */
+  luaL_newmetatable(L, "cfuture.Permit");
+  lua_newtable(L);
+  lua_pushboolean(L, 0);
+  lua_pushcclosure(L, p_release, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "release");
+  lua_setfield(L, -2, "unlock");
+  lua_pushcfunction(L, p_count);
+  lua_setfield(L, -2, "count");
+  lua_setfield(L, -2, "__index");
+  lua_pushboolean(L, 1);
+  lua_pushcclosure(L, p_release, 1);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__close");
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  /* the shared "already sent" future */
+  cfl_new_future(L, rt, &done_class, sizeof(cfl_future));
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &DONE_KEY);
+}
