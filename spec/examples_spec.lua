@@ -26,3 +26,30 @@ describe("examples/demo.lua", function()
     assert.is_true(ms < 8000 * support.slow, ms)
   end)
 end)
+
+describe("examples/worker_pool.lua", function()
+  it("gathers every result in job order, with the workers running concurrently", function()
+    local out, code, ms, err = support.run_lua(read("examples/worker_pool.lua"))
+    assert.are.equal(0, code, err)
+    local expect = {}
+    for job = 1, 20 do expect[#expect + 1] = ("%d:%d"):format(job, job * job) end
+    assert.matches(table.concat(expect, " "), out, 1, true)
+    assert.matches("20 jobs on 4 workers, results in order", out)
+    -- sequentially the jobs sleep ~390 ms in all; four workers take about a quarter
+    assert.is_true(ms < 380 + 1000 * (support.slow - 1) + 300, ms)
+  end)
+end)
+
+describe("examples/pubsub.lua", function()
+  it("delivers every message to the fast subscriber and reports what the slow one missed", function()
+    local out, code, _, err = support.run_lua(read("examples/pubsub.lua"))
+    assert.are.equal(0, code, err)
+    local fast, slow = out:match("fast saw (%d+), slow saw (%d+) of 12")
+    assert.are.equal("12", fast)
+    assert.is_true(tonumber(slow) < 12)
+    assert.matches("slow   missed %d+ message%(s%)", out)
+    local missed = 0
+    for n in out:gmatch("slow   missed (%d+)") do missed = missed + tonumber(n) end
+    assert.are.equal(12, tonumber(slow) + missed)
+  end)
+end)
