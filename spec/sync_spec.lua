@@ -19,6 +19,31 @@ describe("channel", function()
     assert.are.same({ 1, 2, 3, "nil" }, got)
   end)
 
+  it("keeps order, nil included, when the queue wraps around and then grows", function()
+    local ch = cf.channel()
+    local expect, n = {}, 0
+    local function send(v) ch:send(v); n = n + 1; expect[n] = v == nil and "nil" or v end
+    for i = 1, 6 do send(i) end
+    for _ = 1, 5 do assert.is_true((ch:try_recv())) end -- head moves on: the next sends wrap
+    for i = 7, 300 do send(i % 10 == 0 and nil or i) end -- grows while wrapped
+    local got = {}
+    while true do
+      local ok, v = ch:try_recv()
+      if not ok then break end
+      got[#got + 1] = v == nil and "nil" or v
+    end
+    assert.are.same({ table.unpack(expect, 6, n) }, got)
+  end)
+
+  it("an unbounded channel refuses a send past 500,000 queued messages", function()
+    local ch = cf.channel()
+    for i = 1, 500000 do ch:send(i) end
+    assert.has_error(function() ch:send(0) end, "send: the unbounded channel already holds 500000 messages")
+    assert.are.same({ false, "full" }, { ch:try_send(0) })
+    assert.are.same({ true, 1 }, { ch:try_recv() })
+    assert.is_true(ch:try_send(0))
+  end)
+
   it("try_send / try_recv never wait", function()
     local ch = cf.channel(1)
     assert.are.same({ false, "empty" }, { ch:try_recv() })

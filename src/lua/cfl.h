@@ -132,6 +132,7 @@ struct cf_runtime {
   int await_fn;    /* registry ref: the await C closure */
   int yield_token; /* registry ref: the future cf.yield_now() returns */
   void *yield_token_ptr;
+  int sent;         /* registry ref: the future a send that went through returns */
   int mt;           /* registry ref: the future metatable */
   int cancelled_mt; /* registry ref: metatable of cancellation errors */
   int in_run;

@@ -15,8 +15,10 @@
  *   an acquire cancelled after its permits were assigned gives them back.
  * - Notify: notify_one promises one waiter (or stores one permit when none
  *   waits); notify_all wakes the current waiters through a generation count.
- * - Buffers are Lua tables in the objects' uservalues; C code that has only
- *   a pointer finds the object again through cfl_push_self.
+ * - A channel's messages are a ring in the stack slots of a private Lua
+ *   thread (its uservalue): a send or receive copies one slot, with no
+ *   table lookups. A waiting send keeps its value in its uservalue table,
+ *   found again through cfl_push_self.
  */
 #include "cfl.h"
 
@@ -25,16 +27,20 @@ static const char NIL_MARK = 'n'; /* stands for a nil message in a buffer */
 /* ---- channels ------------------------------------------------------------ */
 
 typedef struct cfl_chan {
-  cfl_future hdr;         /* polling it receives */
-  lua_Integer cap;        /* 0: unbounded */
-  lua_Integer head, tail; /* messages at buffer[head+1 .. tail] */
-  lua_Integer reserved;   /* messages held by ready recv_ops */
-  lua_Integer room_held;  /* room held by ready send_ops */
+  cfl_future hdr;        /* polling it receives */
+  lua_Integer cap;       /* 0: unbounded */
+  lua_State *buf;        /* messages: a ring in this thread's stack slots */
+  lua_Integer size;      /* ring slots */
+  lua_Integer head;      /* 0-based slot of the oldest message */
+  lua_Integer count;     /* messages queued */
+  lua_Integer reserved;  /* messages held by ready recv_ops */
+  lua_Integer room_held; /* room held by ready send_ops */
   cf_waitlist recvq, sendq;
   uint8_t closed;
 } cfl_chan;
 
-#define COUNT(ch) ((ch)->tail - (ch)->head)
+#define COUNT(ch) ((ch)->count)
+#define MAX_QUEUED 500000 /* a Lua stack holds at most LUAI_MAXSTACK slots */
 
 extern const cfl_class cfl_chan_class;
 
@@ -47,51 +53,61 @@ static lua_Integer recv_available(cfl_chan *ch, cf_waiter *w) {
 }
 
 static lua_Integer send_room(cfl_chan *ch, cf_waiter *w) {
-  if (ch->cap == 0) return 1;
+  if (ch->cap == 0) return COUNT(ch) < MAX_QUEUED;
   int mine = w && w->notified_by == &ch->sendq;
   return ch->cap - COUNT(ch) - ch->room_held - (lua_Integer)ch->sendq.notified + mine;
 }
 
-/* Push the buffer table of ch onto L. */
-static void push_buffer(lua_State *L, cfl_chan *ch) {
-  cfl_push_self(L, ch);
-  cfl_getuservalue(L, -1);
-  lua_remove(L, -2);
+/* Double the ring, unwrapping it so the messages stay in order. */
+static int buffer_grow(cfl_chan *ch) {
+  lua_State *b = ch->buf;
+  lua_Integer size = ch->size, nsize = size ? size * 2 : 8;
+  if (!lua_checkstack(b, (int)(nsize - size) + 2)) return 0;
+  for (lua_Integer i = size; i < nsize; i++)
+    lua_pushnil(b);
+  lua_Integer wrapped = ch->head + ch->count - size;
+  for (lua_Integer i = 1; i <= wrapped; i++) {
+    lua_copy(b, (int)i, (int)(size + i));
+    lua_pushnil(b);
+    lua_replace(b, (int)i);
+  }
+  ch->size = nsize;
+  return 1;
 }
 
 /* Append the value on L's top (popped) to the buffer. */
 static void buffer_push(lua_State *L, cfl_chan *ch) {
+  if (ch->count == ch->size && !buffer_grow(ch)) luaL_error(L, "send: out of memory");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_pushlightuserdata(L, (void *)&NIL_MARK);
   }
-  push_buffer(L, ch);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, ++ch->tail);
-  lua_pop(L, 1);
+  lua_xmove(L, ch->buf, 1);
+  lua_replace(ch->buf, (int)((ch->head + ch->count) % ch->size + 1));
+  ch->count++;
   cf_waitlist_notify_one(&ch->recvq); /* promise it to a waiting receiver */
 }
 
 /* Push the oldest message onto L and remove it from the buffer. */
 static void buffer_pop(lua_State *L, cfl_chan *ch) {
-  luaL_checkstack(L, 3, NULL);
-  push_buffer(L, ch);
-  lua_rawgeti(L, -1, ++ch->head);
-  lua_pushnil(L);
-  lua_rawseti(L, -3, ch->head);
-  lua_remove(L, -2);
+  lua_State *b = ch->buf;
+  int slot = (int)ch->head + 1;
+  luaL_checkstack(L, 2, NULL);
+  lua_pushvalue(b, slot);
+  lua_xmove(b, L, 1);
+  lua_pushnil(b);
+  lua_replace(b, slot);
+  ch->head = (ch->head + 1) % ch->size;
+  if (--ch->count == 0) {
+    ch->head = 0;
+    if (ch->size > 4096) { /* a burst grew the ring: let the slots go */
+      lua_settop(b, 0);
+      ch->size = 0;
+    }
+  }
   if (lua_touserdata(L, -1) == (void *)&NIL_MARK) {
     lua_pop(L, 1);
     lua_pushnil(L);
-  }
-  if (COUNT(ch) == 0) {
-    if (ch->tail > 4096) { /* a burst grew the table: let it go */
-      cfl_push_self(L, ch);
-      lua_newtable(L);
-      cfl_setuservalue(L, -2);
-      lua_pop(L, 1);
-    }
-    ch->head = ch->tail = 0;
   }
   if (ch->cap) cf_waitlist_notify_one(&ch->sendq); /* room for a waiting sender */
 }
@@ -291,8 +307,6 @@ static int done_take(lua_State *L, cfl_future *f) {
 static const cfl_class done_class = {
     {done_poll, done_drop}, "sent", done_take, NULL, NULL, 1, 0, NULL};
 
-static const char DONE_KEY = 'd';
-
 static cfl_chan *check_chan(lua_State *L, const char *fname) {
   cfl_future *f = cfl_tofuture(L, 1);
   if (!is_chan(f))
@@ -316,9 +330,8 @@ static int l_channel(lua_State *L) {
   ch->cap = cap;
   cf_waitlist_init(&ch->recvq);
   cf_waitlist_init(&ch->sendq);
-  lua_newtable(L);
+  ch->buf = lua_newthread(L);
   cfl_setuservalue(L, -2);
-  cfl_register_self(L, -1);
   return 1;
 }
 
@@ -350,9 +363,11 @@ static int c_send(lua_State *L) {
   if (ch->closed) return luaL_error(L, "send: the channel is closed");
   if (send_room(ch, NULL) > 0) {
     buffer_push(L, ch);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &DONE_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cfl_rt(L)->sent);
     return 1;
   }
+  if (ch->cap == 0)
+    return luaL_error(L, "send: the unbounded channel already holds %d messages", MAX_QUEUED);
   send_op *op = (send_op *)cfl_new_future(L, cfl_rt(L), &send_op_class, sizeof(send_op));
   op->ch = ch;
   cf_waiter_init(&op->waiter);
@@ -776,5 +791,5 @@ void cfl_open_sync(lua_State *L) {
   lua_pop(L, 1);
   /* the shared "already sent" future */
   cfl_new_future(L, rt, &done_class, sizeof(cfl_future));
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &DONE_KEY);
+  rt->sent = luaL_ref(L, LUA_REGISTRYINDEX);
 }
