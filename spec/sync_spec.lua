@@ -258,7 +258,9 @@ describe("mutex and rwlock", function()
       cf.yield_now():await()
       assert.is_true(m:is_locked())
       h:abort()
-      assert.are.same({ true }, { pcall(function() cf.timeout(100, m:lock()):await() end) })
+      local guard = cf.timeout(100, m:lock()):await()
+      assert.is_not_nil(guard) -- locked, not timed out
+      guard:unlock()
     end)
   end)
 
@@ -326,6 +328,19 @@ describe("notify", function()
     end)
   end)
 
+  it("a notification taken by a wait whose combinator then fails is kept", function()
+    local n = cf.notify()
+    cf.block_on(function()
+      n:notify_one() -- stored permit
+      local failing = cf.async(function() cf.yield_now():await(); error("sibling failed", 0) end)
+      -- the wait completes (taking the permit), then try_join drops it untaken
+      local ok, err = pcall(function() cf.try_join(n:wait(), failing()):await() end)
+      assert.is_false(ok)
+      assert.matches("^sibling failed", err)
+      assert.are.equal(0, select("#", cf.timeout(100, n:wait()):await())) -- woke, no timeout
+    end)
+  end)
+
   it("a notify_one reaching a cancelled wait is kept", function()
     local n = cf.notify()
     cf.block_on(function()
@@ -333,7 +348,7 @@ describe("notify", function()
       cf.yield_now():await()
       n:notify_one()
       h:abort()
-      assert.are.same({ true }, { pcall(function() cf.timeout(100, n:wait()):await() end) })
+      assert.are.equal(0, select("#", cf.timeout(100, n:wait()):await())) -- woke, no timeout
     end)
   end)
 end)

@@ -642,6 +642,7 @@ typedef struct wait_op {
   cfl_notify *n; /* kept alive by the uservalue */
   cf_waiter waiter;
   uint64_t gen;
+  uint8_t holds; /* ready by a notify_one or the stored permit, not yet taken */
 } wait_op;
 
 static cf_poll wait_poll(cf_future *base, cf_context *cx) {
@@ -651,12 +652,12 @@ static cf_poll wait_poll(cf_future *base, cf_context *cx) {
   int ready = 0;
   if (op->waiter.notified_by == &n->q) {
     cf_waiter_consume(&op->waiter);
-    ready = 1;
+    ready = op->holds = 1;
   } else if (op->hdr.state == CFL_PENDING && n->gen != op->gen) {
     ready = 1;
   } else if (op->hdr.state == CFL_FRESH && n->permit) {
     n->permit = 0;
-    ready = 1;
+    ready = op->holds = 1;
   }
   if (ready) {
     cf_waiter_cancel(&op->waiter);
@@ -672,8 +673,9 @@ static cf_poll wait_poll(cf_future *base, cf_context *cx) {
 
 static void wait_drop(cf_future *base) {
   wait_op *op = (wait_op *)base;
-  if (op->waiter.notified_by) { /* a notify_one reached it: keep it for someone */
+  if (op->waiter.notified_by || op->holds) { /* a notify_one it never used: keep it */
     cf_waiter_consume(&op->waiter);
+    op->holds = 0;
     if (!cf_waitlist_notify_one(&op->n->q)) op->n->permit = 1;
   }
   cf_waiter_cancel(&op->waiter);
@@ -681,7 +683,7 @@ static void wait_drop(cf_future *base) {
 }
 
 static int wait_take(lua_State *L, cfl_future *f) {
-  (void)L;
+  ((wait_op *)f)->holds = 0;
   int st = f->state;
   f->state = CFL_TAKEN;
   if (st != CFL_READY) {
