@@ -177,6 +177,8 @@ void cfl_register_self(lua_State *L, int idx);
 void cfl_push_self(lua_State *L, const void *p);
 const char *cfl_state_name(int state);
 void cfl_open_future(lua_State *L);
+/* Add methods to the shared future metatable (futures, handles, channels). */
+void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *methods);
 
 /* coro.c */
 extern const cfl_class cfl_coro_class;

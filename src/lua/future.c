@@ -136,6 +136,13 @@ static int l_is_future(lua_State *L) {
 static const luaL_Reg methods[] = {{"state", f_state}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {{"is_future", l_is_future}, {NULL, NULL}};
 
+void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_getfield(L, -1, "__index");
+  cfl_setfuncs(L, rt, fns);
+  lua_pop(L, 2);
+}
+
 /* Module table on top. Fills the shared future metatable. */
 void cfl_open_future(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);

@@ -171,8 +171,5 @@ static const luaL_Reg methods[] = {{"spawn", s_spawn}, {NULL, NULL}};
 void cfl_open_scope(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
-  lua_getfield(L, -1, "__index");
-  cfl_setfuncs(L, rt, methods);
-  lua_pop(L, 2);
+  cfl_add_methods(L, rt, methods);
 }

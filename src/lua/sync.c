@@ -768,10 +768,7 @@ void cfl_open_sync(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   /* channel methods live on the shared future metatable */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
-  lua_getfield(L, -1, "__index");
-  cfl_setfuncs(L, rt, chan_methods);
-  lua_pop(L, 2);
+  cfl_add_methods(L, rt, chan_methods);
   new_class_mt(L, rt, "cfuture.Semaphore", sem_methods);
   new_class_mt(L, rt, "cfuture.Notify", notify_methods);
   /* permits: release / unlock, <close> and __gc release what is left */

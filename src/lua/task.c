@@ -405,8 +405,5 @@ void cfl_open_task(lua_State *L) {
   cfl_setfuncs(L, rt, funcs);
   lua_newtable(L);
   rt->stage = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
-  lua_getfield(L, -1, "__index");
-  cfl_setfuncs(L, rt, methods);
-  lua_pop(L, 2);
+  cfl_add_methods(L, rt, methods);
 }
