@@ -46,3 +46,28 @@ describe("introspection", function()
     assert.are.equal(h:id(), cf.block_on(h))
   end)
 end)
+
+describe("introspection of synchronisation waits", function()
+  it("says what each waiting task waits for", function()
+    cf.block_on(function()
+      local ch, m, n = cf.channel(1), cf.mutex(), cf.notify()
+      ch:send(1)
+      local g = m:lock():await()
+      local hs = {
+        cf.spawn { function() ch:send(2):await() end, name = "sender" },
+        cf.spawn { function() cf.channel():recv():await() end, name = "receiver" },
+        cf.spawn { function() m:lock():await() end, name = "locker" },
+        cf.spawn { function() n:wait():await() end, name = "waiter" },
+      }
+      cf.yield_now():await()
+      local by_name = {}
+      for _, t in ipairs(cf.tasks()) do if t.name then by_name[t.name] = t.awaiting end end
+      assert.are.equal("channel send (waiting for room)", by_name.sender)
+      assert.are.equal("channel recv (0 queued)", by_name.receiver)
+      assert.are.equal("lock (1 permit(s), 0 free)", by_name.locker)
+      assert.are.equal("notify wait", by_name.waiter)
+      for _, h in ipairs(hs) do h:abort() end
+      g:unlock()
+    end)
+  end)
+end)
