@@ -48,6 +48,20 @@ function Interval:reset()
   self.due = now() + self.period
 end
 
+-- Files ---------------------------------------------------------------------
+
+local File = cf.fs.File
+
+--- file:lines() -> iterator of the file's lines (without newlines), for use
+-- inside a task: `for line in f:lines() do ... end`. A read error is raised.
+function File:lines()
+  return function()
+    local line, err = self:read_line():await()
+    if line == nil and err then error(err, 2) end
+    return line
+  end
+end
+
 require "cfuture.sync"(cf)
 
 return cf

@@ -206,6 +206,27 @@ extern const cfl_class cfl_yield_token_class;
 cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms);
 double cfl_check_ms(lua_State *L, int idx, const char *fname);
 
+/* job.c: a future over a thread-pool job */
+typedef struct cfl_job_kind {
+  const char *name;
+  /* Push the results (or nil, message, code); called once, on the loop. */
+  int (*push)(lua_State *L, cfu_job *j);
+  /* May the job be submitted now? If not, arrange a wake and return 0. */
+  int (*start)(cfu_job *j, cf_context *cx);
+  void (*describe)(lua_State *L, cfu_job *j); /* optional */
+} cfl_job_kind;
+
+typedef struct cfl_job {
+  cfl_future hdr;
+  cfu_job *job; /* owned until taken or dropped */
+  const cfl_job_kind *kind;
+} cfl_job;
+
+/* Push a future over j (whose uservalue may anchor what j works on). */
+cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu_job *j);
+/* Push nil, "<what>: <message>", "<ECODE>" for a negative libuv error. */
+int cfl_push_ioerr(lua_State *L, int err, const char *what);
+
 /* combinators.c, timer.c, custom.c, scope.c, introspect.c */
 void cfl_open_combinators(lua_State *L);
 void cfl_open_timer(lua_State *L);
@@ -213,6 +234,7 @@ void cfl_open_custom(lua_State *L);
 void cfl_open_scope(lua_State *L);
 void cfl_open_introspect(lua_State *L);
 void cfl_open_sync(lua_State *L);
+void cfl_open_fs(lua_State *L);
 void cfl_scope_child_done(cfl_task *t);
 void cfl_push_describe(lua_State *L, cfl_future *f);
 

@@ -384,6 +384,7 @@ int luaopen_cfuture_core(lua_State *L) {
   cfl_open_scope(L);
   cfl_open_introspect(L);
   cfl_open_sync(L);
+  cfl_open_fs(L);
   cfl_setfuncs(L, rt, runtime_funcs);
   lua_pushliteral(L, CFUTURE_VERSION);
   lua_setfield(L, -2, "_VERSION");

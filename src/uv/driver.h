@@ -36,4 +36,33 @@ void cfu_timers_remove(cfu_timers *t, cfu_sleep *s);
 
 static inline uint64_t cfu_now_ns(void) { return uv_hrtime(); }
 
+/* Jobs: blocking work run on libuv's thread pool. A job is C memory owned
+ * by the future that submitted it until that future lets go of it
+ * (cfu_job_orphan); a job orphaned while it runs frees itself when it is
+ * done, so the thread pool never writes into memory that is gone. */
+typedef struct cfu_job cfu_job;
+
+typedef struct cfu_job_vt {
+  void (*run)(cfu_job *j);   /* thread pool: no Lua, no loop access */
+  void (*after)(cfu_job *j); /* loop thread, when run is over (or cancelled); optional */
+  void (*free)(cfu_job *j);  /* release the job and what it holds */
+} cfu_job_vt;
+
+enum { CFU_JOB_NEW, CFU_JOB_QUEUED, CFU_JOB_DONE };
+
+struct cfu_job {
+  uv_work_t req;
+  const cfu_job_vt *vt;
+  cf_waker waker;
+  int err;          /* negative libuv error of the job, 0 if it worked */
+  uint8_t state;    /* CFU_JOB_* */
+  uint8_t orphaned; /* nobody wants the result: free it when done */
+};
+
+void cfu_job_init(cfu_job *j, const cfu_job_vt *vt);
+/* Queue j on the thread pool; `w` (cloned) is woken when it is done. */
+int cfu_job_submit(uv_loop_t *loop, cfu_job *j, const cf_waker *w);
+/* The owner lets go: free j now if it is not running, else when it is done. */
+void cfu_job_orphan(cfu_job *j);
+
 #endif

@@ -1,0 +1,82 @@
+/*
+ * job.c — a future over a thread-pool job (src/uv/work.c).
+ *
+ * The future submits its job on first poll (futures are lazy), is ready
+ * when the job is done, and hands the job's results to Lua once. Dropping
+ * it while the job runs orphans the job: the pool finishes it and the
+ * job's free hook releases whatever it produced (closing an opened file,
+ * say), so a cancelled operation leaves nothing behind.
+ */
+#include <string.h>
+
+#include "cfl.h"
+
+static cf_poll job_poll(cf_future *base, cf_context *cx) {
+  cfl_job *f = (cfl_job *)base;
+  cfu_job *j = f->job;
+  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
+  f->hdr.state = CFL_PENDING;
+  switch (j->state) {
+  case CFU_JOB_NEW: {
+    if (f->kind->start && !f->kind->start(j, cx)) return CF_PENDING;
+    int r = cfu_job_submit(f->hdr.rt->loop, j, cx->waker);
+    if (r == 0) return CF_PENDING;
+    j->err = r;
+    j->state = CFU_JOB_DONE;
+    if (j->vt->after) j->vt->after(j);
+    break;
+  }
+  case CFU_JOB_QUEUED: cf_waker_set(&j->waker, cx->waker); return CF_PENDING;
+  default: break;
+  }
+  f->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void job_drop(cf_future *base) {
+  cfl_job *f = (cfl_job *)base;
+  if (f->job) {
+    cfu_job *j = f->job;
+    f->job = NULL;
+    cfu_job_orphan(j);
+  }
+  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+}
+
+static int job_take(lua_State *L, cfl_future *base) {
+  cfl_job *f = (cfl_job *)base;
+  cfu_job *j = f->job;
+  f->hdr.state = CFL_TAKEN;
+  int n = f->kind->push(L, j);
+  f->job = NULL;
+  j->vt->free(j);
+  return n;
+}
+
+static void job_describe(lua_State *L, cfl_future *base) {
+  cfl_job *f = (cfl_job *)base;
+  if (f->job && f->kind->describe)
+    f->kind->describe(L, f->job);
+  else
+    lua_pushstring(L, f->kind->name);
+}
+
+static const cfl_class job_class = {
+    {job_poll, job_drop}, "job", job_take, job_describe, NULL, 0, 1, NULL};
+
+cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu_job *j) {
+  cfl_job *f = (cfl_job *)cfl_new_future(L, rt, &job_class, sizeof(cfl_job));
+  f->job = j;
+  f->kind = kind;
+  return f;
+}
+
+int cfl_push_ioerr(lua_State *L, int err, const char *what) {
+  lua_pushnil(L);
+  if (what)
+    lua_pushfstring(L, "%s: %s", what, uv_strerror(err));
+  else
+    lua_pushstring(L, uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
