@@ -24,11 +24,13 @@ build = {
     ["cfuture.core"] = {
       sources = {
         "src/core/waiter.c", "src/core/task.c", "src/core/group.c", "src/core/heap.c",
-        "src/uv/timer.c", "src/uv/work.c", "src/uv/fs.c",
+        "src/uv/timer.c", "src/uv/work.c", "src/uv/fs.c", "src/uv/stream.c",
+        "src/uv/process.c",
         "src/lua/runtime.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/task.c",
         "src/lua/combinators.c",
         "src/lua/timer.c", "src/lua/custom.c", "src/lua/scope.c", "src/lua/introspect.c",
-        "src/lua/sync.c", "src/lua/job.c", "src/lua/fs.c",
+        "src/lua/sync.c", "src/lua/job.c", "src/lua/fs.c", "src/lua/stream.c",
+        "src/lua/process.c", "src/lua/signal.c",
       },
       incdirs = { "include", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },

@@ -5,7 +5,7 @@
 local cf = require "cfuture.core"
 
 local async, now, sleep_until = cf.async, cf.now, cf.sleep_until
-local floor, type, setmetatable, error = math.floor, type, setmetatable, error
+local floor, type, setmetatable, error, ipairs = math.floor, type, setmetatable, error, ipairs
 
 -- Interval timers -----------------------------------------------------------
 
@@ -48,19 +48,60 @@ function Interval:reset()
   self.due = now() + self.period
 end
 
--- Files ---------------------------------------------------------------------
+-- Files, streams, processes --------------------------------------------------
 
-local File = cf.fs.File
-
---- file:lines() -> iterator of the file's lines (without newlines), for use
--- inside a task: `for line in f:lines() do ... end`. A read error is raised.
-function File:lines()
+local function lines(self)
   return function()
     local line, err = self:read_line():await()
     if line == nil and err then error(err, 2) end
     return line
   end
 end
+
+--- file:lines() / stream:lines() -> iterator of lines (without newlines),
+-- for use inside a task: `for line in f:lines() do ... end`. A read error
+-- is raised.
+cf.fs.File.lines = lines
+cf.Stream.lines = lines
+
+local spawn_process = cf.process.spawn
+
+--- cf.process.run(cmd [, args [, opts]]) -> future of code, stdout, stderr
+-- [, signal]: run a program to completion, collecting its output. opts may
+-- hold env, clear_env, cwd and input (a string fed to its stdin). A run
+-- that is cancelled (timeout, select, abort) kills the child.
+cf.process.run = async(function(cmd, args, opts)
+  if type(cmd) ~= "string" then
+    error(("process.run: argument #1 must be a program name (got %s)"):format(type(cmd)), 0)
+  end
+  if args ~= nil and type(args) ~= "table" then
+    error(("process.run: argument #2 must be a table of arguments (got %s)"):format(type(args)), 0)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("process.run: argument #3 must be an options table (got %s)"):format(type(opts)), 0)
+  end
+  opts = opts or {}
+  local input = opts.input
+  if input ~= nil and type(input) ~= "string" then
+    error(("process.run: option 'input' must be a string (got %s)"):format(type(input)), 0)
+  end
+  local spec = { cmd, env = opts.env, clear_env = opts.clear_env, cwd = opts.cwd,
+    stdin = input and "pipe" or "null", stdout = "pipe", stderr = "pipe" }
+  for i, a in ipairs(args or {}) do spec[i + 1] = a end
+  local p, err, code = spawn_process(spec)
+  if not p then return nil, err, code end
+  local _ <close> = setmetatable({}, { __close = function()
+    if not p:status() then p:kill("SIGKILL") end
+  end })
+  local feed = input and cf.spawn(function()
+    p.stdin:write(input):await() -- EPIPE if the child does not read it all: fine
+    p.stdin:close()
+  end)
+  local out, errout = cf.join(p.stdout:read_all(), p.stderr:read_all()):await()
+  if feed then feed:await() end
+  local status, signal = p:wait():await()
+  return status, out, errout, signal
+end)
 
 require "cfuture.sync"(cf)
 

@@ -22,6 +22,7 @@
 
 #include "../core/core.h"
 #include "../uv/driver.h"
+#include "../uv/stream.h"
 #include "cfuture.h"
 #include "compat.h"
 
@@ -135,6 +136,7 @@ struct cf_runtime {
   int sent;         /* registry ref: the future a send that went through returns */
   int mt;           /* registry ref: the future metatable */
   int cancelled_mt; /* registry ref: metatable of cancellation errors */
+  cf_link io;       /* open streams, processes, signal watchers (cfu_res) */
   int in_run;
   int polling; /* inside uv_run */
   int closing;
@@ -235,6 +237,16 @@ void cfl_open_scope(lua_State *L);
 void cfl_open_introspect(lua_State *L);
 void cfl_open_sync(lua_State *L);
 void cfl_open_fs(lua_State *L);
+void cfl_open_stream(lua_State *L);
+void cfl_open_process(lua_State *L);
+void cfl_open_signal(lua_State *L);
+/* stream.c: push a Lua stream object owning one reference on s */
+void cfl_push_stream(lua_State *L, cfu_stream *s);
+/* signal.c */
+const char *cfl_signame(int num);
+/* The signal at idx (a name such as "SIGTERM" or "TERM", or a number);
+ * def (if not 0) when absent. Raises naming fname and the argument. */
+int cfl_checksignal(lua_State *L, int idx, const char *fname, int def);
 void cfl_scope_child_done(cfl_task *t);
 void cfl_push_describe(lua_State *L, cfl_future *f);
 

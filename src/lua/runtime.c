@@ -294,6 +294,7 @@ static int guard_gc(lua_State *L) {
   cfl_flush_reports(rt);
   rt->closing = 1;
   cfu_timers_close(&rt->timers);
+  cfu_res_shutdown_all(&rt->io);
   uv_run(rt->loop, UV_RUN_NOWAIT);
   uv_walk(rt->loop, close_walk, NULL);
   uv_run(rt->loop, UV_RUN_DEFAULT);
@@ -342,6 +343,7 @@ int luaopen_cfuture_core(lua_State *L) {
   cf_executor_init(&rt->ex, rt);
   rt->ex.on_ready = on_ready;
   rt->loop = &rt->own_loop;
+  cfu_res_list_init(&rt->io);
   if (uv_loop_init(rt->loop) != 0) {
     *guard = NULL;
     free(rt);
@@ -385,6 +387,9 @@ int luaopen_cfuture_core(lua_State *L) {
   cfl_open_introspect(L);
   cfl_open_sync(L);
   cfl_open_fs(L);
+  cfl_open_stream(L);
+  cfl_open_process(L);
+  cfl_open_signal(L);
   cfl_setfuncs(L, rt, runtime_funcs);
   lua_pushliteral(L, CFUTURE_VERSION);
   lua_setfield(L, -2, "_VERSION");

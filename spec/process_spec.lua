@@ -1,0 +1,249 @@
+-- cf.process and cf.signal: real children, real pipes, real signals.
+local cf = require "cfuture"
+local support = require "support"
+local process = cf.process
+
+local function alive(pid)
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+-- Children of this process that exited and were never reaped.
+local function zombies()
+  local me, n = tostring(cf.process.pid()), 0
+  cf.block_on(function()
+    for name in cf.fs.readdir("/proc"):await() do
+      local stat = name:match("^%d+$") and cf.fs.read_file("/proc/" .. name .. "/stat"):await()
+      if stat then
+        local state, ppid = stat:match("%) (%S) (%d+)")
+        if ppid == me and state == "Z" then n = n + 1 end
+      end
+    end
+  end)
+  return n
+end
+
+describe("cf.process.spawn", function()
+  it("reports exit codes and keeps stdout and stderr apart", function()
+    cf.block_on(function()
+      local p = assert(process.spawn { "sh", "-c", "echo out; echo err >&2; exit 3",
+        stdout = "pipe", stderr = "pipe" })
+      assert.is_true(math.type(p.pid) == "integer" and p.pid > 0)
+      assert.is_nil(p.stdin)
+      local out, err = cf.join(p.stdout:read_all(), p.stderr:read_all()):await()
+      assert.are.equal("out\n", out)
+      assert.are.equal("err\n", err)
+      assert.are.same({ 3 }, { p:wait():await() })
+      assert.are.same({ 3 }, { p:status() })
+      assert.are.same({ 0 }, { process.spawn { "true" }:wait():await() })
+    end)
+  end)
+
+  it("reports a missing program as nil, message, ENOENT", function()
+    local p, msg, code = process.spawn { "cfuture-no-such-program", "x" }
+    assert.is_nil(p)
+    assert.are.equal("ENOENT", code)
+    assert.are.equal("process.spawn cfuture-no-such-program: no such file or directory", msg)
+    assert.are.same({ nil, "process.spawn cfuture-no-such-program: no such file or directory", "ENOENT" },
+      { cf.block_on(process.run("cfuture-no-such-program")) })
+  end)
+
+  it("reports signals by name with code 128 + signal", function()
+    cf.block_on(function()
+      local p = assert(process.spawn { "sleep", "10" })
+      assert.is_nil(p:status())
+      assert.is_true(p:kill())
+      assert.are.same({ 143, "SIGTERM" }, { p:wait():await() })
+      assert.are.same({ nil, "process:kill: no such process", "ESRCH" }, { p:kill() })
+      local q = assert(process.spawn { "sleep", "10" })
+      assert.is_true(q:kill("KILL"))
+      assert.are.same({ 137, "SIGKILL" }, { q:wait():await() })
+      local r = assert(process.spawn { "sh", "-c", "kill -USR2 $$" })
+      assert.are.same({ 128 + cf.signal.number("SIGUSR2"), "SIGUSR2" }, { r:wait():await() })
+    end)
+  end)
+
+  it("round-trips 10 MiB through cat without deadlock", function()
+    local data = {}
+    for i = 1, 10 * 1024 do data[i] = ("%07d"):format(i):rep(128):sub(1, 1024) end
+    data = table.concat(data)
+    cf.block_on(function()
+      local p = assert(process.spawn { "cat", stdin = "pipe", stdout = "pipe" })
+      local writer = cf.spawn(function()
+        assert.is_true(p.stdin:write(data):await())
+        p.stdin:close()
+      end)
+      local got = p.stdout:read_all():await()
+      writer:await()
+      assert.are.equal(#data, #got)
+      assert.is_true(got == data)
+      assert.are.equal(0, p:wait():await())
+    end)
+  end)
+
+  it("kills the child of a run that times out", function()
+    cf.block_on(function()
+      local t0 = cf.now()
+      local run = process.run("sh", { "-c", "echo $$; exec sleep 10" })
+      assert.are.same({ nil, "timeout" }, { cf.timeout(200, run):await() })
+      assert.is_true(cf.now() - t0 < 2000 * support.slow)
+      -- the same with a spawned child and <close>
+      local pid
+      local task = cf.spawn(function()
+        local p = assert(process.spawn { "sleep", "10" })
+        pid = p.pid
+        local _ <close> = setmetatable({}, { __close = function() p:kill("SIGKILL") end })
+        p:wait():await()
+      end)
+      cf.sleep(50):await()
+      assert.is_true(alive(pid))
+      task:abort()
+      cf.sleep(200):await()
+      assert.is_false(alive(pid))
+    end)
+  end)
+
+  it("passes args verbatim, env (merged or cleared) and cwd", function()
+    cf.block_on(function()
+      local code, out = process.run("sh", { "-c", 'printf "%s|" "$@"', "sh", "a b", "$HOME", "" }):await()
+      assert.are.equal(0, code)
+      assert.are.equal("a b|$HOME||", out)
+      _, out = process.run("sh", { "-c", 'echo "$CF_X-$HOME"' }, { env = { CF_X = "1" } }):await()
+      assert.are.equal("1-" .. os.getenv("HOME") .. "\n", out)
+      _, out = process.run("/bin/sh", { "-c", 'echo "$CF_X-${HOME-unset}"' },
+        { env = { CF_X = 2 }, clear_env = true }):await()
+      assert.are.equal("2-unset\n", out)
+      _, out = process.run("sh", { "-c", 'echo "${HOME-gone}"' }, { env = { HOME = false } }):await()
+      assert.are.equal("gone\n", out)
+      _, out = process.run("pwd", nil, { cwd = "/usr/share" }):await()
+      assert.are.equal("/usr/share\n", out)
+      local c, o = process.run("cat", {}, { input = "fed\n" }):await()
+      assert.are.same({ 0, "fed\n" }, { c, o })
+      assert.are.same({ 0, "", "" }, { process.run("cat"):await() }) -- stdin is /dev/null
+    end)
+  end)
+
+  it("reaps 200 concurrent children with no zombies left", function()
+    cf.block_on(function()
+      local waits = {}
+      for i = 1, 200 do
+        local p = assert(process.spawn { "sh", "-c", "exit " .. (i % 7) })
+        waits[i] = p:wait()
+      end
+      local codes = cf.join_all(waits):await()
+      for i = 1, 200 do assert.are.equal(i % 7, codes[i]) end
+      -- children nobody waits for are reaped too
+      for _ = 1, 20 do process.spawn { "true" } end
+      support.full_gc()
+      cf.sleep(300):await()
+    end)
+    assert.are.equal(0, zombies())
+  end)
+
+  it("streams lines, exact counts and chunks; a cancelled read loses nothing", function()
+    cf.block_on(function()
+      local p = assert(process.spawn { "sh", "-c", "printf 'one\\ntwo\\r\\n'; sleep 0.2; printf 'three\\nABCDEFG'",
+        stdout = "pipe" })
+      local out = p.stdout
+      assert.are.equal("one", out:read_line():await())
+      -- 'three' arrives 200 ms later: the select gives up first, and takes nothing
+      assert.are.equal("two", out:read_line():await())
+      local idx = cf.select(cf.sleep(50), out:read_line()):await()
+      assert.are.equal(1, idx)
+      assert.are.equal("three", out:read_line():await())
+      assert.are.equal("ABC", out:read_exact(3):await())
+      assert.are.equal("DE", out:read(2):await())
+      assert.are.equal("FG", out:read_exact(10):await()) -- fewer only at the end
+      assert.is_nil(out:read():await())
+      assert.is_nil(out:read_line():await())
+      assert.are.equal("", out:read_all():await())
+      p:wait():await()
+    end)
+  end)
+
+  it("ends a pending read with ECANCELED when the stream is closed, and raises after", function()
+    cf.block_on(function()
+      local p = assert(process.spawn { "sleep", "5", stdout = "pipe" })
+      local out = p.stdout
+      local reader = cf.spawn(function() return out:read_line():await() end)
+      cf.sleep(20):await()
+      out:close()
+      assert.are.same({ nil, "stream:read: operation canceled", "ECANCELED" }, { reader:await() })
+      assert.has_error(function() out:read() end, "stream:read: the stream is closed")
+      assert.is_true(out:is_closed())
+      p:kill()
+      p:wait():await()
+    end)
+  end)
+
+  it("raises on misuse, naming the function and argument", function()
+    assert.has_error(function() process.spawn("ls") end,
+      "process.spawn: argument #1 must be a table {cmd, args...} (got string)")
+    assert.has_error(function() process.spawn {} end,
+      "process.spawn: argument #1 must start with the program to run")
+    assert.has_error(function() process.spawn { "ls", stdout = "file" } end,
+      "process.spawn: option 'stdout' must be \"pipe\", \"inherit\" or \"null\" (got file)")
+    assert.has_error(function() process.spawn { "ls", {} } end,
+      "process.spawn: argument #1: element 2 must be a string (got table)")
+    assert.has_error(function() process.spawn { "ls", env = { X = {} } } end,
+      "process.spawn: option 'env' must map names to strings (or false to remove)")
+    local p = assert(process.spawn { "true" })
+    assert.has_error(function() p:kill("SIGNOPE") end,
+      "process:kill: argument #2 must be a signal name such as \"SIGTERM\" or a number (got SIGNOPE)")
+    assert.has_error(function() p.wait(1) end,
+      "process:wait: argument #1 must be a process (call it with a colon; got number)")
+    cf.block_on(p:wait())
+  end)
+end)
+
+describe("cf.signal", function()
+  it("wakes a task when the process receives a real signal", function()
+    cf.block_on(function()
+      local pid = cf.process.pid()
+      local name, count = cf.join(cf.signal.wait("SIGUSR1"), function()
+        cf.sleep(30):await()
+        assert.are.equal(0, process.spawn { "kill", "-USR1", pid }:wait():await())
+      end):await()
+      assert.are.equal("SIGUSR1", name)
+      assert.is_nil(count) -- join keeps the first result only
+    end)
+  end)
+
+  it("counts repeated deliveries on a listener, losing none between receives", function()
+    cf.block_on(function()
+      local pid = cf.process.pid()
+      local l <close> = cf.signal.listen("USR1")
+      local got = 0
+      for _ = 1, 3 do
+        process.spawn { "kill", "-USR1", pid }:wait():await()
+        cf.sleep(20):await()
+      end
+      while got < 3 do
+        local name, n = l:recv():await()
+        assert.are.equal("SIGUSR1", name)
+        got = got + n
+      end
+      assert.are.equal(3, got)
+      assert.are.same({ nil, "timeout" }, { cf.timeout(50, l:recv()):await() })
+    end)
+  end)
+
+  it("maps names and numbers and refuses unknown signals", function()
+    assert.are.equal(15, cf.signal.number("SIGTERM"))
+    assert.are.equal(15, cf.signal.number("TERM"))
+    assert.are.equal("SIGINT", cf.signal.name(2))
+    assert.has_error(function() cf.signal.wait("SIGFOO") end,
+      "signal.wait: argument #1 must be a signal name such as \"SIGTERM\" or a number (got SIGFOO)")
+  end)
+
+  it("shuts a program down gracefully on SIGINT (examples/shutdown.lua)", function()
+    local out, code = support.run_lua([[
+      package.path = "examples/?.lua;" .. package.path
+      arg = { [0] = "examples/shutdown.lua", "--self-interrupt" }
+      dofile "examples/shutdown.lua"
+    ]])
+    assert.are.equal(0, code)
+    assert.matches("worker 1 cleaned up", out)
+    assert.matches("worker 2 cleaned up", out)
+    assert.matches("shut down cleanly", out)
+  end)
+end)

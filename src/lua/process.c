@@ -1,0 +1,356 @@
+/*
+ * process.c — cf.process.spawn: child processes with piped stdio.
+ *
+ * Spawning is immediate (fork + exec happen at the call, like luv and
+ * Node), so a missing program is reported at once as nil, message, ENOENT.
+ * The process object gives the pid, the piped streams and :wait(), a
+ * future of the exit code and the name of the signal that ended it.
+ * Dropping the object does not kill the child; libuv still reaps it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../uv/process.h"
+#include "cfl.h"
+
+#define PROCESS_MT "cfuture.Process"
+
+extern char **environ;
+
+typedef struct cfl_process {
+  cfu_process *p;
+} cfl_process;
+
+/* ---- wait futures ------------------------------------------------------------ */
+
+typedef struct cfl_pwait {
+  cfl_future hdr;
+  cfu_process *p; /* referenced until dropped */
+} cfl_pwait;
+
+static cf_poll pwait_poll(cf_future *base, cf_context *cx) {
+  cfl_pwait *w = (cfl_pwait *)base;
+  if (w->hdr.state != CFL_FRESH && w->hdr.state != CFL_PENDING) return CF_READY;
+  if (!w->p->exited) {
+    w->hdr.state = CFL_PENDING;
+    cf_waitlist_register(&w->p->waiters, cx);
+    return CF_PENDING;
+  }
+  w->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void pwait_release(cfl_pwait *w) {
+  if (w->p) {
+    cfu_process *p = w->p;
+    w->p = NULL;
+    cfu_process_unref(p);
+  }
+}
+
+static void pwait_drop(cf_future *base) {
+  cfl_pwait *w = (cfl_pwait *)base;
+  pwait_release(w);
+  if (w->hdr.state <= CFL_PENDING || w->hdr.state == CFL_READY) w->hdr.state = CFL_CANCELLED;
+}
+
+/* code, signal: a child ended by a signal has code 128 + signal number */
+static int push_status(lua_State *L, const cfu_process *p) {
+  if (p->term_signal) {
+    lua_pushinteger(L, 128 + p->term_signal);
+    const char *name = cfl_signame(p->term_signal);
+    if (name)
+      lua_pushstring(L, name);
+    else
+      lua_pushinteger(L, p->term_signal);
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)p->status);
+  return 1;
+}
+
+static int pwait_take(lua_State *L, cfl_future *base) {
+  cfl_pwait *w = (cfl_pwait *)base;
+  w->hdr.state = CFL_TAKEN;
+  int n = push_status(L, w->p);
+  pwait_release(w);
+  return n;
+}
+
+static void pwait_describe(lua_State *L, cfl_future *base) {
+  cfl_pwait *w = (cfl_pwait *)base;
+  lua_pushfstring(L, "process:wait (pid %d)", w->p ? w->p->pid : 0);
+}
+
+static const cfl_class pwait_class = {
+    {pwait_poll, pwait_drop}, "process:wait", pwait_take, pwait_describe, NULL, 0, 1, NULL};
+
+/* ---- spawn ---------------------------------------------------------------------- */
+
+static cfl_process *check_process(lua_State *L, const char *fname) {
+  cfl_process *o = luaL_testudata(L, 1, PROCESS_MT);
+  if (!o)
+    luaL_error(L, "%s: argument #1 must be a process (call it with a colon; got %s)", fname,
+               luaL_typename(L, 1));
+  return o;
+}
+
+/* stdio option of the spec table at index 1 */
+static int stdio_mode(lua_State *L, const char *key) {
+  static const char *const modes[] = {"inherit", "pipe", "null", NULL};
+  lua_getfield(L, 1, key);
+  int m = 0;
+  if (!lua_isnil(L, -1)) {
+    const char *s = lua_tostring(L, -1);
+    for (m = 0; modes[m] && !(s && lua_type(L, -1) == LUA_TSTRING && !strcmp(s, modes[m])); m++) {
+    }
+    if (!modes[m])
+      luaL_error(L, "process.spawn: option '%s' must be \"pipe\", \"inherit\" or \"null\" (got %s)",
+                 key, luaL_tolstring(L, -1, NULL));
+  }
+  lua_pop(L, 1);
+  return m;
+}
+
+/* A NULL-terminated array in a userdata on the stack (freed by the GC). */
+static const char **new_strv(lua_State *L, size_t n) {
+  const char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 0);
+  memset(v, 0, (n + 1) * sizeof *v);
+  return v;
+}
+
+/* env: the inherited environment with the table's entries on top (false
+ * removes a variable); clear_env = true starts from nothing. Strings are
+ * anchored in a table at the top of the stack. */
+static const char **build_env(lua_State *L, int clear) {
+  lua_newtable(L); /* name -> "name=value" */
+  int merged = lua_gettop(L);
+  if (!clear) {
+    for (char **e = environ; *e; e++) {
+      const char *eq = strchr(*e, '=');
+      if (!eq) continue;
+      lua_pushlstring(L, *e, (size_t)(eq - *e));
+      lua_pushstring(L, *e);
+      lua_rawset(L, merged);
+    }
+  }
+  lua_getfield(L, 1, "env");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1))
+      luaL_error(L, "process.spawn: option 'env' must be a table of names to values (got %s)",
+                 luaL_typename(L, -1));
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) != LUA_TSTRING ||
+          !(lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER ||
+            (lua_isboolean(L, -1) && !lua_toboolean(L, -1))))
+        luaL_error(L, "process.spawn: option 'env' must map names to strings (or false to remove)");
+      lua_pushvalue(L, -2);
+      if (lua_toboolean(L, -2))
+        lua_pushfstring(L, "%s=%s", lua_tostring(L, -3), lua_tostring(L, -2));
+      else
+        lua_pushnil(L);
+      lua_rawset(L, merged);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, merged))
+    n++, lua_pop(L, 1);
+  const char **env = new_strv(L, n);
+  lua_setfield(L, merged, "\1strv"); /* anchor the array with its strings */
+  n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, merged)) {
+    if (lua_type(L, -1) == LUA_TSTRING) env[n++] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return env;
+}
+
+/* cf.process.spawn{cmd, args..., env=, clear_env=, cwd=, stdin=, stdout=, stderr=}
+ * -> process, or nil, message, code */
+static int l_spawn(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "process.spawn: argument #1 must be a table {cmd, args...} (got %s)",
+                      luaL_typename(L, 1));
+  size_t argc = lua_rawlen(L, 1);
+  if (argc == 0 || lua_rawgeti(L, 1, 1) != LUA_TSTRING)
+    return luaL_error(L, "process.spawn: argument #1 must start with the program to run");
+  lua_pop(L, 1);
+  const char **argv = new_strv(L, argc);
+  for (size_t i = 0; i < argc; i++) {
+    int t = lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      return luaL_error(L, "process.spawn: argument #1: element %d must be a string (got %s)",
+                        (int)i + 1, luaL_typename(L, -1));
+    argv[i] = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the table keeps the string alive */
+  }
+  int modes[3] = {stdio_mode(L, "stdin"), stdio_mode(L, "stdout"), stdio_mode(L, "stderr")};
+  lua_getfield(L, 1, "cwd");
+  const char *cwd = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "process.spawn: option 'cwd' must be a path string (got %s)",
+                        luaL_typename(L, -1));
+    cwd = lua_tostring(L, -1);
+  }
+  lua_getfield(L, 1, "clear_env");
+  int clear = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "env");
+  int has_env = !lua_isnil(L, -1) || clear;
+  lua_pop(L, 1);
+  const char **env = has_env ? build_env(L, clear) : NULL;
+
+  /* the process object and its streams */
+  cfl_process *o = lua_newuserdatauv(L, sizeof *o, 1);
+  o->p = NULL;
+  luaL_setmetatable(L, PROCESS_MT);
+  int obj = lua_gettop(L);
+  lua_createtable(L, 0, 3);
+  int fields = lua_gettop(L);
+  cfu_process *p = cfu_process_new();
+  if (!p) return luaL_error(L, "process.spawn: out of memory");
+  o->p = p;
+
+  static const char *const names[] = {"stdin", "stdout", "stderr"};
+  uv_stdio_container_t stdio[3];
+  cfu_stream *pipes[3] = {NULL, NULL, NULL};
+  for (int i = 0; i < 3; i++) {
+    if (modes[i] == 1) {
+      cfu_stream *s = cfu_stream_new();
+      if (!s) return luaL_error(L, "process.spawn: out of memory");
+      uv_pipe_init(rt->loop, &s->h.pipe, 0);
+      s->inited = 1;
+      cfu_res_add(&rt->io, &s->res);
+      cfl_push_stream(L, s); /* owns s from here */
+      lua_setfield(L, fields, names[i]);
+      pipes[i] = s;
+      stdio[i].flags = UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
+      stdio[i].data.stream = &s->h.stream;
+    } else if (modes[i] == 2) {
+      stdio[i].flags = UV_IGNORE;
+    } else {
+      stdio[i].flags = UV_INHERIT_FD;
+      stdio[i].data.fd = i;
+    }
+  }
+  uv_process_options_t opts;
+  memset(&opts, 0, sizeof opts);
+  opts.file = argv[0];
+  opts.args = (char **)argv;
+  opts.env = (char **)env;
+  opts.cwd = cwd;
+  opts.stdio = stdio;
+  opts.stdio_count = 3;
+  int r = cfu_process_spawn(rt->loop, p, &opts);
+  if (r != 0) {
+    for (int i = 0; i < 3; i++)
+      if (pipes[i]) cfu_stream_close(pipes[i]);
+    lua_pushnil(L);
+    lua_pushfstring(L, "process.spawn %s: %s", argv[0], uv_strerror(r));
+    lua_pushstring(L, uv_err_name(r));
+    return 3;
+  }
+  cfu_res_add(&rt->io, &p->res);
+  lua_pushinteger(L, p->pid);
+  lua_setfield(L, fields, "pid");
+  lua_pushvalue(L, fields);
+  lua_setiuservalue(L, obj, 1);
+  lua_pushvalue(L, obj);
+  return 1;
+}
+
+/* ---- process methods ------------------------------------------------------------- */
+
+/* process:wait() -> future of code [, signal name] */
+static int p_wait(lua_State *L) {
+  cfl_process *o = check_process(L, "process:wait");
+  cfl_pwait *w = (cfl_pwait *)cfl_new_future(L, cfl_rt(L), &pwait_class, sizeof *w);
+  w->p = o->p;
+  o->p->refs++;
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+/* process:kill([sig]) -> true, or nil, message, code (ESRCH once it exited) */
+static int p_kill(lua_State *L) {
+  cfl_process *o = check_process(L, "process:kill");
+  int sig = cfl_checksignal(L, 2, "process:kill", SIGTERM);
+  if (o->p->exited) return cfl_push_ioerr(L, UV_ESRCH, "process:kill");
+  int r = uv_process_kill(&o->p->h, sig);
+  if (r != 0) return cfl_push_ioerr(L, r, "process:kill");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* process:status() -> nil while running, else code [, signal name] */
+static int p_status(lua_State *L) {
+  cfl_process *o = check_process(L, "process:status");
+  if (!o->p->exited) return 0;
+  return push_status(L, o->p);
+}
+
+static int p_index(lua_State *L) {
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int p_gc(lua_State *L) {
+  cfl_process *o = luaL_checkudata(L, 1, PROCESS_MT);
+  if (o->p) {
+    cfu_process *p = o->p;
+    o->p = NULL;
+    cfu_process_unref(p);
+  }
+  return 0;
+}
+
+static int p_tostring(lua_State *L) {
+  cfl_process *o = luaL_checkudata(L, 1, PROCESS_MT);
+  if (o->p)
+    lua_pushfstring(L, "cfuture.Process(pid %d, %s)", o->p->pid,
+                    o->p->exited ? "exited" : "running");
+  else
+    lua_pushliteral(L, "cfuture.Process(?)");
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"wait", p_wait}, {"kill", p_kill}, {"status", p_status}, {NULL, NULL}};
+/* cf.process.pid() -> the id of this process */
+static int l_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"pid", l_pid}, {NULL, NULL}};
+
+void cfl_open_process(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, funcs);
+  luaL_newmetatable(L, PROCESS_MT);
+  lua_pushcfunction(L, p_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, p_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "Process");
+  lua_pushcclosure(L, p_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "process");
+}

@@ -1,0 +1,317 @@
+/*
+ * stream.c — Lua stream objects (a child's stdin/stdout/stderr; sockets
+ * later) and their read and write futures.
+ *
+ * A read future takes its bytes out of the stream's buffer the moment it
+ * becomes ready, so another reader polled before it is resumed cannot take
+ * them; a read that is dropped before it was ready takes nothing, so a
+ * cancelled read loses no data. A write's bytes are copied at the call.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfl.h"
+
+#define STREAM_MT "cfuture.Stream"
+
+typedef struct cfl_stream {
+  cfu_stream *s;
+  uint8_t closed; /* close() was called: methods raise */
+} cfl_stream;
+
+/* ---- read futures ------------------------------------------------------------ */
+
+typedef struct cfl_read {
+  cfl_future hdr;
+  cfu_stream *s; /* referenced until dropped */
+  int kind;
+  size_t n;
+  char *data; /* the result once ready (read_all accumulates here) */
+  size_t len, cap;
+  int err;
+} cfl_read;
+
+/* read_all: move what is buffered into the future, so the stream keeps
+ * reading past its high-water mark. */
+static int gather(cfl_read *r) {
+  cfu_stream *s = r->s;
+  if (s->len == 0) return 0;
+  if (r->len + s->len > r->cap) {
+    size_t cap = r->cap ? r->cap : 65536;
+    while (cap < r->len + s->len)
+      cap *= 2;
+    char *nb = realloc(r->data, cap);
+    if (!nb) return UV_ENOMEM;
+    r->data = nb;
+    r->cap = cap;
+  }
+  memcpy(r->data + r->len, s->buf + s->off, s->len);
+  r->len += s->len;
+  s->off = s->len = 0;
+  return 0;
+}
+
+static cf_poll read_poll(cf_future *base, cf_context *cx) {
+  cfl_read *r = (cfl_read *)base;
+  if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
+  r->hdr.state = CFL_PENDING;
+  if (r->kind == CFU_TAKE_ALL) {
+    if ((r->err = gather(r)) == 0 && !cfu_stream_poll_read(r->s, CFU_TAKE_ALL, 0, cx))
+      return CF_PENDING;
+    if (!r->err && r->s->rerr && r->s->rerr != UV_EOF) r->err = r->s->rerr;
+    if (!r->err && r->s->closing && !r->s->eof) r->err = UV_ECANCELED;
+    if (!r->err) r->err = gather(r);
+  } else {
+    if (!cfu_stream_poll_read(r->s, r->kind, r->n, cx)) return CF_PENDING;
+    r->data = cfu_stream_take(r->s, r->kind, r->n, &r->len, &r->err);
+  }
+  r->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void read_release(cfl_read *r) {
+  free(r->data);
+  r->data = NULL;
+  if (r->s) {
+    cfu_stream *s = r->s;
+    r->s = NULL;
+    cfu_stream_unref(s);
+  }
+}
+
+static void read_drop(cf_future *base) {
+  cfl_read *r = (cfl_read *)base;
+  read_release(r);
+  if (r->hdr.state <= CFL_PENDING || r->hdr.state == CFL_READY) r->hdr.state = CFL_CANCELLED;
+}
+
+static int read_take(lua_State *L, cfl_future *base) {
+  cfl_read *r = (cfl_read *)base;
+  r->hdr.state = CFL_TAKEN;
+  int n = 1;
+  if (r->err)
+    n = cfl_push_ioerr(L, r->err, "stream:read");
+  else if (r->data)
+    lua_pushlstring(L, r->data, r->len);
+  else if (r->kind == CFU_TAKE_ALL)
+    lua_pushliteral(L, "");
+  else
+    lua_pushnil(L); /* end of stream */
+  read_release(r);
+  return n;
+}
+
+static void read_describe(lua_State *L, cfl_future *base) {
+  static const char *const names[] = {"stream:read", "stream:read_exact", "stream:read_line",
+                                      "stream:read_all"};
+  lua_pushstring(L, names[((cfl_read *)base)->kind]);
+}
+
+static const cfl_class read_class = {
+    {read_poll, read_drop}, "stream:read", read_take, read_describe, NULL, 0, 1, NULL};
+
+/* ---- write futures --------------------------------------------------------- */
+
+typedef struct cfl_write {
+  cfl_future hdr;
+  cfu_stream *s; /* referenced until dropped */
+  cfu_write *w;
+  int err;
+} cfl_write;
+
+static cf_poll write_poll(cf_future *base, cf_context *cx) {
+  cfl_write *f = (cfl_write *)base;
+  switch (f->hdr.state) {
+  case CFL_FRESH: {
+    f->hdr.state = CFL_PENDING;
+    int r = cfu_write_submit(f->s, f->w, cx->waker);
+    if (r == 0) return CF_PENDING;
+    f->err = r;
+    break;
+  }
+  case CFL_PENDING:
+    if (!f->w->done) {
+      cf_waker_set(&f->w->waker, cx->waker);
+      return CF_PENDING;
+    }
+    f->err = f->w->status;
+    break;
+  default: return CF_READY;
+  }
+  f->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void write_release(cfl_write *f) {
+  if (f->w) {
+    cfu_write *w = f->w;
+    f->w = NULL;
+    cfu_write_orphan(w);
+  }
+  if (f->s) {
+    cfu_stream *s = f->s;
+    f->s = NULL;
+    cfu_stream_unref(s);
+  }
+}
+
+static void write_drop(cf_future *base) {
+  cfl_write *f = (cfl_write *)base;
+  write_release(f);
+  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+}
+
+static int write_take(lua_State *L, cfl_future *base) {
+  cfl_write *f = (cfl_write *)base;
+  f->hdr.state = CFL_TAKEN;
+  write_release(f);
+  if (f->err) return cfl_push_ioerr(L, f->err, "stream:write");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const cfl_class write_class = {
+    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 1, NULL};
+
+/* ---- stream objects ---------------------------------------------------------- */
+
+void cfl_push_stream(lua_State *L, cfu_stream *s) {
+  cfl_stream *o = lua_newuserdatauv(L, sizeof *o, 0);
+  o->s = s;
+  o->closed = 0;
+  luaL_setmetatable(L, STREAM_MT);
+}
+
+static cfl_stream *check_stream(lua_State *L, const char *fname) {
+  cfl_stream *o = luaL_testudata(L, 1, STREAM_MT);
+  if (!o)
+    luaL_error(L, "%s: argument #1 must be a stream (call it with a colon; got %s)", fname,
+               luaL_typename(L, 1));
+  if (o->closed || !o->s || o->s->closing) luaL_error(L, "%s: the stream is closed", fname);
+  return o;
+}
+
+static int new_read(lua_State *L, cfl_stream *o, int kind, size_t n) {
+  cfl_read *r = (cfl_read *)cfl_new_future(L, cfl_rt(L), &read_class, sizeof(cfl_read));
+  r->s = o->s;
+  cfu_stream_ref(o->s);
+  r->kind = kind;
+  r->n = n;
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+static size_t check_count(lua_State *L, int idx, const char *fname, int optional) {
+  if (optional && lua_isnoneornil(L, idx)) return 0;
+  if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < (optional ? 1 : 0))
+    luaL_error(L, "%s: argument #%d must be a %s byte count (got %s)", fname, idx,
+               optional ? "positive" : "non-negative", luaL_tolstring(L, idx, NULL));
+  return (size_t)lua_tointeger(L, idx);
+}
+
+/* stream:read([max]) -> future of the next bytes available (at most max), nil at the end */
+static int s_read(lua_State *L) {
+  cfl_stream *o = check_stream(L, "stream:read");
+  return new_read(L, o, CFU_TAKE_SOME, check_count(L, 2, "stream:read", 1));
+}
+
+/* stream:read_exact(n) -> future of exactly n bytes (fewer only at the end) */
+static int s_read_exact(lua_State *L) {
+  cfl_stream *o = check_stream(L, "stream:read_exact");
+  return new_read(L, o, CFU_TAKE_EXACT, check_count(L, 2, "stream:read_exact", 0));
+}
+
+/* stream:read_line() -> future of the next line without its newline, nil at the end */
+static int s_read_line(lua_State *L) {
+  return new_read(L, check_stream(L, "stream:read_line"), CFU_TAKE_LINE, 0);
+}
+
+/* stream:read_all() -> future of everything until the end of the stream */
+static int s_read_all(lua_State *L) {
+  return new_read(L, check_stream(L, "stream:read_all"), CFU_TAKE_ALL, 0);
+}
+
+/* stream:write(data) -> future of true once the bytes are handed to the kernel */
+static int s_write(lua_State *L) {
+  cfl_stream *o = check_stream(L, "stream:write");
+  size_t len;
+  const char *data = lua_isstring(L, 2) ? lua_tolstring(L, 2, &len) : NULL;
+  if (!data)
+    luaL_error(L, "stream:write: argument #2 must be a string (got %s)", luaL_typename(L, 2));
+  cfu_write *w = cfu_write_new(data, len);
+  if (!w) luaL_error(L, "stream:write: out of memory");
+  cfl_write *f = (cfl_write *)cfl_new_future(L, cfl_rt(L), &write_class, sizeof(cfl_write));
+  f->w = w;
+  f->s = o->s;
+  cfu_stream_ref(o->s);
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+/* stream:shutdown() -> true: the peer reads end of stream after queued writes */
+static int s_shutdown(lua_State *L) {
+  cfl_stream *o = check_stream(L, "stream:shutdown");
+  int r = cfu_stream_shutdown(o->s);
+  if (r != 0) return cfl_push_ioerr(L, r, "stream:shutdown");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* stream:close(): close now; pending reads end with ECANCELED */
+static int s_close(lua_State *L) {
+  cfl_stream *o = luaL_testudata(L, 1, STREAM_MT);
+  if (!o) return luaL_error(L, "stream:close: argument #1 must be a stream (call it with a colon)");
+  if (o->s && !o->closed) {
+    o->closed = 1;
+    cfu_stream_close(o->s);
+  }
+  return 0;
+}
+
+static int s_gc(lua_State *L) {
+  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
+  if (o->s) {
+    cfu_stream *s = o->s;
+    o->s = NULL;
+    o->closed = 1;
+    cfu_stream_unref(s);
+  }
+  return 0;
+}
+
+static int s_is_closed(lua_State *L) {
+  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
+  lua_pushboolean(L, o->closed || !o->s || o->s->closing);
+  return 1;
+}
+
+static int s_tostring(lua_State *L) {
+  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
+  lua_pushfstring(L, "cfuture.Stream(%s): %p", o->closed || !o->s ? "closed" : "open", (void *)o);
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"read", s_read},         {"read_exact", s_read_exact}, {"read_line", s_read_line},
+    {"read_all", s_read_all}, {"write", s_write},           {"shutdown", s_shutdown},
+    {"close", s_close},       {"is_closed", s_is_closed},   {NULL, NULL}};
+
+/* Module table on top: cf.Stream holds the stream methods. */
+void cfl_open_stream(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  luaL_newmetatable(L, STREAM_MT);
+  lua_pushcfunction(L, s_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, s_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, s_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_setfield(L, -3, "Stream");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,267 @@
+/*
+ * stream.c — reading and writing libuv streams for futures.
+ *
+ * Ground rules
+ * - Reading runs only while someone wants bytes, and stops once a read
+ *   can complete or the buffer holds HIGH_WATER bytes: a peer that writes
+ *   faster than the program reads is held back by the kernel, not queued
+ *   without bound in memory.
+ * - Callbacks store, then wake every waiting reader; readers check their
+ *   own condition when polled.
+ * - A write's bytes are copied into its request, so the Lua string may be
+ *   collected while libuv sends it.
+ */
+#include "stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 65536
+#define HIGH_WATER (1u << 20)
+
+/* ---- resources ------------------------------------------------------------ */
+
+void cfu_res_list_init(cf_link *head) { cf__list_init(head); }
+
+void cfu_res_add(cf_link *head, cfu_res *r) { cf__list_push_back(head, &r->link); }
+
+void cfu_res_remove(cfu_res *r) {
+  if (cf__link_linked(&r->link)) cf__list_remove(&r->link);
+}
+
+void cfu_res_shutdown_all(cf_link *head) {
+  cf_link *l;
+  while ((l = cf__list_pop_front(head))) {
+    cfu_res *r = cf__container_of(l, cfu_res, link);
+    r->shutdown(r);
+  }
+}
+
+/* ---- lifetime -------------------------------------------------------------- */
+
+static void stream_free(cfu_stream *s) {
+  cfu_res_remove(&s->res);
+  free(s->buf);
+  free(s);
+}
+
+static void on_close(uv_handle_t *h) {
+  cfu_stream *s = h->data;
+  s->closed = 1;
+  if (s->refs == 0) stream_free(s);
+}
+
+void cfu_stream_close(cfu_stream *s) {
+  cfu_res_remove(&s->res);
+  if (s->closing) return;
+  s->closing = 1;
+  s->reading = 0;
+  if (s->inited)
+    uv_close(&s->h.handle, on_close);
+  else
+    s->closed = 1;
+  cf_waitlist_wake_all(&s->readers);
+}
+
+static void res_shutdown(cfu_res *r) { cfu_stream_close(cf__container_of(r, cfu_stream, res)); }
+
+cfu_stream *cfu_stream_new(void) {
+  cfu_stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->refs = 1;
+  s->h.handle.data = s;
+  s->res.shutdown = res_shutdown;
+  cf_waitlist_init(&s->readers);
+  return s;
+}
+
+void cfu_stream_ref(cfu_stream *s) { s->refs++; }
+
+void cfu_stream_unref(cfu_stream *s) {
+  if (--s->refs > 0) return;
+  if (!s->closing) cfu_stream_close(s);
+  if (s->closed) stream_free(s);
+}
+
+/* ---- reading ----------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  cfu_stream *s = h->data;
+  (void)hint;
+  if (s->off > 0 && (s->len == 0 || s->off > s->cap / 2)) {
+    memmove(s->buf, s->buf + s->off, s->len);
+    s->off = 0;
+  }
+  if (s->cap - s->off - s->len < CHUNK) {
+    size_t cap = s->cap ? s->cap : CHUNK;
+    while (cap - s->off - s->len < CHUNK)
+      cap *= 2;
+    char *nb = realloc(s->buf, cap);
+    if (!nb) {
+      b->base = NULL;
+      b->len = 0; /* libuv reports UV_ENOBUFS */
+      return;
+    }
+    s->buf = nb;
+    s->cap = cap;
+  }
+  b->base = s->buf + s->off + s->len;
+  b->len = s->cap - s->off - s->len;
+}
+
+static void stop_reading(cfu_stream *s) {
+  if (s->reading) {
+    uv_read_stop(&s->h.stream);
+    s->reading = 0;
+  }
+}
+
+static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
+  cfu_stream *s = h->data;
+  (void)b;
+  if (n > 0) {
+    s->len += (size_t)n;
+    if (s->len >= HIGH_WATER) stop_reading(s);
+  } else if (n == UV_EOF) {
+    s->eof = 1;
+    stop_reading(s);
+  } else if (n < 0) {
+    s->rerr = (int)n;
+    stop_reading(s);
+  }
+  cf_waitlist_wake_all(&s->readers);
+}
+
+static int can_complete(cfu_stream *s, int kind, size_t n) {
+  if (s->eof || s->rerr || s->closing) return 1;
+  switch (kind) {
+  case CFU_TAKE_SOME: return s->len > 0;
+  case CFU_TAKE_EXACT: return s->len >= n;
+  case CFU_TAKE_LINE: return memchr(s->buf + s->off, '\n', s->len) != NULL;
+  default: return 0;
+  }
+}
+
+int cfu_stream_poll_read(cfu_stream *s, int kind, size_t n, cf_context *cx) {
+  if (can_complete(s, kind, n)) return 1;
+  if (!s->reading) {
+    int r = uv_read_start(&s->h.stream, on_alloc, on_read);
+    if (r != 0) {
+      s->rerr = r;
+      return 1;
+    }
+    s->reading = 1;
+  }
+  cf_waitlist_register(&s->readers, cx);
+  return 0;
+}
+
+char *cfu_stream_take(cfu_stream *s, int kind, size_t n, size_t *len, int *err) {
+  size_t k = s->len, skip = 0;
+  *err = 0;
+  *len = 0;
+  switch (kind) {
+  case CFU_TAKE_SOME:
+    if (n > 0 && n < k) k = n;
+    break;
+  case CFU_TAKE_EXACT:
+    if (n < k) k = n;
+    break;
+  case CFU_TAKE_LINE: {
+    char *nl = memchr(s->buf + s->off, '\n', s->len);
+    if (nl) {
+      k = (size_t)(nl - (s->buf + s->off));
+      skip = 1;
+      if (k > 0 && nl[-1] == '\r') k--, skip++;
+    }
+    break;
+  }
+  default: break;
+  }
+  if (k == 0 && skip == 0) {
+    if (s->rerr && s->rerr != UV_EOF)
+      *err = s->rerr;
+    else if (s->closing && !s->eof)
+      *err = UV_ECANCELED;
+    return NULL;
+  }
+  char *out = malloc(k + 1);
+  if (!out) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  memcpy(out, s->buf + s->off, k);
+  s->off += k + skip;
+  s->len -= k + skip;
+  if (s->len == 0) s->off = 0;
+  *len = k;
+  return out;
+}
+
+/* ---- writing ------------------------------------------------------------------- */
+
+cfu_write *cfu_write_new(const char *data, size_t len) {
+  cfu_write *w = malloc(sizeof *w + len);
+  if (!w) return NULL;
+  memset(w, 0, sizeof *w);
+  memcpy(w->data, data, len);
+  w->len = len;
+  return w;
+}
+
+static void on_write(uv_write_t *req, int status) {
+  cfu_write *w = req->data;
+  cfu_stream *s = w->s;
+  w->done = 1;
+  w->status = status;
+  w->s = NULL;
+  if (w->orphaned)
+    free(w);
+  else
+    cf_waker_wake(&w->waker);
+  cfu_stream_unref(s);
+}
+
+int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker) {
+  if (s->closing) return UV_EBADF;
+  if (s->shut) return UV_EPIPE;
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  w->req.data = w;
+  int r = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
+  if (r != 0) return r;
+  w->s = s;
+  cfu_stream_ref(s);
+  cf_waker_set(&w->waker, waker);
+  return 0;
+}
+
+void cfu_write_orphan(cfu_write *w) {
+  cf_waker_drop(&w->waker);
+  if (w->s)
+    w->orphaned = 1; /* in flight: bytes handed to libuv cannot be taken back */
+  else
+    free(w);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  cfu_stream *s = req->data;
+  free(req);
+  cfu_stream_unref(s);
+}
+
+int cfu_stream_shutdown(cfu_stream *s) {
+  if (s->closing) return UV_EBADF;
+  if (s->shut) return 0;
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req) return UV_ENOMEM;
+  req->data = s;
+  int r = uv_shutdown(req, &s->h.stream, on_shutdown);
+  if (r != 0) {
+    free(req);
+    return r;
+  }
+  s->shut = 1;
+  cfu_stream_ref(s);
+  return 0;
+}

@@ -1,0 +1,87 @@
+/*
+ * stream.h — byte streams over libuv (pipes now; TCP shares it) and the
+ * runtime's list of open I/O resources.
+ *
+ * A stream's memory is C memory: the handle libuv points at lives until
+ * its close callback has run and nobody (the Lua object, a pending read
+ * future, a write in flight) refers to it any more.
+ */
+#ifndef CF_UV_STREAM_H
+#define CF_UV_STREAM_H
+
+#include "driver.h"
+
+/* Something the runtime must shut down when it closes (a stream, a child
+ * process, a signal watcher), linked on the runtime's list while open. */
+typedef struct cfu_res cfu_res;
+struct cfu_res {
+  cf_link link;
+  void (*shutdown)(cfu_res *r); /* start closing; memory goes in close callbacks */
+};
+
+void cfu_res_list_init(cf_link *head);
+void cfu_res_add(cf_link *head, cfu_res *r);
+void cfu_res_remove(cfu_res *r);
+/* Shut down every resource still on the list. */
+void cfu_res_shutdown_all(cf_link *head);
+
+typedef struct cfu_stream {
+  cfu_res res;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+  } h;
+  int refs;        /* the Lua object, read futures, writes in flight */
+  uint8_t inited;  /* the handle was initialised (must be closed) */
+  uint8_t closing; /* uv_close was called */
+  uint8_t closed;  /* its close callback ran */
+  uint8_t eof;     /* the peer finished writing */
+  uint8_t reading; /* uv_read_start is on */
+  uint8_t shut;    /* the write side was shut down */
+  int rerr;        /* read error, sticky (negative libuv error) */
+  char *buf;       /* received bytes [off, off + len) not yet taken */
+  size_t off, len, cap;
+  cf_waitlist readers;
+} cfu_stream;
+
+/* A stream with one reference, not yet initialised: the caller inits
+ * s->h for its kind, then sets s->inited. NULL when out of memory. */
+cfu_stream *cfu_stream_new(void);
+void cfu_stream_ref(cfu_stream *s);
+/* Drop a reference; the last one closes the handle (freed when closed). */
+void cfu_stream_unref(cfu_stream *s);
+/* Close the handle now (idempotent); readers wake and see it closed. */
+void cfu_stream_close(cfu_stream *s);
+
+/* Read conditions */
+enum { CFU_TAKE_SOME, CFU_TAKE_EXACT, CFU_TAKE_LINE, CFU_TAKE_ALL };
+/* 1 if a read of this kind can complete now (data, end of stream, error,
+ * or closed), else start reading, register cx and return 0. */
+int cfu_stream_poll_read(cfu_stream *s, int kind, size_t n, cf_context *cx);
+/* Move the bytes the read completes with into a malloc'ed buffer; *len
+ * gets their count. NULL with *len 0 means nothing (end of stream). */
+char *cfu_stream_take(cfu_stream *s, int kind, size_t n, size_t *len, int *err);
+
+/* A write in flight: its bytes are a copy owned by the request. */
+typedef struct cfu_write {
+  uv_write_t req;
+  cfu_stream *s;
+  cf_waker waker;
+  int status;
+  uint8_t done;
+  uint8_t orphaned; /* its future is gone: free it when done */
+  size_t len;
+  char data[];
+} cfu_write;
+
+cfu_write *cfu_write_new(const char *data, size_t len);
+/* Queue w on s (which it references until done). 0 or a libuv error. */
+int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker);
+/* The write's future lets go. */
+void cfu_write_orphan(cfu_write *w);
+/* Shut the write side down once queued writes are done (best effort). */
+int cfu_stream_shutdown(cfu_stream *s);
+
+#endif
