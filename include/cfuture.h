@@ -174,6 +174,17 @@ struct uv_loop_s *cf_runtime_loop(cf_runtime *rt);
  * called from inside a task. */
 int cf_runtime_step(cf_runtime *rt);
 
+/* Push onto L a future that runs run(arg) on libuv's thread pool (when it
+ * is first polled). When it is awaited after run returned, push(L, arg)
+ * pushes the results on the loop thread and returns their count (or pushes
+ * an error value and returns -1 to raise it). release(arg), if not NULL, is
+ * called exactly once: after push, or, if the future is dropped, once run
+ * has returned (or never started). run must not touch Lua or the loop.
+ * Returns 0, or -1 if L has no cfuture runtime or memory ran out. */
+int cf_push_blocking(struct lua_State *L, void (*run)(void *arg),
+                     int (*push)(struct lua_State *L, void *arg), void (*release)(void *arg),
+                     void *arg);
+
 #ifdef __cplusplus
 }
 #endif

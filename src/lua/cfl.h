@@ -240,6 +240,7 @@ void cfl_open_fs(lua_State *L);
 void cfl_open_stream(lua_State *L);
 void cfl_open_process(lua_State *L);
 void cfl_open_signal(lua_State *L);
+void cfl_open_blocking(lua_State *L);
 /* stream.c: push a Lua stream object owning one reference on s */
 void cfl_push_stream(lua_State *L, cfu_stream *s);
 /* signal.c */

@@ -47,7 +47,7 @@ static int job_take(lua_State *L, cfl_future *base) {
   cfl_job *f = (cfl_job *)base;
   cfu_job *j = f->job;
   f->hdr.state = CFL_TAKEN;
-  int n = f->kind->push(L, j);
+  int n = f->kind->push(L, j); /* -1: an error value to raise */
   f->job = NULL;
   j->vt->free(j);
   return n;

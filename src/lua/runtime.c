@@ -390,6 +390,7 @@ int luaopen_cfuture_core(lua_State *L) {
   cfl_open_stream(L);
   cfl_open_process(L);
   cfl_open_signal(L);
+  cfl_open_blocking(L);
   cfl_setfuncs(L, rt, runtime_funcs);
   lua_pushliteral(L, CFUTURE_VERSION);
   lua_setfield(L, -2, "_VERSION");

@@ -5,6 +5,7 @@
 #ifndef CF_UV_DRIVER_H
 #define CF_UV_DRIVER_H
 
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "../core/core.h"
@@ -57,6 +58,7 @@ struct cfu_job {
   int err;          /* negative libuv error of the job, 0 if it worked */
   uint8_t state;    /* CFU_JOB_* */
   uint8_t orphaned; /* nobody wants the result: free it when done */
+  atomic_int cancel; /* set when orphaned while running: run() may stop early */
 };
 
 void cfu_job_init(cfu_job *j, const cfu_job_vt *vt);

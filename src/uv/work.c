@@ -36,6 +36,7 @@ void cfu_job_init(cfu_job *j, const cfu_job_vt *vt) {
   j->state = CFU_JOB_NEW;
   j->orphaned = 0;
   j->req.data = j;
+  atomic_init(&j->cancel, 0);
 }
 
 int cfu_job_submit(uv_loop_t *loop, cfu_job *j, const cf_waker *w) {
@@ -53,5 +54,6 @@ void cfu_job_orphan(cfu_job *j) {
     return;
   }
   j->orphaned = 1;
+  atomic_store(&j->cancel, 1);
   uv_cancel((uv_req_t *)&j->req); /* spares the pool if it has not started */
 }
