@@ -53,3 +53,64 @@ describe("examples/pubsub.lua", function()
     assert.are.equal(12, tonumber(slow) + missed)
   end)
 end)
+
+-- Run an example with arguments; returns stdout, exit code.
+local function run_example(path, args)
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = ("%q"):format(a) end
+  return support.run_lua(("arg = { [0] = %q, %s }\ndofile %q"):format(path,
+    table.concat(quoted, ", "), path))
+end
+
+describe("examples/cgrep.lua", function()
+  it("finds every matching line in a tree, reading files concurrently", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute(("mkdir -p %s/a/b %s/c && printf 'x\\nneedle one\\n' > %s/a/f1 && " ..
+      "printf 'needle two\\nno\\nneedle three' > %s/a/b/f2 && printf 'none' > %s/c/f3")
+      :format(dir, dir, dir, dir, dir)))
+    local out, code = run_example("examples/cgrep.lua", { "needle", dir, "--jobs", "2" })
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l:sub(#dir + 2) end
+    table.sort(lines)
+    assert.are.same({ "a/b/f2:1:needle two", "a/b/f2:3:needle three", "a/f1:2:needle one" }, lines)
+    assert.are.equal(0, code)
+    assert.are.equal(1, select(2, run_example("examples/cgrep.lua", { "absent", dir })))
+    assert.are.equal(2, select(2, run_example("examples/cgrep.lua", { "x", dir .. "/missing" })))
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("examples/pipeline.lua", function()
+  it("streams every command's lines with prefixes and exits with the worst code", function()
+    local out, code = run_example("examples/pipeline.lua",
+      { "echo a; sleep 0.1; echo b >&2", "exit 3", "printf 'x\\ny'" })
+    assert.matches("%[1%] a\n", out)
+    assert.matches("%[1!%] b\n", out)
+    assert.matches("%[2%] exited with 3\n", out)
+    assert.matches("%[3%] x\n%[3%] y\n", out)
+    assert.are.equal(3, code)
+  end)
+
+  it("stops every command, grandchildren included, on SIGINT", function()
+    local marker = "cfuture-pipeline-" .. math.random(1e9)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(('arg = { [0] = "examples/pipeline.lua", "sleep 30; echo %s", "echo started; sleep 30" }\n')
+      :format(marker), 'dofile "examples/pipeline.lua"\n')
+    f:close()
+    local cmd = ("LUA_PATH=%s LUA_CPATH=%s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s %s %s %s & p=$!; " ..
+      "sleep %d; kill -INT $p; wait $p; echo \"exit=$?\"; sleep 0.3; ps -eo args | grep -c '^sleep 30$'")
+      :format(support.shell_quote(package.path), support.shell_quote(package.cpath),
+        support.shell_quote(package.path), support.shell_quote(package.cpath),
+        os.getenv("CFUTURE_LUA_WRAPPER") or "", support.lua, script, math.min(support.slow, 8))
+    local p = io.popen("env -u LD_PRELOAD sh -c " .. support.shell_quote(cmd))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.matches("%[2%] started", out)
+    assert.matches("SIGINT: stopping every command", out)
+    assert.matches("exit=130", out)
+    assert.matches("\n0\n$", out) -- no 'sleep 30' survived
+  end)
+end)

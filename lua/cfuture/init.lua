@@ -68,8 +68,9 @@ local spawn_process = cf.process.spawn
 
 --- cf.process.run(cmd [, args [, opts]]) -> future of code, stdout, stderr
 -- [, signal]: run a program to completion, collecting its output. opts may
--- hold env, clear_env, cwd and input (a string fed to its stdin). A run
--- that is cancelled (timeout, select, abort) kills the child.
+-- hold env, clear_env, cwd and input (a string fed to its stdin). The child
+-- leads its own process group; a run that is cancelled (timeout, select,
+-- abort) kills that group, so a shell's children stop too.
 cf.process.run = async(function(cmd, args, opts)
   if type(cmd) ~= "string" then
     error(("process.run: argument #1 must be a program name (got %s)"):format(type(cmd)), 0)
@@ -85,7 +86,7 @@ cf.process.run = async(function(cmd, args, opts)
   if input ~= nil and type(input) ~= "string" then
     error(("process.run: option 'input' must be a string (got %s)"):format(type(input)), 0)
   end
-  local spec = { cmd, env = opts.env, clear_env = opts.clear_env, cwd = opts.cwd,
+  local spec = { cmd, env = opts.env, clear_env = opts.clear_env, cwd = opts.cwd, group = true,
     stdin = input and "pipe" or "null", stdout = "pipe", stderr = "pipe" }
   for i, a in ipairs(args or {}) do spec[i + 1] = a end
   local p, err, code = spawn_process(spec)

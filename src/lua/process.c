@@ -170,7 +170,7 @@ static const char **build_env(lua_State *L, int clear) {
   return env;
 }
 
-/* cf.process.spawn{cmd, args..., env=, clear_env=, cwd=, stdin=, stdout=, stderr=}
+/* cf.process.spawn{cmd, args..., env=, clear_env=, cwd=, group=, stdin=, stdout=, stderr=}
  * -> process, or nil, message, code */
 static int l_spawn(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
@@ -199,6 +199,9 @@ static int l_spawn(lua_State *L) {
                         luaL_typename(L, -1));
     cwd = lua_tostring(L, -1);
   }
+  lua_getfield(L, 1, "group");
+  int group = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "clear_env");
   int clear = lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -248,6 +251,8 @@ static int l_spawn(lua_State *L) {
   opts.cwd = cwd;
   opts.stdio = stdio;
   opts.stdio_count = 3;
+  if (group) opts.flags |= UV_PROCESS_DETACHED; /* setsid: a new process group */
+  p->group = (uint8_t)group;
   int r = cfu_process_spawn(rt->loop, p, &opts);
   if (r != 0) {
     for (int i = 0; i < 3; i++)
@@ -284,7 +289,9 @@ static int p_kill(lua_State *L) {
   cfl_process *o = check_process(L, "process:kill");
   int sig = cfl_checksignal(L, 2, "process:kill", SIGTERM);
   if (o->p->exited) return cfl_push_ioerr(L, UV_ESRCH, "process:kill");
-  int r = uv_process_kill(&o->p->h, sig);
+  /* a group leader's signal goes to the whole group, so a shell's own
+   * children stop with it */
+  int r = o->p->group ? uv_kill(-o->p->pid, sig) : uv_process_kill(&o->p->h, sig);
   if (r != 0) return cfl_push_ioerr(L, r, "process:kill");
   lua_pushboolean(L, 1);
   return 1;

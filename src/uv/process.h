@@ -18,6 +18,7 @@ typedef struct cfu_process {
   int64_t status;  /* exit status */
   int term_signal; /* signal that ended it, or 0 */
   int pid;
+  uint8_t group; /* leads its own process group: kill signals the group */
   cf_waitlist waiters;
 } cfu_process;
 
