@@ -55,9 +55,9 @@ struct cfu_job {
   uv_work_t req;
   const cfu_job_vt *vt;
   cf_waker waker;
-  int err;          /* negative libuv error of the job, 0 if it worked */
-  uint8_t state;    /* CFU_JOB_* */
-  uint8_t orphaned; /* nobody wants the result: free it when done */
+  int err;           /* negative libuv error of the job, 0 if it worked */
+  uint8_t state;     /* CFU_JOB_* */
+  uint8_t orphaned;  /* nobody wants the result: free it when done */
   atomic_int cancel; /* set when orphaned while running: run() may stop early */
 };
 
