@@ -12,19 +12,31 @@ local function alive(pid)
   return stat:match("%) (%S)") ~= "Z"
 end
 
+-- Count the processes whose /proc/<pid>/stat satisfies pred(state, ppid,
+-- pgrp). Awaits: call it inside a task.
+local function count_procs(pred)
+  local n = 0
+  for name in cf.fs.readdir("/proc"):await() do
+    local stat = name:match("^%d+$") and cf.fs.read_file("/proc/" .. name .. "/stat"):await()
+    if stat then
+      local state, ppid, pgrp = stat:match("%) (%S) (%d+) (%d+)")
+      if state and pred(state, tonumber(ppid), tonumber(pgrp)) then n = n + 1 end
+    end
+  end
+  return n
+end
+
+-- Live processes in process group pgid (inside a task).
+local function group_members(pgid)
+  return count_procs(function(state, _, pgrp) return pgrp == pgid and state ~= "Z" end)
+end
+
 -- Children of this process that exited and were never reaped.
 local function zombies()
-  local me, n = tostring(cf.process.pid()), 0
-  cf.block_on(function()
-    for name in cf.fs.readdir("/proc"):await() do
-      local stat = name:match("^%d+$") and cf.fs.read_file("/proc/" .. name .. "/stat"):await()
-      if stat then
-        local state, ppid = stat:match("%) (%S) (%d+)")
-        if ppid == me and state == "Z" then n = n + 1 end
-      end
-    end
+  local me = cf.process.pid()
+  return cf.block_on(function()
+    return count_procs(function(state, ppid) return ppid == me and state == "Z" end)
   end)
-  return n
 end
 
 describe("cf.process.spawn", function()
@@ -88,9 +100,16 @@ describe("cf.process.spawn", function()
   it("kills the child of a run that times out", function()
     cf.block_on(function()
       local t0 = cf.now()
-      local run = process.run("sh", { "-c", "echo $$; exec sleep 10" })
-      assert.are.same({ nil, "timeout" }, { cf.timeout(200, run):await() })
+      local pidfile = os.tmpname()
+      local run = process.run("sh", { "-c", "sleep 10 & echo $$ $! > " .. pidfile .. "; wait" })
+      assert.are.same({ nil, "timeout" }, { cf.timeout(300, run):await() })
       assert.is_true(cf.now() - t0 < 2000 * support.slow)
+      local shell, sleeper = cf.fs.read_file(pidfile):await():match("(%d+) (%d+)")
+      os.remove(pidfile)
+      cf.sleep(100):await()
+      assert.is_false(alive(shell))
+      assert.is_false(alive(sleeper)) -- the whole group was killed
+      assert.are.equal(0, group_members(tonumber(shell)))
       -- the same with a spawned child and <close>
       local pid
       local task = cf.spawn(function()
