@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../uv/fs.h"
 #include "cfl.h"
 
 static const char RT_KEY = 'r';     /* registry[&RT_KEY] = runtime guard */
@@ -299,6 +300,7 @@ static int guard_gc(lua_State *L) {
   uv_walk(rt->loop, close_walk, NULL);
   uv_run(rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(rt->loop);
+  cfu_fs_close();
   free(rt);
   return 0;
 }

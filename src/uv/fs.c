@@ -38,6 +38,7 @@ static uv_mutex_t small_lock;
 static uv_once_t small_once = UV_ONCE_INIT;
 static void *small_free[SMALL_KEEP];
 static int small_n;
+static int small_users; /* runtimes open: the last one to close empties the cache */
 
 static void small_init(void) { uv_mutex_init(&small_lock); }
 
@@ -83,9 +84,20 @@ static void buf_free(char *p, size_t cap) {
 
 void cfu_fs_init(void) {
   uv_once(&small_once, small_init);
+  uv_mutex_lock(&small_lock);
+  small_users++;
+  uv_mutex_unlock(&small_lock);
   mode_t m = umask(0);
   umask(m);
   process_umask = m;
+}
+
+void cfu_fs_close(void) {
+  uv_mutex_lock(&small_lock);
+  if (--small_users == 0) /* the module may be unloaded next: keep nothing */
+    while (small_n > 0)
+      free(small_free[--small_n]);
+  uv_mutex_unlock(&small_lock);
 }
 
 static char *dup_str(const char *s) {

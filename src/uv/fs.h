@@ -92,7 +92,10 @@ void cfu_file_release(cfu_file *f);
  * malloc'ed string; returns NULL when nothing is buffered. */
 char *cfu_file_take(cfu_file *f, int mode, int64_t n, size_t *len);
 
-/* The process umask, read once on the loop thread. */
+/* A runtime opens: read the process umask (on the loop thread). */
 void cfu_fs_init(void);
+/* A runtime closed, after its jobs finished: the last one frees the
+ * recycled read buffers. */
+void cfu_fs_close(void);
 
 #endif
