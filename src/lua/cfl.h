@@ -243,6 +243,9 @@ void cfl_open_signal(lua_State *L);
 void cfl_open_blocking(lua_State *L);
 /* stream.c: push a Lua stream object owning one reference on s */
 void cfl_push_stream(lua_State *L, cfu_stream *s);
+/* The open stream at idx; raises naming fname otherwise. */
+cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname);
+void cfl_open_net(lua_State *L);
 /* signal.c */
 const char *cfl_signame(int num);
 /* The signal at idx (a name such as "SIGTERM" or "TERM", or a number);

@@ -390,6 +390,7 @@ int luaopen_cfuture_core(lua_State *L) {
   cfl_open_sync(L);
   cfl_open_fs(L);
   cfl_open_stream(L);
+  cfl_open_net(L);
   cfl_open_process(L);
   cfl_open_signal(L);
   cfl_open_blocking(L);

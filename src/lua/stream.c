@@ -24,9 +24,9 @@ typedef struct cfl_stream {
 typedef struct cfl_read {
   cfl_future hdr;
   cfu_stream *s; /* referenced until dropped */
-  int kind;
-  size_t n;
-  char *data; /* the result once ready (read_all accumulates here) */
+  cfu_read_spec spec;
+  char *delim; /* read_until's delimiter (a copy) */
+  char *data;  /* the result once ready (read_all accumulates here) */
   size_t len, cap;
   int err;
 } cfl_read;
@@ -55,15 +55,14 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
   cfl_read *r = (cfl_read *)base;
   if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
   r->hdr.state = CFL_PENDING;
-  if (r->kind == CFU_TAKE_ALL) {
-    if ((r->err = gather(r)) == 0 && !cfu_stream_poll_read(r->s, CFU_TAKE_ALL, 0, cx))
-      return CF_PENDING;
+  if (r->spec.kind == CFU_TAKE_ALL) {
+    if ((r->err = gather(r)) == 0 && !cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
     if (!r->err && r->s->rerr && r->s->rerr != UV_EOF) r->err = r->s->rerr;
     if (!r->err && r->s->closing && !r->s->eof) r->err = UV_ECANCELED;
     if (!r->err) r->err = gather(r);
   } else {
-    if (!cfu_stream_poll_read(r->s, r->kind, r->n, cx)) return CF_PENDING;
-    r->data = cfu_stream_take(r->s, r->kind, r->n, &r->len, &r->err);
+    if (!cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
+    r->data = cfu_stream_take(r->s, &r->spec, &r->len, &r->err);
   }
   r->hdr.state = CFL_READY;
   return CF_READY;
@@ -72,6 +71,8 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
 static void read_release(cfl_read *r) {
   free(r->data);
   r->data = NULL;
+  free(r->delim);
+  r->delim = NULL;
   if (r->s) {
     cfu_stream *s = r->s;
     r->s = NULL;
@@ -89,11 +90,18 @@ static int read_take(lua_State *L, cfl_future *base) {
   cfl_read *r = (cfl_read *)base;
   r->hdr.state = CFL_TAKEN;
   int n = 1;
-  if (r->err)
+  if (r->err == UV_ENOBUFS && (r->spec.kind == CFU_TAKE_LINE || r->spec.kind == CFU_TAKE_UNTIL)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: no delimiter within %d bytes",
+                    r->spec.kind == CFU_TAKE_LINE ? "stream:read_line" : "stream:read_until",
+                    (int)r->spec.n);
+    lua_pushliteral(L, "ENOBUFS");
+    n = 3;
+  } else if (r->err)
     n = cfl_push_ioerr(L, r->err, "stream:read");
   else if (r->data)
     lua_pushlstring(L, r->data, r->len);
-  else if (r->kind == CFU_TAKE_ALL)
+  else if (r->spec.kind == CFU_TAKE_ALL)
     lua_pushliteral(L, "");
   else
     lua_pushnil(L); /* end of stream */
@@ -103,8 +111,8 @@ static int read_take(lua_State *L, cfl_future *base) {
 
 static void read_describe(lua_State *L, cfl_future *base) {
   static const char *const names[] = {"stream:read", "stream:read_exact", "stream:read_line",
-                                      "stream:read_all"};
-  lua_pushstring(L, names[((cfl_read *)base)->kind]);
+                                      "stream:read_until", "stream:read_all"};
+  lua_pushstring(L, names[((cfl_read *)base)->spec.kind]);
 }
 
 static const cfl_class read_class = {
@@ -114,18 +122,42 @@ static const cfl_class read_class = {
 
 typedef struct cfl_write {
   cfl_future hdr;
-  cfu_stream *s; /* referenced until dropped */
-  cfu_write *w;
+  cfu_stream *s;    /* referenced until dropped */
+  cfu_write *w;     /* what the kernel did not take at once, in flight */
+  const char *data; /* the Lua string, anchored in uservalue 2 */
+  size_t len;
   int err;
 } cfl_write;
+
+/* First poll: hand the bytes to the kernel directly when nothing is queued
+ * (no copy, no suspension); queue a copy of the rest. */
+static int write_start(cfl_write *f, cf_context *cx) {
+  cfu_stream *s = f->s;
+  if (s->closing) return UV_EBADF;
+  if (s->shut) return UV_EPIPE;
+  size_t off = 0;
+  if (s->h.stream.write_queue_size == 0 && f->len > 0) {
+    uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
+    int n = uv_try_write(&s->h.stream, &b, 1);
+    if (n > 0)
+      off = (size_t)n;
+    else if (n != UV_EAGAIN && n != UV_ENOSYS)
+      return n;
+  }
+  if (off == f->len) return 0;
+  f->w = cfu_write_new(f->data + off, f->len - off);
+  if (!f->w) return UV_ENOMEM;
+  int r = cfu_write_submit(s, f->w, cx->waker);
+  return r == 0 ? 1 : r;
+}
 
 static cf_poll write_poll(cf_future *base, cf_context *cx) {
   cfl_write *f = (cfl_write *)base;
   switch (f->hdr.state) {
   case CFL_FRESH: {
     f->hdr.state = CFL_PENDING;
-    int r = cfu_write_submit(f->s, f->w, cx->waker);
-    if (r == 0) return CF_PENDING;
+    int r = write_start(f, cx);
+    if (r == 1) return CF_PENDING;
     f->err = r;
     break;
   }
@@ -171,7 +203,7 @@ static int write_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class write_class = {
-    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 1, NULL};
+    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 2, NULL};
 
 /* ---- stream objects ---------------------------------------------------------- */
 
@@ -180,6 +212,15 @@ void cfl_push_stream(lua_State *L, cfu_stream *s) {
   o->s = s;
   o->closed = 0;
   luaL_setmetatable(L, STREAM_MT);
+}
+
+cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname) {
+  cfl_stream *o = luaL_testudata(L, idx, STREAM_MT);
+  if (!o)
+    luaL_error(L, "%s: argument #%d must be a stream (call it with a colon; got %s)", fname, idx,
+               luaL_typename(L, idx));
+  if (o->closed || !o->s || o->s->closing) luaL_error(L, "%s: the stream is closed", fname);
+  return o->s;
 }
 
 static cfl_stream *check_stream(lua_State *L, const char *fname) {
@@ -191,15 +232,15 @@ static cfl_stream *check_stream(lua_State *L, const char *fname) {
   return o;
 }
 
-static int new_read(lua_State *L, cfl_stream *o, int kind, size_t n) {
+static cfl_read *new_read(lua_State *L, cfl_stream *o, int kind, size_t n) {
   cfl_read *r = (cfl_read *)cfl_new_future(L, cfl_rt(L), &read_class, sizeof(cfl_read));
   r->s = o->s;
   cfu_stream_ref(o->s);
-  r->kind = kind;
-  r->n = n;
+  r->spec.kind = kind;
+  r->spec.n = n;
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
-  return 1;
+  return r;
 }
 
 static size_t check_count(lua_State *L, int idx, const char *fname, int optional) {
@@ -213,23 +254,53 @@ static size_t check_count(lua_State *L, int idx, const char *fname, int optional
 /* stream:read([max]) -> future of the next bytes available (at most max), nil at the end */
 static int s_read(lua_State *L) {
   cfl_stream *o = check_stream(L, "stream:read");
-  return new_read(L, o, CFU_TAKE_SOME, check_count(L, 2, "stream:read", 1));
+  new_read(L, o, CFU_TAKE_SOME, check_count(L, 2, "stream:read", 1));
+  return 1;
 }
 
 /* stream:read_exact(n) -> future of exactly n bytes (fewer only at the end) */
 static int s_read_exact(lua_State *L) {
   cfl_stream *o = check_stream(L, "stream:read_exact");
-  return new_read(L, o, CFU_TAKE_EXACT, check_count(L, 2, "stream:read_exact", 0));
+  new_read(L, o, CFU_TAKE_EXACT, check_count(L, 2, "stream:read_exact", 0));
+  return 1;
 }
 
-/* stream:read_line() -> future of the next line without its newline, nil at the end */
+#define LINE_MAX_DEFAULT (1u << 20)
+
+/* stream:read_line([max]) -> future of the next line without its newline,
+ * nil at the end; nil, msg, "ENOBUFS" if no newline comes within max bytes */
 static int s_read_line(lua_State *L) {
-  return new_read(L, check_stream(L, "stream:read_line"), CFU_TAKE_LINE, 0);
+  cfl_stream *o = check_stream(L, "stream:read_line");
+  size_t max = check_count(L, 2, "stream:read_line", 1);
+  new_read(L, o, CFU_TAKE_LINE, max ? max : LINE_MAX_DEFAULT);
+  return 1;
+}
+
+/* stream:read_until(delim [, max]) -> future of the bytes up to and
+ * including delim (the rest at the end of the stream, nil when nothing is
+ * left); nil, msg, "ENOBUFS" if delim does not come within max bytes */
+static int s_read_until(lua_State *L) {
+  cfl_stream *o = check_stream(L, "stream:read_until");
+  size_t dlen;
+  const char *d = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &dlen) : NULL;
+  if (!d || dlen == 0)
+    luaL_error(L, "stream:read_until: argument #2 must be a non-empty delimiter string (got %s)",
+               d ? "\"\"" : luaL_typename(L, 2));
+  size_t max = check_count(L, 3, "stream:read_until", 1);
+  char *copy = malloc(dlen);
+  if (!copy) luaL_error(L, "stream:read_until: out of memory");
+  memcpy(copy, d, dlen);
+  cfl_read *r = new_read(L, o, CFU_TAKE_UNTIL, max ? max : LINE_MAX_DEFAULT);
+  r->delim = copy;
+  r->spec.delim = copy;
+  r->spec.dlen = dlen;
+  return 1;
 }
 
 /* stream:read_all() -> future of everything until the end of the stream */
 static int s_read_all(lua_State *L) {
-  return new_read(L, check_stream(L, "stream:read_all"), CFU_TAKE_ALL, 0);
+  new_read(L, check_stream(L, "stream:read_all"), CFU_TAKE_ALL, 0);
+  return 1;
 }
 
 /* stream:write(data) -> future of true once the bytes are handed to the kernel */
@@ -239,14 +310,15 @@ static int s_write(lua_State *L) {
   const char *data = lua_isstring(L, 2) ? lua_tolstring(L, 2, &len) : NULL;
   if (!data)
     luaL_error(L, "stream:write: argument #2 must be a string (got %s)", luaL_typename(L, 2));
-  cfu_write *w = cfu_write_new(data, len);
-  if (!w) luaL_error(L, "stream:write: out of memory");
   cfl_write *f = (cfl_write *)cfl_new_future(L, cfl_rt(L), &write_class, sizeof(cfl_write));
-  f->w = w;
   f->s = o->s;
   cfu_stream_ref(o->s);
+  f->data = data;
+  f->len = len;
   lua_pushvalue(L, 1);
-  cfl_setuservalue(L, -2);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 2); /* the bytes stay put while the future lives */
+  lua_setiuservalue(L, -2, 2);
   return 1;
 }
 
@@ -293,10 +365,11 @@ static int s_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg methods[] = {
-    {"read", s_read},         {"read_exact", s_read_exact}, {"read_line", s_read_line},
-    {"read_all", s_read_all}, {"write", s_write},           {"shutdown", s_shutdown},
-    {"close", s_close},       {"is_closed", s_is_closed},   {NULL, NULL}};
+static const luaL_Reg methods[] = {{"read", s_read},           {"read_exact", s_read_exact},
+                                   {"read_line", s_read_line}, {"read_until", s_read_until},
+                                   {"read_all", s_read_all},   {"write", s_write},
+                                   {"shutdown", s_shutdown},   {"close", s_close},
+                                   {"is_closed", s_is_closed}, {NULL, NULL}};
 
 /* Module table on top: cf.Stream holds the stream methods. */
 void cfl_open_stream(lua_State *L) {

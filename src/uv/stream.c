@@ -11,6 +11,7 @@
  * - A write's bytes are copied into its request, so the Lua string may be
  *   collected while libuv sends it.
  */
+#define _GNU_SOURCE /* memmem */
 #include "stream.h"
 
 #include <stdlib.h>
@@ -132,22 +133,36 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   cf_waitlist_wake_all(&s->readers);
 }
 
-static int can_complete(cfu_stream *s, int kind, size_t n) {
+/* Where the delimiter of a LINE/UNTIL read is, or NULL; *over is set when
+ * more than the limit is buffered without one. */
+static const char *find_delim(cfu_stream *s, const cfu_read_spec *r, int *over) {
+  const char *d = r->kind == CFU_TAKE_LINE ? "\n" : r->delim;
+  size_t dlen = r->kind == CFU_TAKE_LINE ? 1 : r->dlen;
+  size_t window = s->len < r->n + dlen ? s->len : r->n + dlen;
+  const char *at =
+      dlen == 1 ? memchr(s->buf + s->off, d[0], window) : memmem(s->buf + s->off, window, d, dlen);
+  *over = !at && s->len >= r->n + dlen;
+  return at;
+}
+
+static int can_complete(cfu_stream *s, const cfu_read_spec *r) {
+  int over;
   if (s->eof || s->rerr || s->closing) return 1;
-  switch (kind) {
+  switch (r->kind) {
   case CFU_TAKE_SOME: return s->len > 0;
-  case CFU_TAKE_EXACT: return s->len >= n;
-  case CFU_TAKE_LINE: return memchr(s->buf + s->off, '\n', s->len) != NULL;
+  case CFU_TAKE_EXACT: return s->len >= r->n;
+  case CFU_TAKE_LINE:
+  case CFU_TAKE_UNTIL: return find_delim(s, r, &over) != NULL || over;
   default: return 0;
   }
 }
 
-int cfu_stream_poll_read(cfu_stream *s, int kind, size_t n, cf_context *cx) {
-  if (can_complete(s, kind, n)) return 1;
+int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx) {
+  if (can_complete(s, r)) return 1;
   if (!s->reading) {
-    int r = uv_read_start(&s->h.stream, on_alloc, on_read);
-    if (r != 0) {
-      s->rerr = r;
+    int e = uv_read_start(&s->h.stream, on_alloc, on_read);
+    if (e != 0) {
+      s->rerr = e;
       return 1;
     }
     s->reading = 1;
@@ -156,23 +171,32 @@ int cfu_stream_poll_read(cfu_stream *s, int kind, size_t n, cf_context *cx) {
   return 0;
 }
 
-char *cfu_stream_take(cfu_stream *s, int kind, size_t n, size_t *len, int *err) {
+char *cfu_stream_take(cfu_stream *s, const cfu_read_spec *r, size_t *len, int *err) {
   size_t k = s->len, skip = 0;
   *err = 0;
   *len = 0;
-  switch (kind) {
+  switch (r->kind) {
   case CFU_TAKE_SOME:
-    if (n > 0 && n < k) k = n;
+    if (r->n > 0 && r->n < k) k = r->n;
     break;
   case CFU_TAKE_EXACT:
-    if (n < k) k = n;
+    if (r->n < k) k = r->n;
     break;
-  case CFU_TAKE_LINE: {
-    char *nl = memchr(s->buf + s->off, '\n', s->len);
-    if (nl) {
-      k = (size_t)(nl - (s->buf + s->off));
-      skip = 1;
-      if (k > 0 && nl[-1] == '\r') k--, skip++;
+  case CFU_TAKE_LINE:
+  case CFU_TAKE_UNTIL: {
+    int over;
+    const char *at = s->len ? find_delim(s, r, &over) : NULL;
+    if (at) {
+      k = (size_t)(at - (s->buf + s->off));
+      if (r->kind == CFU_TAKE_UNTIL) {
+        k += r->dlen; /* the delimiter is part of the result */
+      } else {
+        skip = 1;
+        if (k > 0 && at[-1] == '\r') k--, skip++;
+      }
+    } else if (s->len > 0 && over) {
+      *err = UV_ENOBUFS;
+      return NULL;
     }
     break;
   }

@@ -40,6 +40,7 @@ typedef struct cfu_stream {
   uint8_t eof;     /* the peer finished writing */
   uint8_t reading; /* uv_read_start is on */
   uint8_t shut;    /* the write side was shut down */
+  uint8_t tcp;     /* h.tcp is the handle */
   int rerr;        /* read error, sticky (negative libuv error) */
   char *buf;       /* received bytes [off, off + len) not yet taken */
   size_t off, len, cap;
@@ -55,14 +56,29 @@ void cfu_stream_unref(cfu_stream *s);
 /* Close the handle now (idempotent); readers wake and see it closed. */
 void cfu_stream_close(cfu_stream *s);
 
-/* Read conditions */
-enum { CFU_TAKE_SOME, CFU_TAKE_EXACT, CFU_TAKE_LINE, CFU_TAKE_ALL };
-/* 1 if a read of this kind can complete now (data, end of stream, error,
- * or closed), else start reading, register cx and return 0. */
-int cfu_stream_poll_read(cfu_stream *s, int kind, size_t n, cf_context *cx);
+/* What a read waits for */
+enum {
+  CFU_TAKE_SOME,  /* whatever is there, at most n (0: no limit) */
+  CFU_TAKE_EXACT, /* n bytes (fewer only at the end) */
+  CFU_TAKE_LINE,  /* up to "\n", which is dropped with a "\r" before it */
+  CFU_TAKE_UNTIL, /* up to and including delim */
+  CFU_TAKE_ALL    /* until the end */
+};
+
+typedef struct cfu_read_spec {
+  int kind;
+  size_t n;          /* count, or for LINE/UNTIL the most bytes before the delimiter */
+  const char *delim; /* UNTIL: owned by the caller */
+  size_t dlen;
+} cfu_read_spec;
+
+/* 1 if the read can complete now (data, end of stream, error, closed, or a
+ * line over its limit), else start reading, register cx and return 0. */
+int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx);
 /* Move the bytes the read completes with into a malloc'ed buffer; *len
- * gets their count. NULL with *len 0 means nothing (end of stream). */
-char *cfu_stream_take(cfu_stream *s, int kind, size_t n, size_t *len, int *err);
+ * gets their count. NULL with *err 0 means nothing (end of stream); a line
+ * over its limit gives UV_ENOBUFS and takes nothing. */
+char *cfu_stream_take(cfu_stream *s, const cfu_read_spec *r, size_t *len, int *err);
 
 /* A write in flight: its bytes are a copy owned by the request. */
 typedef struct cfu_write {

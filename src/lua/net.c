@@ -1,0 +1,789 @@
+/*
+ * net.c — cf.net: TCP clients and servers, UDP sockets, DNS lookups.
+ *
+ * connect, accept, lookup, send_to and recv_from are futures; failures are
+ * nil, message, code. Connected and accepted sockets are streams (see
+ * stream.c) with a few TCP methods added. listen and udp bind at the call.
+ */
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../uv/net.h"
+#include "cfl.h"
+
+#define LISTENER_MT "cfuture.Listener"
+#define UDP_MT "cfuture.UdpSocket"
+
+/* ---- addresses ------------------------------------------------------------------- */
+
+static int check_port(lua_State *L, int idx, const char *fname) {
+  if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0 || lua_tointeger(L, idx) > 65535)
+    luaL_error(L, "%s: argument #%d must be a port number 0-65535 (got %s)", fname, idx,
+               luaL_tolstring(L, idx, NULL));
+  return (int)lua_tointeger(L, idx);
+}
+
+static const char *check_host(lua_State *L, int idx, const char *fname) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_error(L, "%s: argument #%d must be a host name or address string (got %s)", fname, idx,
+               luaL_typename(L, idx));
+  return lua_tostring(L, idx);
+}
+
+/* A numeric address ("127.0.0.1", "::1"; "localhost"; "*" or "" for any). */
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (!host || !*host || !strcmp(host, "*")) host = "0.0.0.0";
+  if (!strcmp(host, "localhost")) host = "127.0.0.1";
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  return UV_EINVAL;
+}
+
+static int push_addr(lua_State *L, const struct sockaddr *sa) {
+  char host[64];
+  int port;
+  int r = cfu_addr_name(sa, host, sizeof host, &port);
+  if (r != 0) return cfl_push_ioerr(L, r, "address");
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int bad_addr(lua_State *L, const char *fname, const char *host) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: '%s' is not a numeric IPv4 or IPv6 address", fname, host);
+  lua_pushliteral(L, "EINVAL");
+  return 3;
+}
+
+/* ---- connect ------------------------------------------------------------------------ */
+
+typedef struct cfl_connect {
+  cfl_future hdr;
+  cfu_connect *c;
+  char *what; /* "host:port" for messages */
+} cfl_connect;
+
+static cf_poll connect_poll(cf_future *base, cf_context *cx) {
+  cfl_connect *f = (cfl_connect *)base;
+  cfu_connect *c = f->c;
+  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
+  f->hdr.state = CFL_PENDING;
+  if (c->stage == 0) {
+    char *colon = strrchr(f->what, ':');
+    *colon = '\0';
+    int r = cfu_connect_start(f->hdr.rt->loop, &f->hdr.rt->io, c, f->what, colon + 1, cx->waker);
+    *colon = ':';
+    if (r != 0) {
+      c->err = r;
+      c->stage = 3;
+    }
+  } else if (c->stage < 3) {
+    cfu_connect_set_waker(c, cx->waker);
+  }
+  if (c->stage < 3) return CF_PENDING;
+  f->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void connect_release(cfl_connect *f) {
+  if (f->c) {
+    cfu_connect *c = f->c;
+    f->c = NULL;
+    cfu_connect_orphan(c);
+  }
+  free(f->what);
+  f->what = NULL;
+}
+
+static void connect_drop(cf_future *base) {
+  cfl_connect *f = (cfl_connect *)base;
+  connect_release(f);
+  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+}
+
+static int connect_take(lua_State *L, cfl_future *base) {
+  cfl_connect *f = (cfl_connect *)base;
+  f->hdr.state = CFL_TAKEN;
+  int n = 1;
+  if (f->c->err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "connect %s: %s", f->what, uv_strerror(f->c->err));
+    lua_pushstring(L, uv_err_name(f->c->err));
+    n = 3;
+  } else {
+    cfu_stream *s = cfu_connect_take(f->c);
+    cfu_res_add(&f->hdr.rt->io, &s->res);
+    uv_tcp_nodelay(&s->h.tcp, 1); /* request/response traffic: no Nagle delay */
+    cfl_push_stream(L, s);
+  }
+  cfu_connect *c = f->c;
+  f->c = NULL;
+  cfu_connect_free(c);
+  free(f->what);
+  f->what = NULL;
+  return n;
+}
+
+static void connect_describe(lua_State *L, cfl_future *base) {
+  cfl_connect *f = (cfl_connect *)base;
+  lua_pushfstring(L, "connect %s", f->what ? f->what : "");
+}
+
+static const cfl_class connect_class = {
+    {connect_poll, connect_drop}, "connect", connect_take, connect_describe, NULL, 0, 0, NULL};
+
+/* cf.net.connect(host, port) -> future of a stream */
+static int l_connect(lua_State *L) {
+  const char *host = check_host(L, 1, "net.connect");
+  int port = check_port(L, 2, "net.connect");
+  cfl_connect *f = (cfl_connect *)cfl_new_future(L, cfl_rt(L), &connect_class, sizeof *f);
+  f->c = calloc(1, sizeof *f->c);
+  lua_pushfstring(L, "%s:%d", host, port);
+  f->what = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  if (!f->c || !f->what) return luaL_error(L, "net.connect: out of memory");
+  return 1;
+}
+
+/* ---- lookup --------------------------------------------------------------------------- */
+
+typedef struct cfl_lookup {
+  cfl_future hdr;
+  cfu_lookup *l;
+  char *host;
+  int family;
+} cfl_lookup;
+
+static cf_poll lookup_poll(cf_future *base, cf_context *cx) {
+  cfl_lookup *f = (cfl_lookup *)base;
+  if (f->hdr.state == CFL_FRESH) {
+    f->hdr.state = CFL_PENDING;
+    int r =
+        cfu_lookup_start(f->hdr.rt->loop, f->l, f->host, NULL, SOCK_STREAM, f->family, cx->waker);
+    if (r != 0) {
+      f->l->err = r;
+      f->l->done = 1;
+    }
+  } else if (f->hdr.state == CFL_PENDING && !f->l->done) {
+    cf_waker_set(&f->l->waker, cx->waker);
+  }
+  if (f->hdr.state == CFL_PENDING && f->l->done) f->hdr.state = CFL_READY;
+  return f->hdr.state == CFL_PENDING ? CF_PENDING : CF_READY;
+}
+
+static void lookup_release(cfl_lookup *f) {
+  if (f->l) {
+    cfu_lookup *l = f->l;
+    f->l = NULL;
+    if (f->hdr.state == CFL_FRESH)
+      cfu_lookup_free(l);
+    else
+      cfu_lookup_orphan(l);
+  }
+  free(f->host);
+  f->host = NULL;
+}
+
+static void lookup_drop(cf_future *base) {
+  cfl_lookup *f = (cfl_lookup *)base;
+  lookup_release(f);
+  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+}
+
+static int lookup_take(lua_State *L, cfl_future *base) {
+  cfl_lookup *f = (cfl_lookup *)base;
+  int n = 1;
+  if (f->l->err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "lookup %s: %s", f->host, uv_strerror(f->l->err));
+    lua_pushstring(L, uv_err_name(f->l->err));
+    n = 3;
+  } else {
+    lua_newtable(L);
+    int i = 0;
+    for (struct addrinfo *ai = f->l->res; ai; ai = ai->ai_next) {
+      char host[64];
+      int port;
+      if (cfu_addr_name(ai->ai_addr, host, sizeof host, &port) != 0) continue;
+      lua_pushstring(L, host); /* skip duplicates (one per socket type) */
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, -3) != LUA_TNIL) {
+        lua_pop(L, 2);
+        continue;
+      }
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -3, ++i);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -3);
+    }
+    for (int k = 1; k <= i; k++) { /* drop the membership keys */
+      lua_rawgeti(L, -1, k);
+      lua_pushnil(L);
+      lua_rawset(L, -3);
+    }
+  }
+  f->hdr.state = CFL_TAKEN;
+  lookup_release(f);
+  return n;
+}
+
+static void lookup_describe(lua_State *L, cfl_future *base) {
+  lua_pushfstring(L, "lookup %s", ((cfl_lookup *)base)->host);
+}
+
+static const cfl_class lookup_class = {
+    {lookup_poll, lookup_drop}, "lookup", lookup_take, lookup_describe, NULL, 0, 0, NULL};
+
+/* cf.net.lookup(name [, family]) -> future of a list of addresses ("inet", "inet6") */
+static int l_lookup(lua_State *L) {
+  static const char *const fams[] = {"any", "inet", "inet6", NULL};
+  static const int famv[] = {AF_UNSPEC, AF_INET, AF_INET6};
+  const char *host = check_host(L, 1, "net.lookup");
+  int fam = luaL_checkoption(L, 2, "any", fams);
+  cfl_lookup *f = (cfl_lookup *)cfl_new_future(L, cfl_rt(L), &lookup_class, sizeof *f);
+  f->l = calloc(1, sizeof *f->l);
+  f->host = strdup(host);
+  f->family = famv[fam];
+  if (!f->l || !f->host) return luaL_error(L, "net.lookup: out of memory");
+  return 1;
+}
+
+/* reverse lookup: getnameinfo on the thread pool */
+typedef struct reverse_job {
+  cfu_job job;
+  struct sockaddr_storage addr;
+  char host[NI_MAXHOST];
+  char what[64];
+} reverse_job;
+
+static void reverse_run(cfu_job *job) {
+  reverse_job *j = (reverse_job *)job;
+  socklen_t len =
+      j->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int r =
+      getnameinfo((struct sockaddr *)&j->addr, len, j->host, sizeof j->host, NULL, 0, NI_NAMEREQD);
+  if (r != 0) job->err = r == EAI_NONAME ? UV_EAI_NONAME : UV_EAI_FAIL;
+}
+static void reverse_free(cfu_job *job) { free(job); }
+static const cfu_job_vt reverse_vt = {reverse_run, NULL, reverse_free};
+
+static int reverse_push(lua_State *L, cfu_job *job) {
+  reverse_job *j = (reverse_job *)job;
+  if (job->err) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "reverse %s: %s", j->what, uv_strerror(job->err));
+    lua_pushstring(L, uv_err_name(job->err));
+    return 3;
+  }
+  lua_pushstring(L, j->host);
+  return 1;
+}
+static const cfl_job_kind reverse_kind = {"reverse lookup", reverse_push, NULL, NULL};
+
+/* cf.net.reverse(address) -> future of a host name */
+static int l_reverse(lua_State *L) {
+  const char *host = check_host(L, 1, "net.reverse");
+  reverse_job *j = calloc(1, sizeof *j);
+  if (!j) return luaL_error(L, "net.reverse: out of memory");
+  if (parse_addr(host, 0, &j->addr) != 0 || !*host || !strcmp(host, "*")) {
+    free(j);
+    return bad_addr(L, "net.reverse", host);
+  }
+  cfu_job_init(&j->job, &reverse_vt);
+  strncpy(j->what, host, sizeof j->what - 1);
+  cfl_new_job(L, cfl_rt(L), &reverse_kind, &j->job);
+  return 1;
+}
+
+/* ---- listeners --------------------------------------------------------------------------- */
+
+typedef struct cfl_listener {
+  cfu_listener *l;
+} cfl_listener;
+
+static cfu_listener *check_listener(lua_State *L, const char *fname) {
+  cfl_listener *o = luaL_testudata(L, 1, LISTENER_MT);
+  if (!o)
+    luaL_error(L, "%s: argument #1 must be a listener (call it with a colon; got %s)", fname,
+               luaL_typename(L, 1));
+  if (!o->l || o->l->closing) luaL_error(L, "%s: the listener is closed", fname);
+  return o->l;
+}
+
+/* cf.net.listen(host, port [, {backlog=, ipv6only=}]) -> listener, or nil, msg, code */
+static int l_listen(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  const char *host = lua_isnoneornil(L, 1) ? "*" : check_host(L, 1, "net.listen");
+  int port = check_port(L, 2, "net.listen");
+  int backlog = 511, flags = 0;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "backlog");
+    if (!lua_isnil(L, -1)) backlog = (int)luaL_checkinteger(L, -1);
+    lua_getfield(L, 3, "ipv6only");
+    if (lua_toboolean(L, -1)) flags |= UV_TCP_IPV6ONLY;
+    lua_pop(L, 2);
+  } else if (!lua_isnoneornil(L, 3)) {
+    return luaL_error(L, "net.listen: argument #3 must be an options table (got %s)",
+                      luaL_typename(L, 3));
+  }
+  struct sockaddr_storage ss;
+  if (parse_addr(host, port, &ss) != 0) return bad_addr(L, "net.listen", host);
+  cfl_listener *o = lua_newuserdatauv(L, sizeof *o, 0);
+  o->l = NULL;
+  luaL_setmetatable(L, LISTENER_MT);
+  cfu_listener *l = cfu_listener_new(rt->loop);
+  if (!l) return luaL_error(L, "net.listen: out of memory");
+  o->l = l;
+  cfu_res_add(&rt->io, &l->res);
+  int r = cfu_listener_listen(l, (struct sockaddr *)&ss, backlog, flags);
+  if (r != 0) {
+    o->l = NULL;
+    cfu_listener_unref(l);
+    lua_pushnil(L);
+    lua_pushfstring(L, "listen %s:%d: %s", host, port, uv_strerror(r));
+    lua_pushstring(L, uv_err_name(r));
+    return 3;
+  }
+  return 1;
+}
+
+typedef struct cfl_accept {
+  cfl_future hdr;
+  cfu_listener *l;
+  cfu_stream *got;
+  int err;
+} cfl_accept;
+
+static cf_poll accept_poll(cf_future *base, cf_context *cx) {
+  cfl_accept *f = (cfl_accept *)base;
+  cfu_listener *l = f->l;
+  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
+  f->hdr.state = CFL_PENDING;
+  if (l->closing) {
+    f->err = UV_ECANCELED;
+  } else if (l->pending) {
+    f->err = cfu_listener_accept(l, &f->got);
+    if (f->got) {
+      cfu_res_add(&f->hdr.rt->io, &f->got->res);
+      uv_tcp_nodelay(&f->got->h.tcp, 1);
+    }
+  } else if (l->err) {
+    f->err = l->err;
+    l->err = 0;
+  } else {
+    cf_waitlist_register(&l->acceptors, cx);
+    return CF_PENDING;
+  }
+  f->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void accept_release(cfl_accept *f) {
+  if (f->got) {
+    cfu_stream_unref(f->got); /* accepted for nobody: closed */
+    f->got = NULL;
+  }
+  if (f->l) {
+    cfu_listener *l = f->l;
+    f->l = NULL;
+    cfu_listener_unref(l);
+  }
+}
+
+static void accept_drop(cf_future *base) {
+  cfl_accept *f = (cfl_accept *)base;
+  accept_release(f);
+  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+}
+
+static int accept_take(lua_State *L, cfl_future *base) {
+  cfl_accept *f = (cfl_accept *)base;
+  f->hdr.state = CFL_TAKEN;
+  int n = 1;
+  if (f->got) {
+    cfl_push_stream(L, f->got);
+    f->got = NULL;
+  } else {
+    n = cfl_push_ioerr(L, f->err ? f->err : UV_ECANCELED, "accept");
+  }
+  accept_release(f);
+  return n;
+}
+
+static const cfl_class accept_class = {
+    {accept_poll, accept_drop}, "accept", accept_take, NULL, NULL, 0, 1, NULL};
+
+/* listener:accept() -> future of a stream */
+static int li_accept(lua_State *L) {
+  cfu_listener *l = check_listener(L, "listener:accept");
+  cfl_accept *f = (cfl_accept *)cfl_new_future(L, cfl_rt(L), &accept_class, sizeof *f);
+  f->l = l;
+  l->refs++;
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+/* listener:local_address() -> host, port */
+static int li_local_address(lua_State *L) {
+  cfu_listener *l = check_listener(L, "listener:local_address");
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = uv_tcp_getsockname(&l->h, (struct sockaddr *)&ss, &len);
+  if (r != 0) return cfl_push_ioerr(L, r, "listener:local_address");
+  return push_addr(L, (struct sockaddr *)&ss);
+}
+
+static int li_close(lua_State *L) {
+  cfl_listener *o = luaL_checkudata(L, 1, LISTENER_MT);
+  if (o->l) {
+    cfu_listener *l = o->l;
+    o->l = NULL;
+    cfu_listener_close(l);
+    cfu_listener_unref(l);
+  }
+  return 0;
+}
+
+/* ---- TCP stream methods --------------------------------------------------------------- */
+
+static uv_tcp_t *check_tcp(lua_State *L, const char *fname) {
+  cfu_stream *s = cfl_check_stream(L, 1, fname);
+  if (!s->tcp) luaL_error(L, "%s: the stream is not a TCP connection", fname);
+  return &s->h.tcp;
+}
+
+/* stream:peer_address() / stream:local_address() -> host, port */
+static int s_peer_address(lua_State *L) {
+  uv_tcp_t *t = check_tcp(L, "stream:peer_address");
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len);
+  if (r != 0) return cfl_push_ioerr(L, r, "stream:peer_address");
+  return push_addr(L, (struct sockaddr *)&ss);
+}
+
+static int s_local_address(lua_State *L) {
+  uv_tcp_t *t = check_tcp(L, "stream:local_address");
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len);
+  if (r != 0) return cfl_push_ioerr(L, r, "stream:local_address");
+  return push_addr(L, (struct sockaddr *)&ss);
+}
+
+/* stream:set_nodelay(on) -> true (connections start with no delay) */
+static int s_set_nodelay(lua_State *L) {
+  uv_tcp_t *t = check_tcp(L, "stream:set_nodelay");
+  int r = uv_tcp_nodelay(t, lua_toboolean(L, 2));
+  if (r != 0) return cfl_push_ioerr(L, r, "stream:set_nodelay");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* stream:set_keepalive(on [, delay_s = 60]) -> true */
+static int s_set_keepalive(lua_State *L) {
+  uv_tcp_t *t = check_tcp(L, "stream:set_keepalive");
+  int r = uv_tcp_keepalive(t, lua_toboolean(L, 2), (unsigned)luaL_optinteger(L, 3, 60));
+  if (r != 0) return cfl_push_ioerr(L, r, "stream:set_keepalive");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- UDP --------------------------------------------------------------------------------- */
+
+typedef struct cfl_udp {
+  cfu_udp *u;
+} cfl_udp;
+
+static cfu_udp *check_udp(lua_State *L, const char *fname) {
+  cfl_udp *o = luaL_testudata(L, 1, UDP_MT);
+  if (!o)
+    luaL_error(L, "%s: argument #1 must be a UDP socket (call it with a colon; got %s)", fname,
+               luaL_typename(L, 1));
+  if (!o->u || o->u->closing) luaL_error(L, "%s: the socket is closed", fname);
+  return o->u;
+}
+
+/* cf.net.udp([host [, port]]) -> socket bound to host:port (default any
+ * address, an ephemeral port), or nil, msg, code */
+static int l_udp(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  const char *host = lua_isnoneornil(L, 1) ? "*" : check_host(L, 1, "net.udp");
+  int port = lua_isnoneornil(L, 2) ? 0 : check_port(L, 2, "net.udp");
+  struct sockaddr_storage ss;
+  if (parse_addr(host, port, &ss) != 0) return bad_addr(L, "net.udp", host);
+  cfl_udp *o = lua_newuserdatauv(L, sizeof *o, 0);
+  o->u = NULL;
+  luaL_setmetatable(L, UDP_MT);
+  cfu_udp *u = cfu_udp_new(rt->loop);
+  if (!u) return luaL_error(L, "net.udp: out of memory");
+  o->u = u;
+  cfu_res_add(&rt->io, &u->res);
+  int r = uv_udp_bind(&u->h, (struct sockaddr *)&ss, UV_UDP_REUSEADDR);
+  if (r != 0) {
+    o->u = NULL;
+    cfu_udp_unref(u);
+    lua_pushnil(L);
+    lua_pushfstring(L, "udp %s:%d: %s", host, port, uv_strerror(r));
+    lua_pushstring(L, uv_err_name(r));
+    return 3;
+  }
+  return 1;
+}
+
+typedef struct cfl_recv {
+  cfl_future hdr;
+  cfu_udp *u;
+  cfu_datagram *d;
+  int err;
+} cfl_recv;
+
+static cf_poll recv_poll(cf_future *base, cf_context *cx) {
+  cfl_recv *f = (cfl_recv *)base;
+  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
+  f->hdr.state = CFL_PENDING;
+  if (!cfu_udp_poll_recv(f->u, cx)) return CF_PENDING;
+  f->d = cfu_udp_take(f->u);
+  if (!f->d) f->err = f->u->rerr ? f->u->rerr : UV_ECANCELED;
+  f->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void recv_release(cfl_recv *f) {
+  free(f->d);
+  f->d = NULL;
+  if (f->u) {
+    cfu_udp *u = f->u;
+    f->u = NULL;
+    cfu_udp_unref(u);
+  }
+}
+
+static void recv_drop(cf_future *base) {
+  cfl_recv *f = (cfl_recv *)base;
+  recv_release(f);
+  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+}
+
+static int recv_take(lua_State *L, cfl_future *base) {
+  cfl_recv *f = (cfl_recv *)base;
+  f->hdr.state = CFL_TAKEN;
+  int n;
+  if (f->d) {
+    lua_pushlstring(L, f->d->data, f->d->len);
+    n = 1 + push_addr(L, (struct sockaddr *)&f->d->from);
+  } else {
+    n = cfl_push_ioerr(L, f->err, "udp:recv_from");
+  }
+  recv_release(f);
+  return n;
+}
+
+static const cfl_class recv_class = {
+    {recv_poll, recv_drop}, "udp:recv_from", recv_take, NULL, NULL, 0, 1, NULL};
+
+/* udp:recv_from() -> future of data, host, port */
+static int u_recv_from(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:recv_from");
+  cfl_recv *f = (cfl_recv *)cfl_new_future(L, cfl_rt(L), &recv_class, sizeof *f);
+  f->u = u;
+  u->refs++;
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+typedef struct cfl_send {
+  cfl_future hdr;
+  cfu_udp *u;
+  cfu_udp_send *sr;
+  struct sockaddr_storage to;
+  int err;
+} cfl_send;
+
+static cf_poll send_poll(cf_future *base, cf_context *cx) {
+  cfl_send *f = (cfl_send *)base;
+  switch (f->hdr.state) {
+  case CFL_FRESH: {
+    f->hdr.state = CFL_PENDING;
+    int r = cfu_udp_send_submit(f->u, f->sr, (struct sockaddr *)&f->to, cx->waker);
+    if (r == 0) return CF_PENDING;
+    f->err = r;
+    break;
+  }
+  case CFL_PENDING:
+    if (!f->sr->done) {
+      cf_waker_set(&f->sr->waker, cx->waker);
+      return CF_PENDING;
+    }
+    f->err = f->sr->status;
+    break;
+  default: return CF_READY;
+  }
+  f->hdr.state = CFL_READY;
+  return CF_READY;
+}
+
+static void send_release(cfl_send *f) {
+  if (f->sr) {
+    cfu_udp_send *sr = f->sr;
+    f->sr = NULL;
+    cfu_udp_send_orphan(sr);
+  }
+  if (f->u) {
+    cfu_udp *u = f->u;
+    f->u = NULL;
+    cfu_udp_unref(u);
+  }
+}
+
+static void send_drop(cf_future *base) {
+  cfl_send *f = (cfl_send *)base;
+  send_release(f);
+  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+}
+
+static int send_take(lua_State *L, cfl_future *base) {
+  cfl_send *f = (cfl_send *)base;
+  f->hdr.state = CFL_TAKEN;
+  send_release(f);
+  if (f->err) return cfl_push_ioerr(L, f->err, "udp:send_to");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const cfl_class send_class = {
+    {send_poll, send_drop}, "udp:send_to", send_take, NULL, NULL, 0, 1, NULL};
+
+/* udp:send_to(data, host, port) -> future of true (host: a numeric address) */
+static int u_send_to(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:send_to");
+  size_t len;
+  const char *data = lua_isstring(L, 2) ? lua_tolstring(L, 2, &len) : NULL;
+  if (!data)
+    luaL_error(L, "udp:send_to: argument #2 must be a string (got %s)", luaL_typename(L, 2));
+  const char *host = check_host(L, 3, "udp:send_to");
+  int port = check_port(L, 4, "udp:send_to");
+  struct sockaddr_storage to;
+  if (parse_addr(host, port, &to) != 0 || !*host || !strcmp(host, "*"))
+    return bad_addr(L, "udp:send_to", host);
+  cfu_udp_send *sr = cfu_udp_send_new(data, len);
+  if (!sr) return luaL_error(L, "udp:send_to: out of memory");
+  cfl_send *f = (cfl_send *)cfl_new_future(L, cfl_rt(L), &send_class, sizeof *f);
+  f->u = u;
+  u->refs++;
+  f->sr = sr;
+  f->to = to;
+  lua_pushvalue(L, 1);
+  cfl_setuservalue(L, -2);
+  return 1;
+}
+
+static int u_local_address(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:local_address");
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int r = uv_udp_getsockname(&u->h, (struct sockaddr *)&ss, &len);
+  if (r != 0) return cfl_push_ioerr(L, r, "udp:local_address");
+  return push_addr(L, (struct sockaddr *)&ss);
+}
+
+static int u_result(lua_State *L, int r, const char *fname) {
+  if (r != 0) return cfl_push_ioerr(L, r, fname);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int u_set_broadcast(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:set_broadcast");
+  return u_result(L, uv_udp_set_broadcast(&u->h, lua_toboolean(L, 2)), "udp:set_broadcast");
+}
+static int u_set_ttl(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:set_ttl");
+  return u_result(L, uv_udp_set_ttl(&u->h, (int)luaL_checkinteger(L, 2)), "udp:set_ttl");
+}
+static int u_set_multicast_loop(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:set_multicast_loop");
+  return u_result(L, uv_udp_set_multicast_loop(&u->h, lua_toboolean(L, 2)),
+                  "udp:set_multicast_loop");
+}
+static int u_set_multicast_ttl(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:set_multicast_ttl");
+  return u_result(L, uv_udp_set_multicast_ttl(&u->h, (int)luaL_checkinteger(L, 2)),
+                  "udp:set_multicast_ttl");
+}
+static int membership(lua_State *L, uv_membership m, const char *fname) {
+  cfu_udp *u = check_udp(L, fname);
+  const char *group = check_host(L, 2, fname);
+  const char *iface = luaL_optstring(L, 3, NULL);
+  return u_result(L, uv_udp_set_membership(&u->h, group, iface, m), fname);
+}
+static int u_join_group(lua_State *L) { return membership(L, UV_JOIN_GROUP, "udp:join_group"); }
+static int u_leave_group(lua_State *L) { return membership(L, UV_LEAVE_GROUP, "udp:leave_group"); }
+
+static int u_close(lua_State *L) {
+  cfl_udp *o = luaL_checkudata(L, 1, UDP_MT);
+  if (o->u) {
+    cfu_udp *u = o->u;
+    o->u = NULL;
+    cfu_udp_close(u);
+    cfu_udp_unref(u);
+  }
+  return 0;
+}
+
+/* ---- module ------------------------------------------------------------------------------- */
+
+static const luaL_Reg funcs[] = {{"connect", l_connect}, {"listen", l_listen}, {"lookup", l_lookup},
+                                 {"reverse", l_reverse}, {"udp", l_udp},       {NULL, NULL}};
+static const luaL_Reg listener_methods[] = {
+    {"accept", li_accept}, {"local_address", li_local_address}, {"close", li_close}, {NULL, NULL}};
+static const luaL_Reg tcp_methods[] = {{"peer_address", s_peer_address},
+                                       {"local_address", s_local_address},
+                                       {"set_nodelay", s_set_nodelay},
+                                       {"set_keepalive", s_set_keepalive},
+                                       {NULL, NULL}};
+static const luaL_Reg udp_methods[] = {{"recv_from", u_recv_from},
+                                       {"send_to", u_send_to},
+                                       {"local_address", u_local_address},
+                                       {"set_broadcast", u_set_broadcast},
+                                       {"set_ttl", u_set_ttl},
+                                       {"set_multicast_loop", u_set_multicast_loop},
+                                       {"set_multicast_ttl", u_set_multicast_ttl},
+                                       {"join_group", u_join_group},
+                                       {"leave_group", u_leave_group},
+                                       {"close", u_close},
+                                       {NULL, NULL}};
+
+static void new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods,
+                      lua_CFunction close, const char *field) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, close);
+  lua_setfield(L, -2, "__close");
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_setfield(L, -3, field); /* net.Listener / net.Udp: the method tables */
+  lua_pop(L, 1);
+}
+
+/* Module table on top (after cfl_open_stream): adds cf.net. */
+void cfl_open_net(lua_State *L) {
+  cf_runtime *rt = cf_runtime_of(L);
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, funcs);
+  new_class(L, rt, LISTENER_MT, listener_methods, li_close, "Listener");
+  new_class(L, rt, UDP_MT, udp_methods, u_close, "Udp");
+  lua_setfield(L, -2, "net");
+  lua_getfield(L, -1, "Stream");
+  cfl_setfuncs(L, rt, tcp_methods);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,408 @@
+/*
+ * net.c — name resolution, TCP connect and listen, UDP: callbacks record
+ * and wake; requests whose future is gone clean up after themselves.
+ */
+#include "net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- name resolution ------------------------------------------------------------- */
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  cfu_lookup *l = req->data;
+  l->done = 1;
+  l->err = status;
+  l->res = res;
+  if (l->orphaned) {
+    cfu_lookup_free(l);
+    return;
+  }
+  cf_waker_wake(&l->waker);
+}
+
+static void fill_hints(struct addrinfo *h, int socktype, int family) {
+  memset(h, 0, sizeof *h);
+  h->ai_family = family;
+  h->ai_socktype = socktype;
+  h->ai_flags = AI_ADDRCONFIG;
+}
+
+int cfu_lookup_start(uv_loop_t *loop, cfu_lookup *l, const char *host, const char *service,
+                     int socktype, int family, const cf_waker *w) {
+  struct addrinfo hints;
+  fill_hints(&hints, socktype, family);
+  l->req.data = l;
+  int r = uv_getaddrinfo(loop, &l->req, on_resolved, host, service, &hints);
+  if (r == 0) cf_waker_set(&l->waker, w);
+  return r;
+}
+
+void cfu_lookup_orphan(cfu_lookup *l) {
+  cf_waker_drop(&l->waker);
+  if (l->done) {
+    cfu_lookup_free(l);
+    return;
+  }
+  l->orphaned = 1;
+  uv_cancel((uv_req_t *)&l->req);
+}
+
+void cfu_lookup_free(cfu_lookup *l) {
+  if (l->res) uv_freeaddrinfo(l->res);
+  free(l);
+}
+
+/* ---- TCP connect -------------------------------------------------------------------- */
+
+static void connect_free(cfu_connect *c) {
+  if (c->lookup.res) uv_freeaddrinfo(c->lookup.res);
+  if (c->s) cfu_stream_unref(c->s);
+  cf_waker_drop(&c->waker);
+  free(c);
+}
+
+static void connect_finish(cfu_connect *c) {
+  c->stage = 3;
+  cf_waker_wake(&c->waker);
+}
+
+static void on_connected(uv_connect_t *req, int status);
+
+/* Try the remaining addresses in order until one connects. */
+static void try_next(cfu_connect *c) {
+  while (c->next) {
+    struct addrinfo *ai = c->next;
+    c->next = ai->ai_next;
+    cfu_stream *s = cfu_stream_new();
+    if (!s) {
+      c->err = UV_ENOMEM;
+      break;
+    }
+    uv_tcp_init(c->loop, &s->h.tcp);
+    s->inited = 1;
+    s->tcp = 1;
+    c->req.data = c;
+    int r = uv_tcp_connect(&c->req, &s->h.tcp, ai->ai_addr, on_connected);
+    if (r == 0) {
+      c->s = s;
+      c->stage = 2;
+      return;
+    }
+    cfu_stream_unref(s);
+    c->err = r;
+  }
+  connect_finish(c);
+}
+
+static void on_connect_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  cfu_connect *c = req->data;
+  c->lookup.res = res;
+  if (c->orphaned) {
+    connect_free(c);
+    return;
+  }
+  if (status != 0) {
+    c->err = status;
+    connect_finish(c);
+    return;
+  }
+  c->next = res;
+  try_next(c);
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  cfu_connect *c = req->data;
+  if (c->orphaned) {
+    connect_free(c); /* closes the connection nobody wants */
+    return;
+  }
+  if (status == 0) {
+    c->err = 0;
+    connect_finish(c);
+    return;
+  }
+  c->err = status;
+  cfu_stream_unref(c->s);
+  c->s = NULL;
+  try_next(c);
+}
+
+int cfu_connect_start(uv_loop_t *loop, cf_link *res_list, cfu_connect *c, const char *host,
+                      const char *port, const cf_waker *w) {
+  struct addrinfo hints;
+  fill_hints(&hints, SOCK_STREAM, AF_UNSPEC);
+  c->loop = loop;
+  c->res_list = res_list;
+  c->lookup.req.data = c;
+  int r = uv_getaddrinfo(loop, &c->lookup.req, on_connect_resolved, host, port, &hints);
+  if (r != 0) return r;
+  c->stage = 1;
+  cf_waker_set(&c->waker, w);
+  return 0;
+}
+
+void cfu_connect_set_waker(cfu_connect *c, const cf_waker *w) { cf_waker_set(&c->waker, w); }
+
+void cfu_connect_orphan(cfu_connect *c) {
+  cf_waker_drop(&c->waker);
+  switch (c->stage) {
+  case 1:
+    c->orphaned = 1;
+    uv_cancel((uv_req_t *)&c->lookup.req);
+    break;
+  case 2:
+    c->orphaned = 1;
+    cfu_stream_close(c->s); /* the connect callback runs with UV_ECANCELED */
+    break;
+  default: connect_free(c);
+  }
+}
+
+cfu_stream *cfu_connect_take(cfu_connect *c) {
+  cfu_stream *s = c->s;
+  c->s = NULL;
+  return s;
+}
+
+void cfu_connect_free(cfu_connect *c) { connect_free(c); }
+
+/* ---- TCP listen -------------------------------------------------------------------- */
+
+static void listener_free(cfu_listener *l) {
+  cfu_res_remove(&l->res);
+  free(l);
+}
+
+static void listener_on_close(uv_handle_t *h) {
+  cfu_listener *l = h->data;
+  l->closed = 1;
+  if (l->refs == 0) listener_free(l);
+}
+
+void cfu_listener_close(cfu_listener *l) {
+  cfu_res_remove(&l->res);
+  if (l->closing) return;
+  l->closing = 1;
+  uv_close((uv_handle_t *)&l->h, listener_on_close);
+  cf_waitlist_wake_all(&l->acceptors);
+}
+
+static void listener_shutdown(cfu_res *r) {
+  cfu_listener_close(cf__container_of(r, cfu_listener, res));
+}
+
+cfu_listener *cfu_listener_new(uv_loop_t *loop) {
+  cfu_listener *l = calloc(1, sizeof *l);
+  if (!l) return NULL;
+  l->refs = 1;
+  l->res.shutdown = listener_shutdown;
+  uv_tcp_init(loop, &l->h);
+  l->h.data = l;
+  cf_waitlist_init(&l->acceptors);
+  return l;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  cfu_listener *l = server->data;
+  if (status < 0)
+    l->err = status;
+  else
+    l->pending = 1; /* libuv stops accepting until uv_accept takes it */
+  cf_waitlist_wake_all(&l->acceptors);
+}
+
+int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags) {
+  int r = uv_tcp_bind(&l->h, addr, (unsigned)flags);
+  if (r == 0) r = uv_listen((uv_stream_t *)&l->h, backlog, on_connection);
+  return r;
+}
+
+int cfu_listener_accept(cfu_listener *l, cfu_stream **out) {
+  cfu_stream *s = cfu_stream_new();
+  if (!s) return UV_ENOMEM;
+  uv_tcp_init(l->h.loop, &s->h.tcp);
+  s->inited = 1;
+  s->tcp = 1;
+  l->pending = 0;
+  int r = uv_accept((uv_stream_t *)&l->h, &s->h.stream);
+  if (r != 0) {
+    cfu_stream_unref(s);
+    return r;
+  }
+  *out = s;
+  return 0;
+}
+
+void cfu_listener_unref(cfu_listener *l) {
+  if (--l->refs > 0) return;
+  if (!l->closing) cfu_listener_close(l);
+  if (l->closed) listener_free(l);
+}
+
+/* ---- UDP ------------------------------------------------------------------------ */
+
+#define UDP_BUF 65536
+#define UDP_QUEUE_MAX 1024
+
+static void udp_free(cfu_udp *u) {
+  cfu_res_remove(&u->res);
+  while (u->head) {
+    cfu_datagram *d = u->head;
+    u->head = d->next;
+    free(d);
+  }
+  free(u->rbuf);
+  free(u);
+}
+
+static void udp_on_close(uv_handle_t *h) {
+  cfu_udp *u = h->data;
+  u->closed = 1;
+  if (u->refs == 0) udp_free(u);
+}
+
+void cfu_udp_close(cfu_udp *u) {
+  cfu_res_remove(&u->res);
+  if (u->closing) return;
+  u->closing = 1;
+  uv_close((uv_handle_t *)&u->h, udp_on_close);
+  cf_waitlist_wake_all(&u->receivers);
+}
+
+static void udp_shutdown(cfu_res *r) { cfu_udp_close(cf__container_of(r, cfu_udp, res)); }
+
+cfu_udp *cfu_udp_new(uv_loop_t *loop) {
+  cfu_udp *u = calloc(1, sizeof *u);
+  if (!u) return NULL;
+  u->refs = 1;
+  u->res.shutdown = udp_shutdown;
+  uv_udp_init(loop, &u->h);
+  u->h.data = u;
+  cf_waitlist_init(&u->receivers);
+  return u;
+}
+
+static void udp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  cfu_udp *u = h->data;
+  (void)hint;
+  if (!u->rbuf) u->rbuf = malloc(UDP_BUF);
+  b->base = u->rbuf;
+  b->len = u->rbuf ? UDP_BUF : 0;
+}
+
+static void udp_on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct sockaddr *addr,
+                        unsigned flags) {
+  cfu_udp *u = h->data;
+  (void)flags;
+  if (n < 0) {
+    u->rerr = (int)n;
+  } else if (addr) { /* n == 0 without an address: nothing to read */
+    cfu_datagram *d = malloc(sizeof *d + (size_t)n);
+    if (!d) return; /* dropped, as the network may */
+    d->next = NULL;
+    d->len = (size_t)n;
+    memset(&d->from, 0, sizeof d->from);
+    memcpy(&d->from, addr,
+           addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    memcpy(d->data, b->base, (size_t)n);
+    if (u->tail)
+      u->tail->next = d;
+    else
+      u->head = d;
+    u->tail = d;
+    if (++u->queued >= UDP_QUEUE_MAX) { /* let the kernel queue (and drop) */
+      uv_udp_recv_stop(&u->h);
+      u->receiving = 0;
+    }
+  } else {
+    return;
+  }
+  cf_waitlist_wake_all(&u->receivers);
+}
+
+int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx) {
+  if (u->head || u->rerr || u->closing) return 1;
+  if (!u->receiving) {
+    int r = uv_udp_recv_start(&u->h, udp_alloc, udp_on_recv);
+    if (r != 0) {
+      u->rerr = r;
+      return 1;
+    }
+    u->receiving = 1;
+  }
+  cf_waitlist_register(&u->receivers, cx);
+  return 0;
+}
+
+cfu_datagram *cfu_udp_take(cfu_udp *u) {
+  cfu_datagram *d = u->head;
+  if (!d) return NULL;
+  u->head = d->next;
+  if (!u->head) u->tail = NULL;
+  u->queued--;
+  return d;
+}
+
+void cfu_udp_unref(cfu_udp *u) {
+  if (--u->refs > 0) return;
+  if (!u->closing) cfu_udp_close(u);
+  if (u->closed) udp_free(u);
+}
+
+cfu_udp_send *cfu_udp_send_new(const char *data, size_t len) {
+  cfu_udp_send *sr = malloc(sizeof *sr + len);
+  if (!sr) return NULL;
+  memset(sr, 0, sizeof *sr);
+  memcpy(sr->data, data, len);
+  sr->len = len;
+  return sr;
+}
+
+static void on_udp_sent(uv_udp_send_t *req, int status) {
+  cfu_udp_send *sr = req->data;
+  cfu_udp *u = sr->u;
+  sr->done = 1;
+  sr->status = status;
+  sr->u = NULL;
+  if (sr->orphaned)
+    free(sr);
+  else
+    cf_waker_wake(&sr->waker);
+  cfu_udp_unref(u);
+}
+
+int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to,
+                        const cf_waker *w) {
+  if (u->closing) return UV_EBADF;
+  uv_buf_t b = uv_buf_init(sr->data, (unsigned)sr->len);
+  sr->req.data = sr;
+  int r = uv_udp_send(&sr->req, &u->h, &b, 1, to, on_udp_sent);
+  if (r != 0) return r;
+  sr->u = u;
+  u->refs++;
+  cf_waker_set(&sr->waker, w);
+  return 0;
+}
+
+void cfu_udp_send_orphan(cfu_udp_send *sr) {
+  cf_waker_drop(&sr->waker);
+  if (sr->u)
+    sr->orphaned = 1;
+  else
+    free(sr);
+}
+
+int cfu_addr_name(const struct sockaddr *sa, char *host, size_t hostlen, int *port) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    *port = ntohs(a->sin6_port);
+    return uv_ip6_name(a, host, hostlen);
+  }
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    *port = ntohs(a->sin_port);
+    return uv_ip4_name(a, host, hostlen);
+  }
+  return UV_EAFNOSUPPORT;
+}

@@ -1,0 +1,119 @@
+/*
+ * net.h — TCP connect and listen, UDP, and name resolution on libuv.
+ *
+ * Each in-flight request (a lookup, a connect, a datagram send) is C memory
+ * that lives until its libuv callback; the future that started it may let
+ * go earlier (orphan), and the callback then cleans up: a connection made
+ * for nobody is closed, a resolved address list is freed.
+ */
+#ifndef CF_UV_NET_H
+#define CF_UV_NET_H
+
+#include "stream.h"
+
+/* ---- name resolution --------------------------------------------------------- */
+
+typedef struct cfu_lookup {
+  uv_getaddrinfo_t req;
+  cf_waker waker;
+  struct addrinfo *res; /* the answer, owned until freed */
+  int err;
+  uint8_t done, orphaned;
+} cfu_lookup;
+
+/* Start resolving host (and service, may be NULL) for socktype (SOCK_STREAM,
+ * SOCK_DGRAM, or 0 for any). 0 or a libuv error. */
+int cfu_lookup_start(uv_loop_t *loop, cfu_lookup *l, const char *host, const char *service,
+                     int socktype, int family, const cf_waker *w);
+void cfu_lookup_orphan(cfu_lookup *l); /* frees now or in the callback */
+void cfu_lookup_free(cfu_lookup *l);   /* when done */
+
+/* ---- TCP connect ----------------------------------------------------------------- */
+
+typedef struct cfu_connect {
+  cfu_lookup lookup;
+  uv_connect_t req;
+  uv_loop_t *loop;
+  struct addrinfo *next; /* the address to try after the current one */
+  cfu_stream *s;         /* the connection being made (one reference) */
+  cf_link *res_list;     /* the runtime's resource list */
+  cf_waker waker;
+  int err;
+  uint8_t stage; /* 0 new, 1 resolving, 2 connecting, 3 done */
+  uint8_t orphaned;
+} cfu_connect;
+
+int cfu_connect_start(uv_loop_t *loop, cf_link *res_list, cfu_connect *c, const char *host,
+                      const char *port, const cf_waker *w);
+void cfu_connect_set_waker(cfu_connect *c, const cf_waker *w);
+void cfu_connect_orphan(cfu_connect *c);
+/* Take the connected stream (done, no error): the caller owns its reference. */
+cfu_stream *cfu_connect_take(cfu_connect *c);
+void cfu_connect_free(cfu_connect *c);
+
+/* ---- TCP listen ---------------------------------------------------------------- */
+
+typedef struct cfu_listener {
+  cfu_res res;
+  uv_tcp_t h;
+  int refs; /* the Lua object and pending accepts */
+  uint8_t closing, closed;
+  uint8_t pending; /* libuv holds an accepted connection for uv_accept */
+  int err;         /* a failed accept, reported to the next acceptor */
+  cf_waitlist acceptors;
+} cfu_listener;
+
+cfu_listener *cfu_listener_new(uv_loop_t *loop);
+int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags);
+/* Accept the pending connection into a new stream (one reference). */
+int cfu_listener_accept(cfu_listener *l, cfu_stream **out);
+void cfu_listener_close(cfu_listener *l);
+void cfu_listener_unref(cfu_listener *l);
+
+/* ---- UDP ---------------------------------------------------------------------- */
+
+typedef struct cfu_datagram {
+  struct cfu_datagram *next;
+  struct sockaddr_storage from;
+  size_t len;
+  char data[];
+} cfu_datagram;
+
+typedef struct cfu_udp {
+  cfu_res res;
+  uv_udp_t h;
+  int refs;
+  uint8_t closing, closed, receiving;
+  int rerr;
+  cfu_datagram *head, *tail; /* received, not yet taken */
+  size_t queued;
+  char *rbuf; /* 64 KiB receive buffer */
+  cf_waitlist receivers;
+} cfu_udp;
+
+cfu_udp *cfu_udp_new(uv_loop_t *loop);
+/* 1 if a datagram (or an error / close) is there, else start receiving,
+ * register cx and return 0. */
+int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx);
+cfu_datagram *cfu_udp_take(cfu_udp *u); /* caller frees */
+void cfu_udp_close(cfu_udp *u);
+void cfu_udp_unref(cfu_udp *u);
+
+typedef struct cfu_udp_send {
+  uv_udp_send_t req;
+  cfu_udp *u;
+  cf_waker waker;
+  int status;
+  uint8_t done, orphaned;
+  size_t len;
+  char data[];
+} cfu_udp_send;
+
+cfu_udp_send *cfu_udp_send_new(const char *data, size_t len);
+int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to, const cf_waker *w);
+void cfu_udp_send_orphan(cfu_udp_send *sr);
+
+/* "1.2.3.4" / "::1" and a port for an address; 0 or a libuv error. */
+int cfu_addr_name(const struct sockaddr *sa, char *host, size_t hostlen, int *port);
+
+#endif
