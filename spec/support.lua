@@ -12,13 +12,14 @@ M.shell_quote = shell_quote
 
 -- Run a Lua program in a fresh interpreter with this package.path/cpath.
 -- Returns stdout, exit code, wall milliseconds, stderr.
-function M.run_lua(code)
+function M.run_lua(code, shell_prefix)
   local src = os.tmpname()
   local errf = os.tmpname()
   local f = assert(io.open(src, "w"))
   f:write(code)
   f:close()
-  local cmd = ("LUA_PATH=%s LUA_CPATH=%s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s %s %s 2>%s"):format(
+  local cmd = ("%sLUA_PATH=%s LUA_CPATH=%s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s %s %s 2>%s"):format(
+    shell_prefix or "",
     shell_quote(package.path), shell_quote(package.cpath), shell_quote(package.path),
     shell_quote(package.cpath), os.getenv("CFUTURE_LUA_WRAPPER") or "", M.lua .. " " .. src, errf)
   local cf = require "cfuture"

@@ -494,6 +494,16 @@ static int s_set_keepalive(lua_State *L) {
   return 1;
 }
 
+/* stream:reset(): close at once with a TCP reset (the peer sees ECONNRESET) */
+static int s_reset(lua_State *L) {
+  check_tcp(L, "stream:reset");
+  cfu_stream *s = cfl_check_stream(L, 1, "stream:reset");
+  int r = cfu_stream_reset(s);
+  if (r != 0) return cfl_push_ioerr(L, r, "stream:reset");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---- UDP --------------------------------------------------------------------------------- */
 
 typedef struct cfl_udp {
@@ -747,6 +757,7 @@ static const luaL_Reg tcp_methods[] = {{"peer_address", s_peer_address},
                                        {"local_address", s_local_address},
                                        {"set_nodelay", s_set_nodelay},
                                        {"set_keepalive", s_set_keepalive},
+                                       {"reset", s_reset},
                                        {NULL, NULL}};
 static const luaL_Reg udp_methods[] = {{"recv_from", u_recv_from},
                                        {"send_to", u_send_to},

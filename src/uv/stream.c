@@ -64,6 +64,17 @@ void cfu_stream_close(cfu_stream *s) {
   cf_waitlist_wake_all(&s->readers);
 }
 
+int cfu_stream_reset(cfu_stream *s) {
+  if (!s->tcp || s->closing) return UV_EINVAL;
+  int r = uv_tcp_close_reset(&s->h.tcp, on_close);
+  if (r != 0) return r;
+  cfu_res_remove(&s->res);
+  s->closing = 1;
+  s->reading = 0;
+  cf_waitlist_wake_all(&s->readers);
+  return 0;
+}
+
 static void res_shutdown(cfu_res *r) { cfu_stream_close(cf__container_of(r, cfu_stream, res)); }
 
 cfu_stream *cfu_stream_new(void) {

@@ -55,6 +55,8 @@ void cfu_stream_ref(cfu_stream *s);
 void cfu_stream_unref(cfu_stream *s);
 /* Close the handle now (idempotent); readers wake and see it closed. */
 void cfu_stream_close(cfu_stream *s);
+/* TCP: close with a reset (RST) instead of an orderly end of stream. */
+int cfu_stream_reset(cfu_stream *s);
 
 /* What a read waits for */
 enum {

@@ -1,0 +1,307 @@
+-- cf.net: real sockets on 127.0.0.1 and ::1.
+local cf = require "cfuture"
+local support = require "support"
+local net = cf.net
+
+-- An echo server on an ephemeral port; returns the listener and its port.
+local function echo_server(s)
+  local l = assert(net.listen("127.0.0.1", 0))
+  local _, port = l:local_address()
+  s:spawn(function()
+    while true do
+      local c = l:accept():await()
+      if not c then return end
+      cf.spawn(function()
+        while true do
+          local d = c:read():await()
+          if not d then break end
+          c:write(d):await()
+        end
+        c:close()
+      end)
+    end
+  end)
+  return l, port
+end
+
+describe("cf.net TCP", function()
+  it("connects, echoes, and reports both ends' addresses", function()
+    cf.block_on(cf.scope(function(s)
+      local l, port = echo_server(s)
+      assert.is_true(port > 0)
+      local c = assert(net.connect("127.0.0.1", port):await())
+      assert.are.same({ "127.0.0.1", port }, { c:peer_address() })
+      local host, lport = c:local_address()
+      assert.are.equal("127.0.0.1", host)
+      assert.is_true(lport > 0 and lport ~= port)
+      assert.is_true(c:write("one\ntwo\r\nthree|four"):await())
+      assert.are.equal("one", c:read_line():await())
+      assert.are.equal("two", c:read_line():await())
+      assert.are.equal("three|", c:read_until("|"):await())
+      assert.are.equal("four", c:read_exact(4):await())
+      c:close()
+      l:close()
+    end))
+  end)
+
+  it("works over IPv6 and resolves names", function()
+    cf.block_on(cf.scope(function(s)
+      local l = net.listen("::1", 0)
+      if not l then return end -- no IPv6 on this machine
+      local _, port = l:local_address()
+      s:spawn(function()
+        local c = assert(l:accept():await())
+        c:write(select(1, c:peer_address())):await()
+        c:close()
+      end)
+      local c = assert(net.connect("::1", port):await())
+      assert.are.equal("::1", c:read_all():await())
+      l:close()
+      local addrs = assert(net.lookup("localhost"):await())
+      assert.is_true(#addrs >= 1)
+      assert.are.same({ "127.0.0.1" }, net.lookup("127.0.0.1", "inet"):await())
+    end))
+  end)
+
+  it("returns nil, message, code promptly for refused and unknown hosts", function()
+    cf.block_on(function()
+      local t0 = cf.now()
+      local l = assert(net.listen("127.0.0.1", 0))
+      local _, port = l:local_address()
+      l:close()
+      cf.sleep(10):await()
+      local c, msg, code = net.connect("127.0.0.1", port):await()
+      assert.is_nil(c)
+      assert.are.equal("ECONNREFUSED", code)
+      assert.are.equal(("connect 127.0.0.1:%d: connection refused"):format(port), msg)
+      local _, m2, c2 = net.connect("no-such-host.invalid", 80):await()
+      assert.matches("^EAI_", c2)
+      assert.matches("^connect no%-such%-host%.invalid:80: ", m2)
+      local _, _, c3 = net.lookup("no-such-host.invalid"):await()
+      assert.matches("^EAI_", c3)
+      assert.is_true(cf.now() - t0 < 5000 * support.slow)
+      local _, _, inuse = net.listen("127.0.0.1", select(2, assert(net.listen("127.0.0.1", 0)):local_address()))
+      assert.are.equal("EADDRINUSE", inuse)
+    end)
+  end)
+
+  it("keeps a stream usable after a read is cancelled, losing nothing", function()
+    cf.block_on(cf.scope(function(s)
+      local l = assert(net.listen("127.0.0.1", 0))
+      local _, port = l:local_address()
+      s:spawn(function()
+        local c = assert(l:accept():await())
+        cf.sleep(150):await()
+        c:write("late line\n"):await()
+        assert.are.equal("ping", c:read_exact(4):await())
+        c:write("pong"):await()
+        c:close()
+      end)
+      local c = assert(net.connect("127.0.0.1", port):await())
+      assert.are.same({ nil, "timeout" }, { cf.timeout(50, c:read_line()):await() })
+      assert.are.equal("late line", c:read_line():await())
+      c:write("ping"):await()
+      assert.are.equal("pong", c:read_all():await())
+      l:close()
+    end))
+  end)
+
+  it("gives a half-closed peer end of stream while its side still writes", function()
+    cf.block_on(cf.scope(function(s)
+      local l = assert(net.listen("127.0.0.1", 0))
+      local _, port = l:local_address()
+      s:spawn(function()
+        local c = assert(l:accept():await())
+        local got = c:read_all():await() -- ends when the client shuts down
+        c:write("got " .. #got):await()
+        c:close()
+      end)
+      local c = assert(net.connect("127.0.0.1", port):await())
+      c:write(("x"):rep(100000)):await()
+      assert.is_true(c:shutdown())
+      assert.are.equal("got 100000", c:read_all():await())
+      assert.are.equal("EPIPE", select(3, c:write("more"):await()))
+      l:close()
+    end))
+  end)
+
+  it("reports a peer reset as ECONNRESET", function()
+    cf.block_on(cf.scope(function(s)
+      local l = assert(net.listen("127.0.0.1", 0))
+      local _, port = l:local_address()
+      local server_saw = cf.oneshot and nil
+      local done = s:spawn(function()
+        local c = assert(l:accept():await())
+        return { c:read():await() }
+      end)
+      local c = assert(net.connect("127.0.0.1", port):await())
+      cf.sleep(20):await()
+      assert.is_true(c:reset())
+      local r = done:await()
+      assert.is_nil(r[1])
+      assert.are.equal("ECONNRESET", r[3])
+      assert.is_nil(server_saw)
+      l:close()
+    end))
+  end)
+
+  it("reads a line sent one byte at a time, and refuses a line over the limit", function()
+    cf.block_on(cf.scope(function(s)
+      local l = assert(net.listen("127.0.0.1", 0))
+      local _, port = l:local_address()
+      s:spawn(function()
+        local c = assert(l:accept():await())
+        for ch in ("slow line\n"):gmatch(".") do
+          c:write(ch):await()
+          cf.sleep(2):await()
+        end
+        c:write(("y"):rep(5000) .. "\n"):await()
+        c:close()
+      end)
+      local c = assert(net.connect("127.0.0.1", port):await())
+      assert.are.equal("slow line", c:read_line():await())
+      cf.sleep(50):await()
+      local line, msg, code = c:read_line(1000):await()
+      assert.is_nil(line)
+      assert.are.equal("ENOBUFS", code)
+      assert.are.equal("stream:read_line: no delimiter within 1000 bytes", msg)
+      assert.are.equal(1000, #c:read_exact(1000):await()) -- the bytes are still there
+      assert.are.equal(4000, #c:read_line():await())
+      l:close()
+    end))
+  end)
+
+  it("serves 1000 concurrent connections", function()
+    local out, code, _, err = support.run_lua([[
+      local cf = require "cfuture"
+      local N = 1000
+      cf.block_on(cf.scope(function(s)
+        local l = assert(cf.net.listen("127.0.0.1", 0, { backlog = 1024 }))
+        local _, port = l:local_address()
+        local served = 0
+        s:spawn(function()
+          for _ = 1, N do
+            local c = assert(l:accept():await())
+            cf.spawn(function()
+              local line = c:read_line():await()
+              c:write(line:upper() .. "\n"):await()
+              c:close()
+              served = served + 1
+            end)
+          end
+          l:close()
+        end)
+        local clients = {}
+        for i = 1, N do
+          clients[i] = cf.spawn(function()
+            local c = assert(cf.net.connect("127.0.0.1", port):await())
+            cf.sleep(math.random(1, 50)):await() -- all connected at once
+            c:write("hello " .. i .. "\n"):await()
+            local r = c:read_line():await()
+            c:close()
+            return r
+          end)
+        end
+        for i = 1, N do assert(clients[i]:await() == "HELLO " .. i) end
+        print("ok", served)
+      end))
+    ]], "ulimit -n 4096 2>/dev/null; ")
+    assert.are.equal(0, code, err)
+    assert.matches("ok\t1000", out)
+  end)
+
+  it("leaks no file descriptors over many connect/close cycles, even mid-write", function()
+    local cycles = support.slow > 1 and 300 or 10000
+    cf.block_on(cf.scope(function(s)
+      support.full_gc() -- what earlier tests left for the collector goes first
+      cf.sleep(50):await()
+      local l, port = echo_server(s)
+      local before = support.fd_count()
+      for i = 1, cycles do
+        local c = assert(net.connect("127.0.0.1", port):await())
+        if i % 2 == 0 then
+          c:write("x"):await()
+          assert.are.equal("x", c:read():await())
+        end
+        c:close()
+      end
+      -- dropped mid-write: a peer that never reads, 8 MiB queued, then collected
+      local sink = assert(net.listen("127.0.0.1", 0))
+      local _, sport = sink:local_address()
+      local held
+      s:spawn(function() held = sink:accept():await() end)
+      do
+        local c = assert(net.connect("127.0.0.1", sport):await())
+        cf.select(c:write(("z"):rep(8 << 20)), cf.sleep(50)):await()
+      end
+      support.full_gc()
+      cf.sleep(50):await()
+      held:close()
+      sink:close()
+      support.full_gc()
+      cf.sleep(50):await()
+      assert.are.equal(before, support.fd_count())
+      l:close()
+    end))
+  end)
+
+  it("stops accepting when the listener is closed", function()
+    cf.block_on(function()
+      local l = assert(net.listen("127.0.0.1", 0))
+      local _, port = l:local_address()
+      local waiting = cf.spawn(function() return { l:accept():await() } end)
+      cf.sleep(10):await()
+      l:close()
+      local r = waiting:await()
+      assert.is_nil(r[1])
+      assert.are.equal("ECANCELED", r[3])
+      assert.has_error(function() l:accept() end, "listener:accept: the listener is closed")
+      assert.are.equal("ECONNREFUSED", select(3, net.connect("127.0.0.1", port):await()))
+    end)
+  end)
+
+  it("raises on misuse, naming the function and argument", function()
+    assert.has_error(function() net.connect(nil, 80) end,
+      "net.connect: argument #1 must be a host name or address string (got nil)")
+    assert.has_error(function() net.connect("localhost", 70000) end,
+      "net.connect: argument #2 must be a port number 0-65535 (got 70000)")
+    assert.has_error(function() net.listen("127.0.0.1", "x") end,
+      "net.listen: argument #2 must be a port number 0-65535 (got x)")
+    assert.are.same({ nil, "net.listen: 'example.com' is not a numeric IPv4 or IPv6 address", "EINVAL" },
+      { net.listen("example.com", 0) })
+  end)
+end)
+
+describe("cf.net UDP and DNS", function()
+  it("sends and receives datagrams with their source", function()
+    cf.block_on(function()
+      local a = assert(net.udp("127.0.0.1", 0))
+      local b = assert(net.udp("127.0.0.1"))
+      local _, pa = a:local_address()
+      local _, pb = b:local_address()
+      local recv = cf.spawn(function()
+        local got = {}
+        for i = 1, 3 do got[i] = { a:recv_from():await() } end
+        return got
+      end)
+      for i = 1, 3 do assert.is_true(b:send_to("d" .. i, "127.0.0.1", pa):await()) end
+      local got = recv:await()
+      for i = 1, 3 do assert.are.same({ "d" .. i, "127.0.0.1", pb }, got[i]) end
+      assert.are.same({ nil, "timeout" }, { cf.timeout(30, a:recv_from()):await() })
+      assert.is_true(a:send_to("", "127.0.0.1", pb):await())
+      assert.are.same({ "", "127.0.0.1", pa }, { b:recv_from():await() })
+      a:close()
+      assert.has_error(function() a:recv_from() end, "udp:recv_from: the socket is closed")
+      b:close()
+    end)
+  end)
+
+  it("looks names up and back", function()
+    cf.block_on(function()
+      assert.are.equal("localhost", net.reverse("127.0.0.1"):await())
+      assert.are.same({ "::1" }, net.lookup("::1", "inet6"):await())
+      assert.are.same({ nil, "net.reverse: 'nonsense' is not a numeric IPv4 or IPv6 address", "EINVAL" },
+        { net.reverse("nonsense") })
+    end)
+  end)
+end)
