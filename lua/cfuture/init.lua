@@ -64,6 +64,18 @@ end
 cf.fs.File.lines = lines
 cf.Stream.lines = lines
 
+--- listener:incoming() -> iterator of accepted connections, for use inside
+-- a task: `for conn in listener:incoming() do ... end`. It ends when the
+-- listener is closed; another accept error is raised.
+function cf.net.Listener.incoming(self)
+  return function()
+    local conn, err, code = self:accept():await()
+    if conn then return conn end
+    if code == "ECANCELED" then return nil end
+    error(err, 2)
+  end
+end
+
 local spawn_process = cf.process.spawn
 
 --- cf.process.run(cmd [, args [, opts]]) -> future of code, stdout, stderr

@@ -353,6 +353,13 @@ static int s_gc(lua_State *L) {
   return 0;
 }
 
+/* stream:buffered() -> bytes received and not read yet (no wait) */
+static int s_buffered(lua_State *L) {
+  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
+  lua_pushinteger(L, o->s ? (lua_Integer)o->s->len : 0);
+  return 1;
+}
+
 static int s_is_closed(lua_State *L) {
   cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
   lua_pushboolean(L, o->closed || !o->s || o->s->closing);
@@ -365,11 +372,17 @@ static int s_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg methods[] = {{"read", s_read},           {"read_exact", s_read_exact},
-                                   {"read_line", s_read_line}, {"read_until", s_read_until},
-                                   {"read_all", s_read_all},   {"write", s_write},
-                                   {"shutdown", s_shutdown},   {"close", s_close},
-                                   {"is_closed", s_is_closed}, {NULL, NULL}};
+static const luaL_Reg methods[] = {{"read", s_read},
+                                   {"read_exact", s_read_exact},
+                                   {"read_line", s_read_line},
+                                   {"read_until", s_read_until},
+                                   {"read_all", s_read_all},
+                                   {"write", s_write},
+                                   {"shutdown", s_shutdown},
+                                   {"close", s_close},
+                                   {"is_closed", s_is_closed},
+                                   {"buffered", s_buffered},
+                                   {NULL, NULL}};
 
 /* Module table on top: cf.Stream holds the stream methods. */
 void cfl_open_stream(lua_State *L) {
