@@ -1,0 +1,165 @@
+-- The network examples, run as real servers and driven by real clients:
+-- cfuture's own, nc / socat, curl and redis-cli where installed.
+local cf = require "cfuture"
+local support = require "support"
+
+local function have(prog)
+  return os.execute("command -v " .. prog .. " >/dev/null 2>&1") == true
+end
+
+-- Start `lua examples/<name>.lua 0` (under the suite's wrapper); returns the
+-- process (killed when it goes out of a <close> scope, so a failing test
+-- leaves no server behind) and the port it printed.
+local Killer = { __close = function(self)
+  if not self.p:status() then self.p:kill("SIGKILL") end
+end }
+
+local function start(name)
+  local argv = {}
+  for word in (os.getenv("CFUTURE_LUA_WRAPPER") or ""):gmatch("%S+") do argv[#argv + 1] = word end
+  for _, a in ipairs { support.lua, "examples/" .. name .. ".lua", "0" } do argv[#argv + 1] = a end
+  argv.stdout = "pipe"
+  argv.env = { LUA_PATH = package.path, LUA_CPATH = package.cpath, LUA_PATH_5_4 = package.path,
+    LUA_CPATH_5_4 = package.cpath }
+  local p = assert(cf.process.spawn(argv))
+  local line = cf.timeout(30000 * support.slow, p.stdout:read_line()):await()
+  local port = tonumber(tostring(line):match(":(%d+)"))
+  assert(port, "no port in: " .. tostring(line))
+  return p, port, setmetatable({ p = p }, Killer)
+end
+
+-- Stop with Ctrl-C; the server must exit 0 (and clean under the wrapper).
+local function stop(p)
+  p:kill("SIGINT")
+  local code = cf.timeout(30000 * support.slow, p:wait()):await()
+  assert.are.equal(0, code)
+end
+
+-- Run a shell command line (outside the sanitizer: tools like curl must not
+-- inherit the suite's LD_PRELOAD).
+local function sh(cmd, input)
+  return cf.process.run("sh", { "-c", cmd }, { input = input, env = { LD_PRELOAD = false } }):await()
+end
+
+describe("examples/echo_server.lua", function()
+  it("echoes for cfuture clients, nc and socat, many at once", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("echo_server")
+      local clients = {}
+      for i = 1, 20 do
+        clients[i] = cf.spawn(function()
+          local c = assert(cf.net.connect("127.0.0.1", port):await())
+          c:write(("client %d\n"):format(i)):await()
+          local r = c:read_line():await()
+          c:close()
+          return r
+        end)
+      end
+      for i = 1, 20 do assert.are.equal(("client %d"):format(i), clients[i]:await()) end
+      if have("nc") then
+        local code, out = sh("nc -N 127.0.0.1 " .. port, "via nc\n")
+        assert.are.same({ 0, "via nc\n" }, { code, out })
+      end
+      if have("socat") then
+        local code, out = sh("socat - TCP:127.0.0.1:" .. port, "via socat\n")
+        assert.are.same({ 0, "via socat\n" }, { code, out })
+      end
+      stop(p)
+    end)
+  end)
+end)
+
+describe("examples/http_server.lua", function()
+  it("answers curl, keeps connections alive, and serves slow requests concurrently", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("http_server")
+      local base = "http://127.0.0.1:" .. port
+      if have("curl") then
+        local code, out = sh("curl -s " .. base .. "/")
+        assert.are.same({ 0, "hello\n" }, { code, out })
+        local _, echoed = sh("curl -s --data-binary @- " .. base .. "/echo", "posted body")
+        assert.are.equal("posted body", echoed)
+        local _, _, verbose = sh("curl -sv " .. base .. "/ " .. base .. "/ -o /dev/null -o /dev/null")
+        assert.matches("Re%-using existing connection", verbose)
+        local _, missing = sh("curl -s -o /dev/null -w '%{http_code}' " .. base .. "/nope")
+        assert.are.equal("404", missing)
+      end
+      -- 10 requests that each take 300 ms finish together
+      local t0 = cf.now()
+      local reqs = {}
+      for i = 1, 10 do
+        reqs[i] = cf.spawn(function()
+          local c = assert(cf.net.connect("127.0.0.1", port):await())
+          c:write("GET /sleep?ms=300 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):await()
+          local all = c:read_all():await()
+          c:close()
+          return all
+        end)
+      end
+      for i = 1, 10 do assert.matches("HTTP/1.1 200 OK.*slept 300 ms\n$", reqs[i]:await()) end
+      local ms = cf.now() - t0
+      assert.is_true(ms >= 300 and ms < 1500 * support.slow, ms)
+      -- a bad request line gets 400 and a closed connection
+      local c = assert(cf.net.connect("127.0.0.1", port):await())
+      c:write("NONSENSE\r\n\r\n"):await()
+      assert.matches("^HTTP/1.1 400", c:read_all():await())
+      stop(p)
+    end)
+  end)
+
+  it("is fetched by examples/http_get.lua", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("http_server")
+      local wrapper = os.getenv("CFUTURE_LUA_WRAPPER") or ""
+      local paths = ("LUA_PATH=%s LUA_CPATH=%s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
+        support.shell_quote(package.path), support.shell_quote(package.cpath),
+        support.shell_quote(package.path), support.shell_quote(package.cpath))
+      local code, out, err = sh(("%s %s %s examples/http_get.lua http://127.0.0.1:%d/sleep?ms=5")
+        :format(paths, wrapper, support.lua, port))
+      assert.are.equal(0, code, err)
+      assert.are.equal("slept 5 ms\n", out)
+      assert.matches("HTTP/1.1 200 OK", err)
+      local code2, _, err2 = sh(("%s %s %s examples/http_get.lua http://127.0.0.1:1/")
+        :format(paths, wrapper, support.lua))
+      assert.are.equal(1, code2)
+      assert.matches("connection refused", err2)
+      stop(p)
+    end)
+  end)
+end)
+
+describe("examples/mini_redis.lua", function()
+  it("speaks RESP to redis-cli and to a pipelining client", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("mini_redis")
+      if have("redis-cli") then
+        local function cli(args) return select(2, sh(("redis-cli -p %d %s"):format(port, args))) end
+        assert.are.equal("PONG\n", cli("ping"))
+        assert.are.equal("OK\n", cli("set greeting hello"))
+        assert.are.equal("hello\n", cli("get greeting"))
+        assert.are.equal("1\n", cli("incr n"))
+        assert.are.equal("11\n", cli("incrby n 10"))
+        assert.are.equal("OK\n", cli("set temp x px 100"))
+        assert.are.equal("1\n", cli("exists temp"))
+        cf.sleep(150):await()
+        assert.are.equal("\n", cli("get temp")) -- expired: nil prints empty
+        assert.are.equal("2\n", cli("del greeting n"))
+        assert.matches("unknown command 'foo'", cli("foo"))
+      end
+      -- pipelined commands, answered in order
+      local c = assert(cf.net.connect("127.0.0.1", port):await())
+      local batch = {}
+      for i = 1, 100 do batch[i] = ("*3\r\n$3\r\nSET\r\n$2\r\nk%d\r\n$%d\r\n%d\r\n"):format(i % 10, #tostring(i), i) end
+      batch[#batch + 1] = "*2\r\n$3\r\nGET\r\n$2\r\nk0\r\nPING\r\n"
+      c:write(table.concat(batch)):await()
+      for _ = 1, 100 do assert.are.equal("+OK", c:read_line():await()) end
+      assert.are.equal("$3", c:read_line():await())
+      assert.are.equal("100", c:read_line():await())
+      assert.are.equal("+PONG", c:read_line():await())
+      c:write("*1\r\n$abc\r\n"):await()
+      assert.matches("^%-ERR Protocol error", c:read_line():await())
+      c:close()
+      stop(p)
+    end)
+  end)
+end)
