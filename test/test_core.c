@@ -8,16 +8,7 @@
 
 #include "../src/core/core.h"
 
-static int failures, checks;
-
-#define CHECK(cond)                                                                                \
-  do {                                                                                             \
-    checks++;                                                                                      \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                     \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 /* A future the test controls: pending until `ready` is set, keeping the
  * waker of its last poll like a leaf future would. */

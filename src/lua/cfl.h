@@ -179,6 +179,11 @@ void cfl_register_self(lua_State *L, int idx);
 void cfl_push_self(lua_State *L, const void *p);
 const char *cfl_state_name(int state);
 void cfl_open_future(lua_State *L);
+/* Register the metatable `name` of a handle class: __gc, __close and
+ * __tostring (each may be NULL) and an __index table of methods, which is
+ * left on the stack. */
+void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods,
+                   lua_CFunction gc, lua_CFunction close, lua_CFunction tostring);
 /* Add methods to the shared future metatable (futures, handles, channels). */
 void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *methods);
 

@@ -501,18 +501,7 @@ void cfl_open_fs(lua_State *L) {
   cfu_fs_init();
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  luaL_newmetatable(L, FILE_MT);
-  lua_pushcfunction(L, f_release);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, f_release);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, f_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  cfl_setfuncs(L, rt, file_methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__index");
-  lua_setfield(L, -3, "File");
-  lua_pop(L, 1);
+  cfl_new_class(L, rt, FILE_MT, file_methods, f_release, f_release, f_tostring);
+  lua_setfield(L, -2, "File");
   lua_setfield(L, -2, "fs");
 }

@@ -143,6 +143,25 @@ void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
   lua_pop(L, 2);
 }
 
+void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *fns,
+                   lua_CFunction gc, lua_CFunction close, lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  const struct {
+    const char *field;
+    lua_CFunction fn;
+  } meta[] = {{"__gc", gc}, {"__close", close}, {"__tostring", tostring}};
+  for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+    if (!meta[i].fn) continue;
+    lua_pushcfunction(L, meta[i].fn);
+    lua_setfield(L, -2, meta[i].field);
+  }
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, fns);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_remove(L, -2);
+}
+
 /* Module table on top. Fills the shared future metatable. */
 void cfl_open_future(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);

@@ -771,28 +771,15 @@ static const luaL_Reg udp_methods[] = {{"recv_from", u_recv_from},
                                        {"close", u_close},
                                        {NULL, NULL}};
 
-static void new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods,
-                      lua_CFunction close, const char *field) {
-  luaL_newmetatable(L, name);
-  lua_pushcfunction(L, close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, close);
-  lua_setfield(L, -2, "__close");
-  lua_newtable(L);
-  cfl_setfuncs(L, rt, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__index");
-  lua_setfield(L, -3, field); /* net.Listener / net.Udp: the method tables */
-  lua_pop(L, 1);
-}
-
 /* Module table on top (after cfl_open_stream): adds cf.net. */
 void cfl_open_net(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  new_class(L, rt, LISTENER_MT, listener_methods, li_close, "Listener");
-  new_class(L, rt, UDP_MT, udp_methods, u_close, "Udp");
+  cfl_new_class(L, rt, LISTENER_MT, listener_methods, li_close, li_close, NULL);
+  lua_setfield(L, -2, "Listener"); /* net.Listener, net.Udp: the method tables */
+  cfl_new_class(L, rt, UDP_MT, udp_methods, u_close, u_close, NULL);
+  lua_setfield(L, -2, "Udp");
   lua_setfield(L, -2, "net");
   lua_getfield(L, -1, "Stream");
   cfl_setfuncs(L, rt, tcp_methods);

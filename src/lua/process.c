@@ -347,15 +347,12 @@ void cfl_open_process(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  luaL_newmetatable(L, PROCESS_MT);
-  lua_pushcfunction(L, p_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, p_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  cfl_setfuncs(L, rt, methods);
+  cfl_new_class(L, rt, PROCESS_MT, methods, p_gc, NULL, p_tostring);
   lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "Process");
+  lua_setfield(L, -3, "Process");
+  /* fields (pid, stdin, ...) first, then methods */
+  luaL_getmetatable(L, PROCESS_MT);
+  lua_insert(L, -2);
   lua_pushcclosure(L, p_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);

@@ -205,13 +205,6 @@ void cfl_open_signal(lua_State *L) {
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
   lua_setfield(L, -2, "signal");
-  luaL_newmetatable(L, LISTENER_MT);
-  lua_pushcfunction(L, li_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, li_close);
-  lua_setfield(L, -2, "__close");
-  lua_newtable(L);
-  cfl_setfuncs(L, rt, listener_methods);
-  lua_setfield(L, -2, "__index");
+  cfl_new_class(L, rt, LISTENER_MT, listener_methods, li_close, li_close, NULL);
   lua_pop(L, 1);
 }

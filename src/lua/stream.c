@@ -386,18 +386,6 @@ static const luaL_Reg methods[] = {{"read", s_read},
 
 /* Module table on top: cf.Stream holds the stream methods. */
 void cfl_open_stream(lua_State *L) {
-  cf_runtime *rt = cf_runtime_of(L);
-  luaL_newmetatable(L, STREAM_MT);
-  lua_pushcfunction(L, s_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, s_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  cfl_setfuncs(L, rt, methods);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__index");
-  lua_setfield(L, -3, "Stream");
-  lua_pop(L, 1);
+  cfl_new_class(L, cf_runtime_of(L), STREAM_MT, methods, s_gc, s_close, s_tostring);
+  lua_setfield(L, -2, "Stream");
 }

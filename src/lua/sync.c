@@ -756,21 +756,14 @@ static const luaL_Reg sem_methods[] = {{"acquire", s_acquire},
 static const luaL_Reg notify_methods[] = {
     {"wait", n_wait}, {"notify_one", n_notify_one}, {"notify_all", n_notify_all}, {NULL, NULL}};
 
-static void new_class_mt(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  lua_newtable(L);
-  cfl_setfuncs(L, rt, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
 void cfl_open_sync(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   /* channel methods live on the shared future metatable */
   cfl_add_methods(L, rt, chan_methods);
-  new_class_mt(L, rt, "cfuture.Semaphore", sem_methods);
-  new_class_mt(L, rt, "cfuture.Notify", notify_methods);
+  cfl_new_class(L, rt, "cfuture.Semaphore", sem_methods, NULL, NULL, NULL);
+  cfl_new_class(L, rt, "cfuture.Notify", notify_methods, NULL, NULL, NULL);
+  lua_pop(L, 2);
   /* permits: release / unlock, <close> and __gc release what is left */
   luaL_newmetatable(L, "cfuture.Permit");
   lua_newtable(L);
