@@ -169,6 +169,10 @@ static int can_complete(cfu_stream *s, const cfu_read_spec *r) {
 }
 
 int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx) {
+  if (s->claim && s->claim != r) { /* a ready read has not taken its bytes yet */
+    cf_waitlist_register(&s->readers, cx);
+    return 0;
+  }
   if (can_complete(s, r)) return 1;
   if (!s->reading) {
     int e = uv_read_start(&s->h.stream, on_alloc, on_read);
@@ -182,10 +186,11 @@ int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx) 
   return 0;
 }
 
-char *cfu_stream_take(cfu_stream *s, const cfu_read_spec *r, size_t *len, int *err) {
+const char *cfu_stream_peek(cfu_stream *s, const cfu_read_spec *r, size_t *len, size_t *used,
+                            int *err) {
   size_t k = s->len, skip = 0;
   *err = 0;
-  *len = 0;
+  *len = *used = 0;
   switch (r->kind) {
   case CFU_TAKE_SOME:
     if (r->n > 0 && r->n < k) k = r->n;
@@ -220,17 +225,15 @@ char *cfu_stream_take(cfu_stream *s, const cfu_read_spec *r, size_t *len, int *e
       *err = UV_ECANCELED;
     return NULL;
   }
-  char *out = malloc(k + 1);
-  if (!out) {
-    *err = UV_ENOMEM;
-    return NULL;
-  }
-  memcpy(out, s->buf + s->off, k);
-  s->off += k + skip;
-  s->len -= k + skip;
-  if (s->len == 0) s->off = 0;
   *len = k;
-  return out;
+  *used = k + skip;
+  return s->buf + s->off;
+}
+
+void cfu_stream_consume(cfu_stream *s, size_t n) {
+  s->off += n;
+  s->len -= n;
+  if (s->len == 0) s->off = 0;
 }
 
 /* ---- writing ------------------------------------------------------------------- */

@@ -45,6 +45,7 @@ typedef struct cfu_stream {
   char *buf;       /* received bytes [off, off + len) not yet taken */
   size_t off, len, cap;
   cf_waitlist readers;
+  const void *claim; /* the read spec of a read that is ready and has not taken its bytes */
 } cfu_stream;
 
 /* A stream with one reference, not yet initialised: the caller inits
@@ -77,10 +78,13 @@ typedef struct cfu_read_spec {
 /* 1 if the read can complete now (data, end of stream, error, closed, or a
  * line over its limit), else start reading, register cx and return 0. */
 int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx);
-/* Move the bytes the read completes with into a malloc'ed buffer; *len
- * gets their count. NULL with *err 0 means nothing (end of stream); a line
- * over its limit gives UV_ENOBUFS and takes nothing. */
-char *cfu_stream_take(cfu_stream *s, const cfu_read_spec *r, size_t *len, int *err);
+/* The bytes a read completes with, in place: *len of them for the reader,
+ * *used to consume (a line's newline is used, not returned). NULL with
+ * *err 0 means nothing (end of stream); a line over its limit gives
+ * UV_ENOBUFS and uses nothing. */
+const char *cfu_stream_peek(cfu_stream *s, const cfu_read_spec *r, size_t *len, size_t *used,
+                            int *err);
+void cfu_stream_consume(cfu_stream *s, size_t n);
 
 /* A write in flight: its bytes are a copy owned by the request. */
 typedef struct cfu_write {
