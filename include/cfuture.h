@@ -174,6 +174,12 @@ struct uv_loop_s *cf_runtime_loop(cf_runtime *rt);
  * called from inside a task. */
 int cf_runtime_step(cf_runtime *rt);
 
+/* To fold the runtime into another event loop: wait until backend_fd is
+ * readable or backend_timeout milliseconds have passed (-1: no timeout;
+ * 0: step at once, tasks are ready), then call cf_runtime_step. */
+int cf_runtime_backend_fd(cf_runtime *rt);
+int cf_runtime_backend_timeout(cf_runtime *rt);
+
 /* Push onto L a future that runs run(arg) on libuv's thread pool (when it
  * is first polled). When it is awaited after run returned, push(L, arg)
  * pushes the results on the loop thread and returns their count (or pushes

@@ -33,3 +33,20 @@ describe("step", function()
     assert.is_false(cf.step())
   end)
 end)
+
+describe("cf.backend_fd / cf.backend_timeout", function()
+  it("tell a host loop what to wait on: -1 idle, 0 when ready, else the next timer", function()
+    local cf = require "cfuture"
+    assert.is_true(math.type(cf.backend_fd()) == "integer" and cf.backend_fd() >= 0)
+    while cf.step() do end
+    assert.are.equal(-1, cf.backend_timeout())
+    local done = false
+    cf.spawn(function() cf.sleep(100):await(); done = true end)
+    assert.are.equal(0, cf.backend_timeout()) -- the new task is ready
+    cf.step()
+    local t = cf.backend_timeout()
+    assert.is_true(t >= 50 and t <= 101, t)
+    while not done do cf.step() end
+    assert.are.equal(-1, cf.backend_timeout())
+  end)
+end)

@@ -4,9 +4,11 @@
  * cf_push_blocking, drives the runtime with cf_runtime_step, and closes
  * the state with work still pending. Prints "N passed, N failed".
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -102,6 +104,36 @@ int main(void) {
   CHECK(lua_tointeger(L, -1) == 55);
   lua_pop(L, 1);
   CHECK(released == 4);
+
+  /* folding into the host's own poll(): sleep on the backend fd with the
+   * backend timeout; a 50 ms sleep takes a handful of steps, not a spin */
+  CHECK(cf_runtime_backend_fd(rt) >= 0);
+  CHECK(cf_runtime_backend_timeout(rt) == -1); /* nothing to wait for */
+  CHECK(run(L, "local cf = require 'cfuture.core'\n"
+               "done = false\n"
+               "cf.spawn(function() cf.sleep(50):await(); done = true end)\n") == 0);
+  CHECK(cf_runtime_backend_timeout(rt) == 0); /* the new task is ready */
+  cf_runtime_step(rt);
+  int t = cf_runtime_backend_timeout(rt);
+  CHECK(t >= 40 && t <= 51);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int polls = 0;
+  for (;;) {
+    lua_getglobal(L, "done");
+    int finished = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (finished || polls > 100) break;
+    struct pollfd pfd = {cf_runtime_backend_fd(rt), POLLIN, 0};
+    poll(&pfd, 1, cf_runtime_backend_timeout(rt));
+    cf_runtime_step(rt);
+    polls++;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+  CHECK(polls >= 1 && polls <= 10);
+  CHECK(ms >= 40 && ms < 1000);
+  CHECK(cf_runtime_backend_timeout(rt) == -1);
 
   /* dropped work: a cancelled job is released once it has run */
   CHECK(run(L, "local cf = require 'cfuture.core'\n"

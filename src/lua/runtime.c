@@ -268,6 +268,28 @@ int cf_runtime_step(cf_runtime *rt) {
   return step(rt, rt->L);
 }
 
+int cf_runtime_backend_fd(cf_runtime *rt) { return uv_backend_fd(rt->loop); }
+
+int cf_runtime_backend_timeout(cf_runtime *rt) {
+  if (cf_executor_has_ready(&rt->ex) || rt->nreports > 0) return 0;
+  if (!uv_loop_alive(rt->loop)) return -1; /* no timer armed, no I/O pending */
+  uv_update_time(rt->loop);                /* the loop's cached clock may be a frame old */
+  return uv_backend_timeout(rt->loop);
+}
+
+/* cf.backend_fd() -> the fd to watch for readability (epoll on Linux) */
+static int l_backend_fd(lua_State *L) {
+  lua_pushinteger(L, cf_runtime_backend_fd(cfl_rt(L)));
+  return 1;
+}
+
+/* cf.backend_timeout() -> ms until the next step has work without I/O
+ * (0: step now; -1: only I/O or nothing can wake it) */
+static int l_backend_timeout(lua_State *L) {
+  lua_pushinteger(L, cf_runtime_backend_timeout(cfl_rt(L)));
+  return 1;
+}
+
 /* cf.step() -> true if tasks are still alive */
 static int l_step(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
@@ -320,9 +342,14 @@ static int new_ref_table(lua_State *L) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static const luaL_Reg runtime_funcs[] = {
-    {"block_on", l_block_on},         {"run", l_run}, {"step", l_step}, {"on_error", l_on_error},
-    {"is_cancelled", l_is_cancelled}, {NULL, NULL}};
+static const luaL_Reg runtime_funcs[] = {{"backend_fd", l_backend_fd},
+                                         {"backend_timeout", l_backend_timeout},
+                                         {"block_on", l_block_on},
+                                         {"run", l_run},
+                                         {"step", l_step},
+                                         {"on_error", l_on_error},
+                                         {"is_cancelled", l_is_cancelled},
+                                         {NULL, NULL}};
 
 int luaopen_cfuture_core(lua_State *L) {
   /* A second require in the same state returns the same module. */
