@@ -24,7 +24,7 @@ build = {
     ["cfuture.core"] = {
       sources = {
         "src/core/waiter.c", "src/core/task.c", "src/core/group.c", "src/core/heap.c",
-        "src/uv/timer.c", "src/uv/work.c", "src/uv/fs.c", "src/uv/stream.c",
+        "src/uv/timer.c", "src/uv/work.c", "src/uv/fs.c", "src/uv/handle.c", "src/uv/stream.c",
         "src/uv/process.c", "src/uv/net.c",
         "src/lua/runtime.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/task.c",
         "src/lua/combinators.c",

@@ -136,7 +136,7 @@ struct cf_runtime {
   int sent;         /* registry ref: the future a send that went through returns */
   int mt;           /* registry ref: the future metatable */
   int cancelled_mt; /* registry ref: metatable of cancellation errors */
-  cf_link io;       /* open streams, processes, signal watchers (cfu_res) */
+  cf_link io;       /* open streams, processes, signal watchers (cfu_handle) */
   int in_run;
   int polling; /* inside uv_run */
   int closing;

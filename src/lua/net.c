@@ -74,7 +74,7 @@ static cf_poll connect_poll(cf_future *base, cf_context *cx) {
   if (c->stage == 0) {
     char *colon = strrchr(f->what, ':');
     *colon = '\0';
-    int r = cfu_connect_start(f->hdr.rt->loop, &f->hdr.rt->io, c, f->what, colon + 1, cx->waker);
+    int r = cfu_connect_start(f->hdr.rt->loop, c, f->what, colon + 1, cx->waker);
     *colon = ':';
     if (r != 0) {
       c->err = r;
@@ -115,7 +115,7 @@ static int connect_take(lua_State *L, cfl_future *base) {
     n = 3;
   } else {
     cfu_stream *s = cfu_connect_take(f->c);
-    cfu_res_add(&f->hdr.rt->io, &s->res);
+    cfu_handle_track(&f->hdr.rt->io, &s->base);
     uv_tcp_nodelay(&s->h.tcp, 1); /* request/response traffic: no Nagle delay */
     cfl_push_stream(L, s);
   }
@@ -310,7 +310,7 @@ static cfu_listener *check_listener(lua_State *L, const char *fname) {
   if (!o)
     luaL_error(L, "%s: argument #1 must be a listener (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
-  if (!o->l || o->l->closing) luaL_error(L, "%s: the listener is closed", fname);
+  if (!o->l || o->l->base.closing) luaL_error(L, "%s: the listener is closed", fname);
   return o->l;
 }
 
@@ -338,11 +338,11 @@ static int l_listen(lua_State *L) {
   cfu_listener *l = cfu_listener_new(rt->loop);
   if (!l) return luaL_error(L, "net.listen: out of memory");
   o->l = l;
-  cfu_res_add(&rt->io, &l->res);
+  cfu_handle_track(&rt->io, &l->base);
   int r = cfu_listener_listen(l, (struct sockaddr *)&ss, backlog, flags);
   if (r != 0) {
     o->l = NULL;
-    cfu_listener_unref(l);
+    cfu_handle_unref(&l->base);
     lua_pushnil(L);
     lua_pushfstring(L, "listen %s:%d: %s", host, port, uv_strerror(r));
     lua_pushstring(L, uv_err_name(r));
@@ -363,12 +363,12 @@ static cf_poll accept_poll(cf_future *base, cf_context *cx) {
   cfu_listener *l = f->l;
   if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
   f->hdr.state = CFL_PENDING;
-  if (l->closing) {
+  if (l->base.closing) {
     f->err = UV_ECANCELED;
   } else if (l->pending) {
     f->err = cfu_listener_accept(l, &f->got);
     if (f->got) {
-      cfu_res_add(&f->hdr.rt->io, &f->got->res);
+      cfu_handle_track(&f->hdr.rt->io, &f->got->base);
       uv_tcp_nodelay(&f->got->h.tcp, 1);
     }
   } else if (l->err) {
@@ -384,13 +384,13 @@ static cf_poll accept_poll(cf_future *base, cf_context *cx) {
 
 static void accept_release(cfl_accept *f) {
   if (f->got) {
-    cfu_stream_unref(f->got); /* accepted for nobody: closed */
+    cfu_handle_unref(&f->got->base); /* accepted for nobody: closed */
     f->got = NULL;
   }
   if (f->l) {
     cfu_listener *l = f->l;
     f->l = NULL;
-    cfu_listener_unref(l);
+    cfu_handle_unref(&l->base);
   }
 }
 
@@ -422,7 +422,7 @@ static int li_accept(lua_State *L) {
   cfu_listener *l = check_listener(L, "listener:accept");
   cfl_accept *f = (cfl_accept *)cfl_new_future(L, cfl_rt(L), &accept_class, sizeof *f);
   f->l = l;
-  l->refs++;
+  cfu_handle_ref(&l->base);
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
   return 1;
@@ -443,8 +443,8 @@ static int li_close(lua_State *L) {
   if (o->l) {
     cfu_listener *l = o->l;
     o->l = NULL;
-    cfu_listener_close(l);
-    cfu_listener_unref(l);
+    cfu_handle_close(&l->base);
+    cfu_handle_unref(&l->base);
   }
   return 0;
 }
@@ -498,7 +498,7 @@ static int s_set_keepalive(lua_State *L) {
 static int s_reset(lua_State *L) {
   check_tcp(L, "stream:reset");
   cfu_stream *s = cfl_check_stream(L, 1, "stream:reset");
-  int r = cfu_stream_reset(s);
+  int r = cfu_handle_close_reset(&s->base);
   if (r != 0) return cfl_push_ioerr(L, r, "stream:reset");
   lua_pushboolean(L, 1);
   return 1;
@@ -515,7 +515,7 @@ static cfu_udp *check_udp(lua_State *L, const char *fname) {
   if (!o)
     luaL_error(L, "%s: argument #1 must be a UDP socket (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
-  if (!o->u || o->u->closing) luaL_error(L, "%s: the socket is closed", fname);
+  if (!o->u || o->u->base.closing) luaL_error(L, "%s: the socket is closed", fname);
   return o->u;
 }
 
@@ -533,11 +533,11 @@ static int l_udp(lua_State *L) {
   cfu_udp *u = cfu_udp_new(rt->loop);
   if (!u) return luaL_error(L, "net.udp: out of memory");
   o->u = u;
-  cfu_res_add(&rt->io, &u->res);
+  cfu_handle_track(&rt->io, &u->base);
   int r = uv_udp_bind(&u->h, (struct sockaddr *)&ss, UV_UDP_REUSEADDR);
   if (r != 0) {
     o->u = NULL;
-    cfu_udp_unref(u);
+    cfu_handle_unref(&u->base);
     lua_pushnil(L);
     lua_pushfstring(L, "udp %s:%d: %s", host, port, uv_strerror(r));
     lua_pushstring(L, uv_err_name(r));
@@ -570,7 +570,7 @@ static void recv_release(cfl_recv *f) {
   if (f->u) {
     cfu_udp *u = f->u;
     f->u = NULL;
-    cfu_udp_unref(u);
+    cfu_handle_unref(&u->base);
   }
 }
 
@@ -602,7 +602,7 @@ static int u_recv_from(lua_State *L) {
   cfu_udp *u = check_udp(L, "udp:recv_from");
   cfl_recv *f = (cfl_recv *)cfl_new_future(L, cfl_rt(L), &recv_class, sizeof *f);
   f->u = u;
-  u->refs++;
+  cfu_handle_ref(&u->base);
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
   return 1;
@@ -648,7 +648,7 @@ static void send_release(cfl_send *f) {
   if (f->u) {
     cfu_udp *u = f->u;
     f->u = NULL;
-    cfu_udp_unref(u);
+    cfu_handle_unref(&u->base);
   }
 }
 
@@ -686,7 +686,7 @@ static int u_send_to(lua_State *L) {
   if (!sr) return luaL_error(L, "udp:send_to: out of memory");
   cfl_send *f = (cfl_send *)cfl_new_future(L, cfl_rt(L), &send_class, sizeof *f);
   f->u = u;
-  u->refs++;
+  cfu_handle_ref(&u->base);
   f->sr = sr;
   f->to = to;
   lua_pushvalue(L, 1);
@@ -741,8 +741,8 @@ static int u_close(lua_State *L) {
   if (o->u) {
     cfu_udp *u = o->u;
     o->u = NULL;
-    cfu_udp_close(u);
-    cfu_udp_unref(u);
+    cfu_handle_close(&u->base);
+    cfu_handle_unref(&u->base);
   }
   return 0;
 }

@@ -44,7 +44,7 @@ static void pwait_release(cfl_pwait *w) {
   if (w->p) {
     cfu_process *p = w->p;
     w->p = NULL;
-    cfu_process_unref(p);
+    cfu_handle_unref(&p->base);
   }
 }
 
@@ -229,8 +229,8 @@ static int l_spawn(lua_State *L) {
       cfu_stream *s = cfu_stream_new();
       if (!s) return luaL_error(L, "process.spawn: out of memory");
       uv_pipe_init(rt->loop, &s->h.pipe, 0);
-      s->inited = 1;
-      cfu_res_add(&rt->io, &s->res);
+      cfu_handle_opened(&s->base, &s->h.handle);
+      cfu_handle_track(&rt->io, &s->base);
       cfl_push_stream(L, s); /* owns s from here */
       lua_setfield(L, fields, names[i]);
       pipes[i] = s;
@@ -256,13 +256,13 @@ static int l_spawn(lua_State *L) {
   int r = cfu_process_spawn(rt->loop, p, &opts);
   if (r != 0) {
     for (int i = 0; i < 3; i++)
-      if (pipes[i]) cfu_stream_close(pipes[i]);
+      if (pipes[i]) cfu_handle_close(&pipes[i]->base);
     lua_pushnil(L);
     lua_pushfstring(L, "process.spawn %s: %s", argv[0], uv_strerror(r));
     lua_pushstring(L, uv_err_name(r));
     return 3;
   }
-  cfu_res_add(&rt->io, &p->res);
+  cfu_handle_track(&rt->io, &p->base);
   lua_pushinteger(L, p->pid);
   lua_setfield(L, fields, "pid");
   lua_pushvalue(L, fields);
@@ -278,7 +278,7 @@ static int p_wait(lua_State *L) {
   cfl_process *o = check_process(L, "process:wait");
   cfl_pwait *w = (cfl_pwait *)cfl_new_future(L, cfl_rt(L), &pwait_class, sizeof *w);
   w->p = o->p;
-  o->p->refs++;
+  cfu_handle_ref(&o->p->base);
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
   return 1;
@@ -318,7 +318,7 @@ static int p_gc(lua_State *L) {
   if (o->p) {
     cfu_process *p = o->p;
     o->p = NULL;
-    cfu_process_unref(p);
+    cfu_handle_unref(&p->base);
   }
   return 0;
 }

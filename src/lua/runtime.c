@@ -317,7 +317,7 @@ static int guard_gc(lua_State *L) {
   cfl_flush_reports(rt);
   rt->closing = 1;
   cfu_timers_close(&rt->timers);
-  cfu_res_shutdown_all(&rt->io);
+  cfu_handle_close_all(&rt->io);
   uv_run(rt->loop, UV_RUN_NOWAIT);
   uv_walk(rt->loop, close_walk, NULL);
   uv_run(rt->loop, UV_RUN_DEFAULT);
@@ -372,7 +372,7 @@ int luaopen_cfuture_core(lua_State *L) {
   cf_executor_init(&rt->ex, rt);
   rt->ex.on_ready = on_ready;
   rt->loop = &rt->own_loop;
-  cfu_res_list_init(&rt->io);
+  cf__list_init(&rt->io);
   if (uv_loop_init(rt->loop) != 0) {
     *guard = NULL;
     free(rt);

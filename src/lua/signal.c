@@ -70,13 +70,13 @@ static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
       w->hdr.state = CFL_READY;
       return CF_READY;
     }
-    cfu_res_add(&w->hdr.rt->io, &w->s->res);
+    cfu_handle_track(&w->hdr.rt->io, &w->s->base);
   }
   w->hdr.state = CFL_PENDING;
   if (w->s->pending > 0) {
     w->got = w->s->pending;
     w->s->pending = 0;
-  } else if (w->s->closing) {
+  } else if (w->s->base.closing) {
     w->err = UV_ECANCELED;
   } else {
     cf_waitlist_register(&w->s->waiters, cx);
@@ -90,7 +90,7 @@ static void sigwait_release(cfl_sigwait *w) {
   if (w->s) {
     cfu_signal *s = w->s;
     w->s = NULL;
-    cfu_signal_unref(s);
+    cfu_handle_unref(&s->base);
   }
 }
 
@@ -144,10 +144,10 @@ static int l_listen(lua_State *L) {
   if (!s) return luaL_error(L, "signal.listen: out of memory");
   int r = cfu_signal_start(rt->loop, s, signum);
   if (r != 0) {
-    cfu_signal_unref(s);
+    cfu_handle_unref(&s->base);
     return cfl_push_ioerr(L, r, cfl_signame(signum));
   }
-  cfu_res_add(&rt->io, &s->res);
+  cfu_handle_track(&rt->io, &s->base);
   o->s = s;
   return 1;
 }
@@ -157,7 +157,7 @@ static cfl_listener *check_listener(lua_State *L, const char *fname) {
   if (!o)
     luaL_error(L, "%s: argument #1 must be a signal listener (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
-  if (!o->s || o->s->closing) luaL_error(L, "%s: the listener is closed", fname);
+  if (!o->s || o->s->base.closing) luaL_error(L, "%s: the listener is closed", fname);
   return o;
 }
 
@@ -165,7 +165,7 @@ static int li_recv(lua_State *L) {
   cfl_listener *o = check_listener(L, "listener:recv");
   cfl_sigwait *w = (cfl_sigwait *)cfl_new_future(L, cfl_rt(L), &sigwait_class, sizeof *w);
   w->s = o->s;
-  o->s->refs++;
+  cfu_handle_ref(&o->s->base);
   w->signum = o->s->signum;
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
@@ -177,7 +177,7 @@ static int li_close(lua_State *L) {
   if (o->s) {
     cfu_signal *s = o->s;
     o->s = NULL;
-    cfu_signal_unref(s);
+    cfu_handle_unref(&s->base);
   }
   return 0;
 }

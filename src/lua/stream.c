@@ -58,7 +58,7 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
   if (r->spec.kind == CFU_TAKE_ALL) {
     if ((r->err = gather(r)) == 0 && !cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
     if (!r->err && r->s->rerr && r->s->rerr != UV_EOF) r->err = r->s->rerr;
-    if (!r->err && r->s->closing && !r->s->eof) r->err = UV_ECANCELED;
+    if (!r->err && r->s->base.closing && !r->s->eof) r->err = UV_ECANCELED;
     if (!r->err) r->err = gather(r);
   } else {
     if (!cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
@@ -82,7 +82,7 @@ static void read_release(cfl_read *r) {
   if (r->s) {
     cfu_stream *s = r->s;
     r->s = NULL;
-    cfu_stream_unref(s);
+    cfu_handle_unref(&s->base);
   }
 }
 
@@ -149,7 +149,7 @@ typedef struct cfl_write {
  * (no copy, no suspension); queue a copy of the rest. */
 static int write_start(cfl_write *f, cf_context *cx) {
   cfu_stream *s = f->s;
-  if (s->closing) return UV_EBADF;
+  if (s->base.closing) return UV_EBADF;
   if (s->shut) return UV_EPIPE;
   size_t off = 0;
   if (s->h.stream.write_queue_size == 0 && f->len > 0) {
@@ -199,7 +199,7 @@ static void write_release(cfl_write *f) {
   if (f->s) {
     cfu_stream *s = f->s;
     f->s = NULL;
-    cfu_stream_unref(s);
+    cfu_handle_unref(&s->base);
   }
 }
 
@@ -235,7 +235,7 @@ cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname) {
   if (!o)
     luaL_error(L, "%s: argument #%d must be a stream (call it with a colon; got %s)", fname, idx,
                luaL_typename(L, idx));
-  if (o->closed || !o->s || o->s->closing) luaL_error(L, "%s: the stream is closed", fname);
+  if (o->closed || !o->s || o->s->base.closing) luaL_error(L, "%s: the stream is closed", fname);
   return o->s;
 }
 
@@ -244,14 +244,14 @@ static cfl_stream *check_stream(lua_State *L, const char *fname) {
   if (!o)
     luaL_error(L, "%s: argument #1 must be a stream (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
-  if (o->closed || !o->s || o->s->closing) luaL_error(L, "%s: the stream is closed", fname);
+  if (o->closed || !o->s || o->s->base.closing) luaL_error(L, "%s: the stream is closed", fname);
   return o;
 }
 
 static cfl_read *new_read(lua_State *L, cfl_stream *o, int kind, size_t n) {
   cfl_read *r = (cfl_read *)cfl_new_future(L, cfl_rt(L), &read_class, sizeof(cfl_read));
   r->s = o->s;
-  cfu_stream_ref(o->s);
+  cfu_handle_ref(&o->s->base);
   r->spec.kind = kind;
   r->spec.n = n;
   lua_pushvalue(L, 1);
@@ -328,7 +328,7 @@ static int s_write(lua_State *L) {
     luaL_error(L, "stream:write: argument #2 must be a string (got %s)", luaL_typename(L, 2));
   cfl_write *f = (cfl_write *)cfl_new_future(L, cfl_rt(L), &write_class, sizeof(cfl_write));
   f->s = o->s;
-  cfu_stream_ref(o->s);
+  cfu_handle_ref(&o->s->base);
   f->data = data;
   f->len = len;
   lua_pushvalue(L, 1);
@@ -353,7 +353,7 @@ static int s_close(lua_State *L) {
   if (!o) return luaL_error(L, "stream:close: argument #1 must be a stream (call it with a colon)");
   if (o->s && !o->closed) {
     o->closed = 1;
-    cfu_stream_close(o->s);
+    cfu_handle_close(&o->s->base);
   }
   return 0;
 }
@@ -364,7 +364,7 @@ static int s_gc(lua_State *L) {
     cfu_stream *s = o->s;
     o->s = NULL;
     o->closed = 1;
-    cfu_stream_unref(s);
+    cfu_handle_unref(&s->base);
   }
   return 0;
 }
@@ -378,7 +378,7 @@ static int s_buffered(lua_State *L) {
 
 static int s_is_closed(lua_State *L) {
   cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
-  lua_pushboolean(L, o->closed || !o->s || o->s->closing);
+  lua_pushboolean(L, o->closed || !o->s || o->s->base.closing);
   return 1;
 }
 

@@ -57,7 +57,7 @@ void cfu_lookup_free(cfu_lookup *l) {
 
 static void connect_free(cfu_connect *c) {
   if (c->lookup.res) uv_freeaddrinfo(c->lookup.res);
-  if (c->s) cfu_stream_unref(c->s);
+  if (c->s) cfu_handle_unref(&c->s->base);
   cf_waker_drop(&c->waker);
   free(c);
 }
@@ -80,7 +80,7 @@ static void try_next(cfu_connect *c) {
       break;
     }
     uv_tcp_init(c->loop, &s->h.tcp);
-    s->inited = 1;
+    cfu_handle_opened(&s->base, &s->h.handle);
     s->tcp = 1;
     c->req.data = c;
     int r = uv_tcp_connect(&c->req, &s->h.tcp, ai->ai_addr, on_connected);
@@ -89,7 +89,7 @@ static void try_next(cfu_connect *c) {
       c->stage = 2;
       return;
     }
-    cfu_stream_unref(s);
+    cfu_handle_unref(&s->base);
     c->err = r;
   }
   connect_finish(c);
@@ -123,17 +123,16 @@ static void on_connected(uv_connect_t *req, int status) {
     return;
   }
   c->err = status;
-  cfu_stream_unref(c->s);
+  cfu_handle_unref(&c->s->base);
   c->s = NULL;
   try_next(c);
 }
 
-int cfu_connect_start(uv_loop_t *loop, cf_link *res_list, cfu_connect *c, const char *host,
-                      const char *port, const cf_waker *w) {
+int cfu_connect_start(uv_loop_t *loop, cfu_connect *c, const char *host, const char *port,
+                      const cf_waker *w) {
   struct addrinfo hints;
   fill_hints(&hints, SOCK_STREAM, AF_UNSPEC);
   c->loop = loop;
-  c->res_list = res_list;
   c->lookup.req.data = c;
   int r = uv_getaddrinfo(loop, &c->lookup.req, on_connect_resolved, host, port, &hints);
   if (r != 0) return r;
@@ -153,7 +152,7 @@ void cfu_connect_orphan(cfu_connect *c) {
     break;
   case 2:
     c->orphaned = 1;
-    cfu_stream_close(c->s); /* the connect callback runs with UV_ECANCELED */
+    cfu_handle_close(&c->s->base); /* the connect callback runs with UV_ECANCELED */
     break;
   default: connect_free(c);
   }
@@ -169,36 +168,20 @@ void cfu_connect_free(cfu_connect *c) { connect_free(c); }
 
 /* ---- TCP listen -------------------------------------------------------------------- */
 
-static void listener_free(cfu_listener *l) {
-  cfu_res_remove(&l->res);
-  free(l);
+static void listener_closing(cfu_handle *h) {
+  cf_waitlist_wake_all(&((cfu_listener *)h)->acceptors);
 }
 
-static void listener_on_close(uv_handle_t *h) {
-  cfu_listener *l = h->data;
-  l->closed = 1;
-  if (l->refs == 0) listener_free(l);
-}
+static void listener_free(cfu_handle *h) { free(h); }
 
-void cfu_listener_close(cfu_listener *l) {
-  cfu_res_remove(&l->res);
-  if (l->closing) return;
-  l->closing = 1;
-  uv_close((uv_handle_t *)&l->h, listener_on_close);
-  cf_waitlist_wake_all(&l->acceptors);
-}
-
-static void listener_shutdown(cfu_res *r) {
-  cfu_listener_close(cf__container_of(r, cfu_listener, res));
-}
+static const cfu_handle_vt listener_vt = {listener_closing, listener_free, 0};
 
 cfu_listener *cfu_listener_new(uv_loop_t *loop) {
   cfu_listener *l = calloc(1, sizeof *l);
   if (!l) return NULL;
-  l->refs = 1;
-  l->res.shutdown = listener_shutdown;
+  cfu_handle_init(&l->base, &listener_vt);
   uv_tcp_init(loop, &l->h);
-  l->h.data = l;
+  cfu_handle_opened(&l->base, (uv_handle_t *)&l->h);
   cf_waitlist_init(&l->acceptors);
   return l;
 }
@@ -222,22 +205,16 @@ int cfu_listener_accept(cfu_listener *l, cfu_stream **out) {
   cfu_stream *s = cfu_stream_new();
   if (!s) return UV_ENOMEM;
   uv_tcp_init(l->h.loop, &s->h.tcp);
-  s->inited = 1;
+  cfu_handle_opened(&s->base, &s->h.handle);
   s->tcp = 1;
   l->pending = 0;
   int r = uv_accept((uv_stream_t *)&l->h, &s->h.stream);
   if (r != 0) {
-    cfu_stream_unref(s);
+    cfu_handle_unref(&s->base);
     return r;
   }
   *out = s;
   return 0;
-}
-
-void cfu_listener_unref(cfu_listener *l) {
-  if (--l->refs > 0) return;
-  if (!l->closing) cfu_listener_close(l);
-  if (l->closed) listener_free(l);
 }
 
 /* ---- UDP ------------------------------------------------------------------------ */
@@ -245,8 +222,10 @@ void cfu_listener_unref(cfu_listener *l) {
 #define UDP_BUF 65536
 #define UDP_QUEUE_MAX 1024
 
-static void udp_free(cfu_udp *u) {
-  cfu_res_remove(&u->res);
+static void udp_closing(cfu_handle *h) { cf_waitlist_wake_all(&((cfu_udp *)h)->receivers); }
+
+static void udp_free(cfu_handle *h) {
+  cfu_udp *u = (cfu_udp *)h;
   while (u->head) {
     cfu_datagram *d = u->head;
     u->head = d->next;
@@ -256,29 +235,14 @@ static void udp_free(cfu_udp *u) {
   free(u);
 }
 
-static void udp_on_close(uv_handle_t *h) {
-  cfu_udp *u = h->data;
-  u->closed = 1;
-  if (u->refs == 0) udp_free(u);
-}
-
-void cfu_udp_close(cfu_udp *u) {
-  cfu_res_remove(&u->res);
-  if (u->closing) return;
-  u->closing = 1;
-  uv_close((uv_handle_t *)&u->h, udp_on_close);
-  cf_waitlist_wake_all(&u->receivers);
-}
-
-static void udp_shutdown(cfu_res *r) { cfu_udp_close(cf__container_of(r, cfu_udp, res)); }
+static const cfu_handle_vt udp_vt = {udp_closing, udp_free, 0};
 
 cfu_udp *cfu_udp_new(uv_loop_t *loop) {
   cfu_udp *u = calloc(1, sizeof *u);
   if (!u) return NULL;
-  u->refs = 1;
-  u->res.shutdown = udp_shutdown;
+  cfu_handle_init(&u->base, &udp_vt);
   uv_udp_init(loop, &u->h);
-  u->h.data = u;
+  cfu_handle_opened(&u->base, (uv_handle_t *)&u->h);
   cf_waitlist_init(&u->receivers);
   return u;
 }
@@ -322,7 +286,7 @@ static void udp_on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct 
 }
 
 int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx) {
-  if (u->head || u->rerr || u->closing) return 1;
+  if (u->head || u->rerr || u->base.closing) return 1;
   if (!u->receiving) {
     int r = uv_udp_recv_start(&u->h, udp_alloc, udp_on_recv);
     if (r != 0) {
@@ -344,12 +308,6 @@ cfu_datagram *cfu_udp_take(cfu_udp *u) {
   return d;
 }
 
-void cfu_udp_unref(cfu_udp *u) {
-  if (--u->refs > 0) return;
-  if (!u->closing) cfu_udp_close(u);
-  if (u->closed) udp_free(u);
-}
-
 cfu_udp_send *cfu_udp_send_new(const char *data, size_t len) {
   cfu_udp_send *sr = malloc(sizeof *sr + len);
   if (!sr) return NULL;
@@ -369,18 +327,18 @@ static void on_udp_sent(uv_udp_send_t *req, int status) {
     free(sr);
   else
     cf_waker_wake(&sr->waker);
-  cfu_udp_unref(u);
+  cfu_handle_unref(&u->base);
 }
 
 int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to,
                         const cf_waker *w) {
-  if (u->closing) return UV_EBADF;
+  if (u->base.closing) return UV_EBADF;
   uv_buf_t b = uv_buf_init(sr->data, (unsigned)sr->len);
   sr->req.data = sr;
   int r = uv_udp_send(&sr->req, &u->h, &b, 1, to, on_udp_sent);
   if (r != 0) return r;
   sr->u = u;
-  u->refs++;
+  cfu_handle_ref(&u->base);
   cf_waker_set(&sr->waker, w);
   return 0;
 }

@@ -36,15 +36,14 @@ typedef struct cfu_connect {
   uv_loop_t *loop;
   struct addrinfo *next; /* the address to try after the current one */
   cfu_stream *s;         /* the connection being made (one reference) */
-  cf_link *res_list;     /* the runtime's resource list */
   cf_waker waker;
   int err;
   uint8_t stage; /* 0 new, 1 resolving, 2 connecting, 3 done */
   uint8_t orphaned;
 } cfu_connect;
 
-int cfu_connect_start(uv_loop_t *loop, cf_link *res_list, cfu_connect *c, const char *host,
-                      const char *port, const cf_waker *w);
+int cfu_connect_start(uv_loop_t *loop, cfu_connect *c, const char *host, const char *port,
+                      const cf_waker *w);
 void cfu_connect_set_waker(cfu_connect *c, const cf_waker *w);
 void cfu_connect_orphan(cfu_connect *c);
 /* Take the connected stream (done, no error): the caller owns its reference. */
@@ -54,10 +53,8 @@ void cfu_connect_free(cfu_connect *c);
 /* ---- TCP listen ---------------------------------------------------------------- */
 
 typedef struct cfu_listener {
-  cfu_res res;
+  cfu_handle base; /* refs: the Lua object and pending accepts */
   uv_tcp_t h;
-  int refs; /* the Lua object and pending accepts */
-  uint8_t closing, closed;
   uint8_t pending; /* libuv holds an accepted connection for uv_accept */
   int err;         /* a failed accept, reported to the next acceptor */
   cf_waitlist acceptors;
@@ -67,8 +64,6 @@ cfu_listener *cfu_listener_new(uv_loop_t *loop);
 int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags);
 /* Accept the pending connection into a new stream (one reference). */
 int cfu_listener_accept(cfu_listener *l, cfu_stream **out);
-void cfu_listener_close(cfu_listener *l);
-void cfu_listener_unref(cfu_listener *l);
 
 /* ---- UDP ---------------------------------------------------------------------- */
 
@@ -80,10 +75,9 @@ typedef struct cfu_datagram {
 } cfu_datagram;
 
 typedef struct cfu_udp {
-  cfu_res res;
+  cfu_handle base; /* refs: the Lua object, receives, sends in flight */
   uv_udp_t h;
-  int refs;
-  uint8_t closing, closed, receiving;
+  uint8_t receiving;
   int rerr;
   cfu_datagram *head, *tail; /* received, not yet taken */
   size_t queued;
@@ -96,8 +90,6 @@ cfu_udp *cfu_udp_new(uv_loop_t *loop);
  * register cx and return 0. */
 int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx);
 cfu_datagram *cfu_udp_take(cfu_udp *u); /* caller frees */
-void cfu_udp_close(cfu_udp *u);
-void cfu_udp_unref(cfu_udp *u);
 
 typedef struct cfu_udp_send {
   uv_udp_send_t req;

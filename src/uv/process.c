@@ -7,90 +7,52 @@
 
 /* ---- processes -------------------------------------------------------------- */
 
-static void proc_free(cfu_process *p) {
-  cfu_res_remove(&p->res);
-  free(p);
-}
+static void proc_free(cfu_handle *h) { free(h); }
 
-static void proc_on_close(uv_handle_t *h) {
-  cfu_process *p = h->data;
-  p->closed = 1;
-  if (p->refs == 0) proc_free(p);
-}
-
-static void proc_close(cfu_process *p) {
-  cfu_res_remove(&p->res);
-  if (p->closing) return;
-  p->closing = 1;
-  uv_close((uv_handle_t *)&p->h, proc_on_close);
-}
+/* the handle lingers without references until the child exits, so libuv
+ * reaps it (no zombies) */
+static const cfu_handle_vt proc_vt = {NULL, proc_free, 1};
 
 static void on_child_exit(uv_process_t *h, int64_t status, int term_signal) {
-  cfu_process *p = h->data;
+  cfu_process *p = (cfu_process *)h->data;
   p->exited = 1;
   p->status = status;
   p->term_signal = term_signal;
   cf_waitlist_wake_all(&p->waiters);
-  proc_close(p); /* reaped: nothing left to watch */
+  cfu_handle_close(&p->base); /* reaped: nothing left to watch */
 }
-
-static void proc_shutdown(cfu_res *r) { proc_close(cf__container_of(r, cfu_process, res)); }
 
 cfu_process *cfu_process_new(void) {
   cfu_process *p = calloc(1, sizeof *p);
   if (!p) return NULL;
-  p->refs = 1;
-  p->res.shutdown = proc_shutdown;
+  cfu_handle_init(&p->base, &proc_vt);
   cf_waitlist_init(&p->waiters);
   return p;
 }
 
 int cfu_process_spawn(uv_loop_t *loop, cfu_process *p, uv_process_options_t *opts) {
   opts->exit_cb = on_child_exit;
-  p->h.data = p;
+  cfu_handle_opened(&p->base, (uv_handle_t *)&p->h);
   int r = uv_spawn(loop, &p->h, opts);
   if (r != 0) {
-    p->exited = 1;
-    p->closing = 1;
-    uv_close((uv_handle_t *)&p->h, proc_on_close);
+    p->exited = 1; /* the handle was initialised: it is closed like any other */
+    cfu_handle_close(&p->base);
     return r;
   }
   p->pid = p->h.pid;
   return 0;
 }
 
-void cfu_process_unref(cfu_process *p) {
-  if (--p->refs > 0) return;
-  if (p->closed) proc_free(p);
-  /* else a running child keeps its handle until it exits (or the runtime
-   * closes); the close callback frees it */
-}
-
 /* ---- signals ---------------------------------------------------------------- */
 
-static void sig_free(cfu_signal *s) {
-  cfu_res_remove(&s->res);
-  free(s);
-}
+static void sig_closing(cfu_handle *h) { cf_waitlist_wake_all(&((cfu_signal *)h)->waiters); }
 
-static void sig_on_close(uv_handle_t *h) {
-  cfu_signal *s = h->data;
-  s->closed = 1;
-  if (s->refs == 0) sig_free(s);
-}
+static void sig_free(cfu_handle *h) { free(h); }
 
-static void sig_close(cfu_signal *s) {
-  cfu_res_remove(&s->res);
-  if (s->closing) return;
-  s->closing = 1;
-  uv_close((uv_handle_t *)&s->h, sig_on_close);
-  cf_waitlist_wake_all(&s->waiters);
-}
-
-static void sig_shutdown(cfu_res *r) { sig_close(cf__container_of(r, cfu_signal, res)); }
+static const cfu_handle_vt sig_vt = {sig_closing, sig_free, 0};
 
 static void on_signal(uv_signal_t *h, int signum) {
-  cfu_signal *s = h->data;
+  cfu_signal *s = (cfu_signal *)h->data;
   (void)signum;
   s->pending++;
   cf_waitlist_wake_all(&s->waiters);
@@ -99,23 +61,16 @@ static void on_signal(uv_signal_t *h, int signum) {
 cfu_signal *cfu_signal_new(void) {
   cfu_signal *s = calloc(1, sizeof *s);
   if (!s) return NULL;
-  s->refs = 1;
-  s->res.shutdown = sig_shutdown;
-  s->h.data = s;
+  cfu_handle_init(&s->base, &sig_vt);
   cf_waitlist_init(&s->waiters);
   return s;
 }
 
 int cfu_signal_start(uv_loop_t *loop, cfu_signal *s, int signum) {
   uv_signal_init(loop, &s->h);
+  cfu_handle_opened(&s->base, (uv_handle_t *)&s->h);
   s->signum = signum;
   int r = uv_signal_start(&s->h, on_signal, signum);
-  if (r != 0) sig_close(s);
+  if (r != 0) cfu_handle_close(&s->base);
   return r;
-}
-
-void cfu_signal_unref(cfu_signal *s) {
-  if (--s->refs > 0) return;
-  if (!s->closing) sig_close(s);
-  if (s->closed) sig_free(s);
 }

@@ -4,17 +4,14 @@
 #ifndef CF_UV_PROCESS_H
 #define CF_UV_PROCESS_H
 
-#include "stream.h"
+#include "handle.h"
 
 /* A child process. The handle stays open until the child exits (so libuv
  * reaps it: no zombies), even when the Lua object is gone. */
 typedef struct cfu_process {
-  cfu_res res;
+  cfu_handle base; /* refs: the Lua object and wait futures; lingers while the child runs */
   uv_process_t h;
-  int refs;        /* the Lua object and wait futures */
   uint8_t exited;  /* exit status known */
-  uint8_t closing; /* uv_close called */
-  uint8_t closed;  /* close callback ran */
   int64_t status;  /* exit status */
   int term_signal; /* signal that ended it, or 0 */
   int pid;
@@ -26,14 +23,11 @@ cfu_process *cfu_process_new(void);
 /* Start the child; on failure the handle is closed and the error returned
  * (p is then freed with its last reference as usual). */
 int cfu_process_spawn(uv_loop_t *loop, cfu_process *p, uv_process_options_t *opts);
-void cfu_process_unref(cfu_process *p);
 
 /* A signal watcher: counts deliveries until they are taken. */
 typedef struct cfu_signal {
-  cfu_res res;
+  cfu_handle base; /* refs: a listener or a wait, and receives */
   uv_signal_t h;
-  int refs;
-  uint8_t closing, closed;
   int signum;
   unsigned pending; /* deliveries not yet taken */
   cf_waitlist waiters;
@@ -41,6 +35,5 @@ typedef struct cfu_signal {
 
 cfu_signal *cfu_signal_new(void);
 int cfu_signal_start(uv_loop_t *loop, cfu_signal *s, int signum);
-void cfu_signal_unref(cfu_signal *s);
 
 #endif

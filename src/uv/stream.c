@@ -20,79 +20,28 @@
 #define CHUNK 65536
 #define HIGH_WATER (1u << 20)
 
-/* ---- resources ------------------------------------------------------------ */
-
-void cfu_res_list_init(cf_link *head) { cf__list_init(head); }
-
-void cfu_res_add(cf_link *head, cfu_res *r) { cf__list_push_back(head, &r->link); }
-
-void cfu_res_remove(cfu_res *r) {
-  if (cf__link_linked(&r->link)) cf__list_remove(&r->link);
-}
-
-void cfu_res_shutdown_all(cf_link *head) {
-  cf_link *l;
-  while ((l = cf__list_pop_front(head))) {
-    cfu_res *r = cf__container_of(l, cfu_res, link);
-    r->shutdown(r);
-  }
-}
-
 /* ---- lifetime -------------------------------------------------------------- */
 
-static void stream_free(cfu_stream *s) {
-  cfu_res_remove(&s->res);
+static void stream_closing(cfu_handle *h) {
+  cfu_stream *s = (cfu_stream *)h;
+  s->reading = 0;
+  cf_waitlist_wake_all(&s->readers);
+}
+
+static void stream_free(cfu_handle *h) {
+  cfu_stream *s = (cfu_stream *)h;
   free(s->buf);
   free(s);
 }
 
-static void on_close(uv_handle_t *h) {
-  cfu_stream *s = h->data;
-  s->closed = 1;
-  if (s->refs == 0) stream_free(s);
-}
-
-void cfu_stream_close(cfu_stream *s) {
-  cfu_res_remove(&s->res);
-  if (s->closing) return;
-  s->closing = 1;
-  s->reading = 0;
-  if (s->inited)
-    uv_close(&s->h.handle, on_close);
-  else
-    s->closed = 1;
-  cf_waitlist_wake_all(&s->readers);
-}
-
-int cfu_stream_reset(cfu_stream *s) {
-  if (!s->tcp || s->closing) return UV_EINVAL;
-  int r = uv_tcp_close_reset(&s->h.tcp, on_close);
-  if (r != 0) return r;
-  cfu_res_remove(&s->res);
-  s->closing = 1;
-  s->reading = 0;
-  cf_waitlist_wake_all(&s->readers);
-  return 0;
-}
-
-static void res_shutdown(cfu_res *r) { cfu_stream_close(cf__container_of(r, cfu_stream, res)); }
+static const cfu_handle_vt stream_vt = {stream_closing, stream_free, 0};
 
 cfu_stream *cfu_stream_new(void) {
   cfu_stream *s = calloc(1, sizeof *s);
   if (!s) return NULL;
-  s->refs = 1;
-  s->h.handle.data = s;
-  s->res.shutdown = res_shutdown;
+  cfu_handle_init(&s->base, &stream_vt);
   cf_waitlist_init(&s->readers);
   return s;
-}
-
-void cfu_stream_ref(cfu_stream *s) { s->refs++; }
-
-void cfu_stream_unref(cfu_stream *s) {
-  if (--s->refs > 0) return;
-  if (!s->closing) cfu_stream_close(s);
-  if (s->closed) stream_free(s);
 }
 
 /* ---- reading ----------------------------------------------------------------- */
@@ -158,7 +107,7 @@ static const char *find_delim(cfu_stream *s, const cfu_read_spec *r, int *over) 
 
 static int can_complete(cfu_stream *s, const cfu_read_spec *r) {
   int over;
-  if (s->eof || s->rerr || s->closing) return 1;
+  if (s->eof || s->rerr || s->base.closing) return 1;
   switch (r->kind) {
   case CFU_TAKE_SOME: return s->len > 0;
   case CFU_TAKE_EXACT: return s->len >= r->n;
@@ -221,7 +170,7 @@ const char *cfu_stream_peek(cfu_stream *s, const cfu_read_spec *r, size_t *len, 
   if (k == 0 && skip == 0) {
     if (s->rerr && s->rerr != UV_EOF)
       *err = s->rerr;
-    else if (s->closing && !s->eof)
+    else if (s->base.closing && !s->eof)
       *err = UV_ECANCELED;
     return NULL;
   }
@@ -257,18 +206,18 @@ static void on_write(uv_write_t *req, int status) {
     free(w);
   else
     cf_waker_wake(&w->waker);
-  cfu_stream_unref(s);
+  cfu_handle_unref(&s->base);
 }
 
 int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker) {
-  if (s->closing) return UV_EBADF;
+  if (s->base.closing) return UV_EBADF;
   if (s->shut) return UV_EPIPE;
   uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
   w->req.data = w;
   int r = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
   if (r != 0) return r;
   w->s = s;
-  cfu_stream_ref(s);
+  cfu_handle_ref(&s->base);
   cf_waker_set(&w->waker, waker);
   return 0;
 }
@@ -285,11 +234,11 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
   cfu_stream *s = req->data;
   free(req);
-  cfu_stream_unref(s);
+  cfu_handle_unref(&s->base);
 }
 
 int cfu_stream_shutdown(cfu_stream *s) {
-  if (s->closing) return UV_EBADF;
+  if (s->base.closing) return UV_EBADF;
   if (s->shut) return 0;
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req) return UV_ENOMEM;
@@ -300,6 +249,6 @@ int cfu_stream_shutdown(cfu_stream *s) {
     return r;
   }
   s->shut = 1;
-  cfu_stream_ref(s);
+  cfu_handle_ref(&s->base);
   return 0;
 }

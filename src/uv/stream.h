@@ -1,6 +1,5 @@
 /*
- * stream.h — byte streams over libuv (pipes now; TCP shares it) and the
- * runtime's list of open I/O resources.
+ * stream.h — byte streams over libuv: pipes and TCP connections.
  *
  * A stream's memory is C memory: the handle libuv points at lives until
  * its close callback has run and nobody (the Lua object, a pending read
@@ -9,34 +8,16 @@
 #ifndef CF_UV_STREAM_H
 #define CF_UV_STREAM_H
 
-#include "driver.h"
-
-/* Something the runtime must shut down when it closes (a stream, a child
- * process, a signal watcher), linked on the runtime's list while open. */
-typedef struct cfu_res cfu_res;
-struct cfu_res {
-  cf_link link;
-  void (*shutdown)(cfu_res *r); /* start closing; memory goes in close callbacks */
-};
-
-void cfu_res_list_init(cf_link *head);
-void cfu_res_add(cf_link *head, cfu_res *r);
-void cfu_res_remove(cfu_res *r);
-/* Shut down every resource still on the list. */
-void cfu_res_shutdown_all(cf_link *head);
+#include "handle.h"
 
 typedef struct cfu_stream {
-  cfu_res res;
+  cfu_handle base; /* refs: the Lua object, read futures, writes in flight */
   union {
     uv_handle_t handle;
     uv_stream_t stream;
     uv_pipe_t pipe;
     uv_tcp_t tcp;
   } h;
-  int refs;        /* the Lua object, read futures, writes in flight */
-  uint8_t inited;  /* the handle was initialised (must be closed) */
-  uint8_t closing; /* uv_close was called */
-  uint8_t closed;  /* its close callback ran */
   uint8_t eof;     /* the peer finished writing */
   uint8_t reading; /* uv_read_start is on */
   uint8_t shut;    /* the write side was shut down */
@@ -49,15 +30,11 @@ typedef struct cfu_stream {
 } cfu_stream;
 
 /* A stream with one reference, not yet initialised: the caller inits
- * s->h for its kind, then sets s->inited. NULL when out of memory. */
+ * s->h for its kind, then calls cfu_handle_opened. NULL when out of
+ * memory. Lifetime: cfu_handle_ref / unref / close on &s->base; closing
+ * wakes the readers, which then see it closed. */
 cfu_stream *cfu_stream_new(void);
-void cfu_stream_ref(cfu_stream *s);
-/* Drop a reference; the last one closes the handle (freed when closed). */
-void cfu_stream_unref(cfu_stream *s);
-/* Close the handle now (idempotent); readers wake and see it closed. */
-void cfu_stream_close(cfu_stream *s);
-/* TCP: close with a reset (RST) instead of an orderly end of stream. */
-int cfu_stream_reset(cfu_stream *s);
+static inline int cfu_stream_closing(const cfu_stream *s) { return s->base.closing; }
 
 /* What a read waits for */
 enum {

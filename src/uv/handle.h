@@ -1,0 +1,52 @@
+/*
+ * handle.h — the lifetime of a libuv handle owned by cfuture: streams,
+ * listeners, UDP sockets, child processes, signal watchers.
+ *
+ * Ground rules
+ * - The owner struct is C memory that starts with a cfu_handle, and the
+ *   libuv handle's data points at it.
+ * - References count the Lua object and the futures or requests that use
+ *   the handle. The memory is freed only when the close callback has run
+ *   and no reference is left, whichever comes last.
+ * - While open, the handle is on the runtime's list, so closing the
+ *   runtime closes it properly (with its callbacks) before the loop goes.
+ */
+#ifndef CF_UV_HANDLE_H
+#define CF_UV_HANDLE_H
+
+#include "driver.h"
+
+typedef struct cfu_handle cfu_handle;
+
+typedef struct cfu_handle_vt {
+  void (*closing)(cfu_handle *h); /* closing began: wake whoever waits (optional) */
+  void (*free)(cfu_handle *h);    /* release the owner's memory */
+  uint8_t linger;                 /* stays open without references (a running child) */
+} cfu_handle_vt;
+
+struct cfu_handle {
+  cf_link link; /* on the runtime's list while open */
+  const cfu_handle_vt *vt;
+  uv_handle_t *uv; /* once initialised; NULL: nothing to close */
+  int refs;
+  uint8_t closing; /* uv_close was called */
+  uint8_t closed;  /* its close callback ran */
+};
+
+/* One reference (the creator's), nothing initialised, on no list. */
+void cfu_handle_init(cfu_handle *h, const cfu_handle_vt *vt);
+/* The libuv handle was initialised: it must be closed from now on. */
+void cfu_handle_opened(cfu_handle *h, uv_handle_t *uv);
+/* Put h on the runtime's list of open handles. */
+void cfu_handle_track(cf_link *list, cfu_handle *h);
+void cfu_handle_ref(cfu_handle *h);
+/* Drop a reference; the last one closes the handle (unless it lingers). */
+void cfu_handle_unref(cfu_handle *h);
+/* Close now (idempotent). */
+void cfu_handle_close(cfu_handle *h);
+/* Close a TCP handle with a reset (RST) instead of an orderly end. */
+int cfu_handle_close_reset(cfu_handle *h);
+/* Close every handle still on the list (the runtime is closing). */
+void cfu_handle_close_all(cf_link *list);
+
+#endif
