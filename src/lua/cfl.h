@@ -172,6 +172,11 @@ static inline int cfl_done(const cfl_future *f) {
   return f->state == CFL_READY || f->state == CFL_FAILED;
 }
 static inline void cfl_drop(cfl_future *f) { cf_future_drop(&f->base); }
+/* In a class's drop: a future dropped before its results were taken is
+ * cancelled (taken, moved or already cancelled stay as they are). */
+static inline void cfl_mark_dropped(cfl_future *f) {
+  if (f->state <= CFL_PENDING || f->state == CFL_READY) f->state = CFL_CANCELLED;
+}
 int cfl_take(lua_State *L, cfl_future *f);
 /* Let C code that holds only a pointer push the userdata at idx back onto a
  * stack (a weak table; not usable from the object's own finaliser). */

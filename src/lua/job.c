@@ -40,7 +40,7 @@ static void job_drop(cf_future *base) {
     f->job = NULL;
     cfu_job_orphan(j);
   }
-  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&f->hdr);
 }
 
 static int job_take(lua_State *L, cfl_future *base) {

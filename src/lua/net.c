@@ -101,7 +101,7 @@ static void connect_release(cfl_connect *f) {
 static void connect_drop(cf_future *base) {
   cfl_connect *f = (cfl_connect *)base;
   connect_release(f);
-  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&f->hdr);
 }
 
 static int connect_take(lua_State *L, cfl_future *base) {
@@ -190,7 +190,7 @@ static void lookup_release(cfl_lookup *f) {
 static void lookup_drop(cf_future *base) {
   cfl_lookup *f = (cfl_lookup *)base;
   lookup_release(f);
-  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&f->hdr);
 }
 
 static int lookup_take(lua_State *L, cfl_future *base) {
@@ -397,7 +397,7 @@ static void accept_release(cfl_accept *f) {
 static void accept_drop(cf_future *base) {
   cfl_accept *f = (cfl_accept *)base;
   accept_release(f);
-  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&f->hdr);
 }
 
 static int accept_take(lua_State *L, cfl_future *base) {
@@ -577,7 +577,7 @@ static void recv_release(cfl_recv *f) {
 static void recv_drop(cf_future *base) {
   cfl_recv *f = (cfl_recv *)base;
   recv_release(f);
-  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&f->hdr);
 }
 
 static int recv_take(lua_State *L, cfl_future *base) {
@@ -655,7 +655,7 @@ static void send_release(cfl_send *f) {
 static void send_drop(cf_future *base) {
   cfl_send *f = (cfl_send *)base;
   send_release(f);
-  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&f->hdr);
 }
 
 static int send_take(lua_State *L, cfl_future *base) {

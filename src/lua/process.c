@@ -51,7 +51,7 @@ static void pwait_release(cfl_pwait *w) {
 static void pwait_drop(cf_future *base) {
   cfl_pwait *w = (cfl_pwait *)base;
   pwait_release(w);
-  if (w->hdr.state <= CFL_PENDING || w->hdr.state == CFL_READY) w->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&w->hdr);
 }
 
 /* code, signal: a child ended by a signal has code 128 + signal number */

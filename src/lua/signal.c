@@ -97,7 +97,7 @@ static void sigwait_release(cfl_sigwait *w) {
 static void sigwait_drop(cf_future *base) {
   cfl_sigwait *w = (cfl_sigwait *)base;
   sigwait_release(w);
-  if (w->hdr.state <= CFL_PENDING || w->hdr.state == CFL_READY) w->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&w->hdr);
 }
 
 static int sigwait_take(lua_State *L, cfl_future *base) {

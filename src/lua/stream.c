@@ -89,7 +89,7 @@ static void read_release(cfl_read *r) {
 static void read_drop(cf_future *base) {
   cfl_read *r = (cfl_read *)base;
   read_release(r);
-  if (r->hdr.state <= CFL_PENDING || r->hdr.state == CFL_READY) r->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&r->hdr);
 }
 
 static int read_take(lua_State *L, cfl_future *base) {
@@ -206,7 +206,7 @@ static void write_release(cfl_write *f) {
 static void write_drop(cf_future *base) {
   cfl_write *f = (cfl_write *)base;
   write_release(f);
-  if (f->hdr.state <= CFL_PENDING || f->hdr.state == CFL_READY) f->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&f->hdr);
 }
 
 static int write_take(lua_State *L, cfl_future *base) {

@@ -51,7 +51,7 @@ static cf_poll sleep_poll(cf_future *base, cf_context *cx) {
 static void sleep_drop(cf_future *base) {
   cfl_sleep *s = (cfl_sleep *)base;
   cfu_timers_remove(&s->hdr.rt->timers, &s->s);
-  if (s->hdr.state <= CFL_PENDING || s->hdr.state == CFL_READY) s->hdr.state = CFL_CANCELLED;
+  cfl_mark_dropped(&s->hdr);
 }
 
 static int sleep_take(lua_State *L, cfl_future *f) {
@@ -138,7 +138,7 @@ static cf_poll yield_poll(cf_future *base, cf_context *cx) {
 
 static void yield_drop(cf_future *base) {
   cfl_future *f = (cfl_future *)base;
-  if (f->state <= CFL_PENDING || f->state == CFL_READY) f->state = CFL_CANCELLED;
+  cfl_mark_dropped(f);
 }
 
 static int yield_take(lua_State *L, cfl_future *f) {
