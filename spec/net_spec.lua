@@ -124,6 +124,21 @@ describe("cf.net TCP", function()
     end))
   end)
 
+  it("gives each of several concurrent readers its own bytes, in poll order", function()
+    cf.block_on(cf.scope(function(s)
+      local l, port = echo_server(s)
+      local c = assert(net.connect("127.0.0.1", port):await())
+      -- the reads are polled (and wait) first; then everything arrives in
+      -- one segment: a read that became ready keeps its bytes until the
+      -- join takes them, whatever the readers polled after it do
+      local reads = cf.spawn(cf.join(c:read_line(), c:read_line(), c:read_exact(3)))
+      cf.sleep(10):await()
+      c:write("first\nsecond\nxyz"):await()
+      assert.are.same({ "first", "second", "xyz" }, { reads:await() })
+      l:close()
+    end))
+  end)
+
   it("gives a half-closed peer end of stream while its side still writes", function()
     cf.block_on(cf.scope(function(s)
       local l = assert(net.listen("127.0.0.1", 0))

@@ -35,7 +35,7 @@ typedef struct cfl_read {
  * reading past its high-water mark. */
 static int gather(cfl_read *r) {
   cfu_stream *s = r->s;
-  if (s->len == 0 || (s->claim && s->claim != &r->spec)) return 0;
+  if (s->len == 0) return 0;
   if (r->len + s->len > r->cap) {
     size_t cap = r->cap ? r->cap : 65536;
     while (cap < r->len + s->len)
@@ -62,19 +62,25 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
     if (!r->err) r->err = gather(r);
   } else {
     if (!cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
-    /* the bytes stay in the stream's buffer, claimed, until take pushes
-     * them straight to Lua; other readers wait for the claim */
-    r->s->claim = &r->spec;
+    /* take the bytes now: a combinator may hand them over later, and the
+     * readers polled meanwhile must neither get them nor wait for them */
+    size_t used;
+    const char *p = cfu_stream_peek(r->s, &r->spec, &r->len, &used, &r->err);
+    if (p) {
+      r->data = malloc(r->len ? r->len : 1);
+      if (r->data) {
+        memcpy(r->data, p, r->len);
+        cfu_stream_consume(r->s, used);
+      } else {
+        r->err = UV_ENOMEM;
+      }
+    }
   }
   r->hdr.state = CFL_READY;
   return CF_READY;
 }
 
 static void read_release(cfl_read *r) {
-  if (r->s && r->s->claim == &r->spec) { /* dropped ready, or taken: others may go */
-    r->s->claim = NULL;
-    cf_waitlist_wake_all(&r->s->readers);
-  }
   free(r->data);
   r->data = NULL;
   free(r->delim);
@@ -96,16 +102,6 @@ static int read_take(lua_State *L, cfl_future *base) {
   cfl_read *r = (cfl_read *)base;
   r->hdr.state = CFL_TAKEN;
   int n = 1;
-  if (r->spec.kind != CFU_TAKE_ALL) {
-    size_t used;
-    const char *p = cfu_stream_peek(r->s, &r->spec, &r->len, &used, &r->err);
-    if (p) {
-      lua_pushlstring(L, p, r->len);
-      cfu_stream_consume(r->s, used);
-      read_release(r);
-      return 1;
-    }
-  }
   if (r->err == UV_ENOBUFS && (r->spec.kind == CFU_TAKE_LINE || r->spec.kind == CFU_TAKE_UNTIL)) {
     lua_pushnil(L);
     lua_pushfstring(L, "%s: no delimiter within %d bytes",

@@ -118,10 +118,6 @@ static int can_complete(cfu_stream *s, const cfu_read_spec *r) {
 }
 
 int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx) {
-  if (s->claim && s->claim != r) { /* a ready read has not taken its bytes yet */
-    cf_waitlist_register(&s->readers, cx);
-    return 0;
-  }
   if (can_complete(s, r)) return 1;
   if (!s->reading) {
     int e = uv_read_start(&s->h.stream, on_alloc, on_read);

@@ -26,7 +26,6 @@ typedef struct cfu_stream {
   char *buf;       /* received bytes [off, off + len) not yet taken */
   size_t off, len, cap;
   cf_waitlist readers;
-  const void *claim; /* the read spec of a read that is ready and has not taken its bytes */
 } cfu_stream;
 
 /* A stream with one reference, not yet initialised: the caller inits
