@@ -133,10 +133,11 @@ struct cf_runtime {
   int await_fn;    /* registry ref: the await C closure */
   int yield_token; /* registry ref: the future cf.yield_now() returns */
   void *yield_token_ptr;
-  int sent;         /* registry ref: the future a send that went through returns */
-  int mt;           /* registry ref: the future metatable */
-  int cancelled_mt; /* registry ref: metatable of cancellation errors */
-  cf_link io;       /* open streams, processes, signal watchers (cfu_handle) */
+  int sent;              /* registry ref: the future a send that went through returns */
+  int mt;                /* registry ref: the future metatable */
+  int cancelled_mt;      /* registry ref: metatable of cancellation errors */
+  const void *stream_mt; /* identity of the stream metatable (cfl_testudata) */
+  cf_link io;            /* open streams, processes, signal watchers (cfu_handle) */
   int in_run;
   int polling; /* inside uv_run */
   int closing;
@@ -147,6 +148,17 @@ struct cf_runtime {
 #define CFL_UP_MT 2
 static inline cf_runtime *cfl_rt(lua_State *L) {
   return (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+}
+
+/* The userdata at idx if its metatable is the one whose identity is mt, else
+ * NULL: luaL_testudata without the registry lookup by name, for methods on
+ * the hot path of every read and write. */
+static inline void *cfl_testudata(lua_State *L, int idx, const void *mt) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  int ok = lua_topointer(L, -1) == mt;
+  lua_pop(L, 1);
+  return ok ? p : NULL;
 }
 
 /* runtime.c */

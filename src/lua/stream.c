@@ -227,7 +227,7 @@ void cfl_push_stream(lua_State *L, cfu_stream *s) {
 }
 
 cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname) {
-  cfl_stream *o = luaL_testudata(L, idx, STREAM_MT);
+  cfl_stream *o = cfl_testudata(L, idx, cfl_rt(L)->stream_mt);
   if (!o)
     luaL_error(L, "%s: argument #%d must be a stream (call it with a colon; got %s)", fname, idx,
                luaL_typename(L, idx));
@@ -236,7 +236,7 @@ cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname) {
 }
 
 static cfl_stream *check_stream(lua_State *L, const char *fname) {
-  cfl_stream *o = luaL_testudata(L, 1, STREAM_MT);
+  cfl_stream *o = cfl_testudata(L, 1, cfl_rt(L)->stream_mt);
   if (!o)
     luaL_error(L, "%s: argument #1 must be a stream (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
@@ -398,6 +398,10 @@ static const luaL_Reg methods[] = {{"read", s_read},
 
 /* Module table on top: cf.Stream holds the stream methods. */
 void cfl_open_stream(lua_State *L) {
-  cfl_new_class(L, cf_runtime_of(L), STREAM_MT, methods, s_gc, s_close, s_tostring);
+  cf_runtime *rt = cf_runtime_of(L);
+  cfl_new_class(L, rt, STREAM_MT, methods, s_gc, s_close, s_tostring);
+  luaL_getmetatable(L, STREAM_MT);
+  rt->stream_mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
   lua_setfield(L, -2, "Stream");
 }
