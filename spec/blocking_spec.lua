@@ -36,7 +36,10 @@ describe("cf.blocking", function()
     assert.matches("blocking_spec.lua:34: boom", err) -- where the function was written
     ok, err = pcall(cf.block_on, cf.blocking(function() return print end))
     assert.is_false(ok)
-    assert.matches("blocking: result #1: cannot copy a function", err)
+    assert.matches("blocking: result #1: cannot copy a C function", err)
+    -- functions without upvalues travel (as bytecode), both ways
+    local double = cf.block_on(cf.blocking(function(f) return f end, function(x) return 2 * x end))
+    assert.are.equal(14, double(7))
   end)
 
   it("stops a cancelled job, freeing its pool thread", function()
@@ -63,6 +66,6 @@ describe("cf.blocking", function()
     local cyc = {}
     cyc.self = cyc
     assert.has_error(function() cf.blocking(function() end, cyc) end,
-      "blocking: tables nested too deeply (or a cycle)")
+      "blocking: argument #2: tables nested too deeply (or a cycle)")
   end)
 end)

@@ -16,159 +16,18 @@
 #include <lualib.h>
 
 #include "cfl.h"
-
-/* ---- copying values between states ------------------------------------------ */
-
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-} buf;
-
-static int put(buf *b, const void *data, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n)
-      cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) return -1;
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, data, n);
-  b->len += n;
-  return 0;
-}
-
-#define MAX_DEPTH 64
-
-/* Append the value at idx; on failure return a static message. */
-static const char *encode(lua_State *L, int idx, buf *b, int depth) {
-  idx = lua_absindex(L, idx);
-  char tag;
-  switch (lua_type(L, idx)) {
-  case LUA_TNIL: tag = 'n'; return put(b, &tag, 1) ? "out of memory" : NULL;
-  case LUA_TBOOLEAN:
-    tag = lua_toboolean(L, idx) ? 't' : 'f';
-    return put(b, &tag, 1) ? "out of memory" : NULL;
-  case LUA_TNUMBER:
-    if (lua_isinteger(L, idx)) {
-      lua_Integer i = lua_tointeger(L, idx);
-      tag = 'i';
-      return put(b, &tag, 1) || put(b, &i, sizeof i) ? "out of memory" : NULL;
-    } else {
-      lua_Number d = lua_tonumber(L, idx);
-      tag = 'd';
-      return put(b, &tag, 1) || put(b, &d, sizeof d) ? "out of memory" : NULL;
-    }
-  case LUA_TSTRING: {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    tag = 's';
-    return put(b, &tag, 1) || put(b, &n, sizeof n) || put(b, s, n) ? "out of memory" : NULL;
-  }
-  case LUA_TTABLE: {
-    if (depth >= MAX_DEPTH) return "tables nested too deeply (or a cycle)";
-    if (!lua_checkstack(L, 3)) return "stack overflow";
-    tag = '{';
-    if (put(b, &tag, 1)) return "out of memory";
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      const char *e = encode(L, -2, b, depth + 1);
-      if (!e) e = encode(L, -1, b, depth + 1);
-      if (e) {
-        lua_pop(L, 2);
-        return e;
-      }
-      lua_pop(L, 1);
-    }
-    tag = '}';
-    return put(b, &tag, 1) ? "out of memory" : NULL;
-  }
-  default: return NULL; /* the caller names the type */
-  }
-}
-
-static int copyable(lua_State *L, int idx) {
-  int t = lua_type(L, idx);
-  return t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING ||
-         t == LUA_TTABLE;
-}
-
-/* Check a table's contents are copyable; return the bad type or NULL. */
-static const char *bad_type(lua_State *L, int idx, int depth) {
-  idx = lua_absindex(L, idx);
-  if (!copyable(L, idx)) return luaL_typename(L, idx);
-  if (lua_type(L, idx) != LUA_TTABLE || depth >= MAX_DEPTH || !lua_checkstack(L, 3)) return NULL;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *t = bad_type(L, -2, depth + 1);
-    if (!t) t = bad_type(L, -1, depth + 1);
-    if (t) {
-      lua_pop(L, 2);
-      return t;
-    }
-    lua_pop(L, 1);
-  }
-  return NULL;
-}
-
-/* Push the value at *pos; 0 on success. */
-static int decode(lua_State *L, const char *p, size_t len, size_t *pos) {
-  if (*pos >= len || !lua_checkstack(L, 3)) return -1;
-  char tag = p[(*pos)++];
-  switch (tag) {
-  case 'n': lua_pushnil(L); return 0;
-  case 't': lua_pushboolean(L, 1); return 0;
-  case 'f': lua_pushboolean(L, 0); return 0;
-  case 'i': {
-    lua_Integer i;
-    memcpy(&i, p + *pos, sizeof i);
-    *pos += sizeof i;
-    lua_pushinteger(L, i);
-    return 0;
-  }
-  case 'd': {
-    lua_Number d;
-    memcpy(&d, p + *pos, sizeof d);
-    *pos += sizeof d;
-    lua_pushnumber(L, d);
-    return 0;
-  }
-  case 's': {
-    size_t n;
-    memcpy(&n, p + *pos, sizeof n);
-    *pos += sizeof n;
-    lua_pushlstring(L, p + *pos, n);
-    *pos += n;
-    return 0;
-  }
-  case '{':
-    lua_newtable(L);
-    while (*pos < len && p[*pos] != '}') {
-      if (decode(L, p, len, pos) || decode(L, p, len, pos)) return -1;
-      lua_rawset(L, -3);
-    }
-    (*pos)++;
-    return 0;
-  default: return -1;
-  }
-}
+#include "copy.h"
 
 /* ---- the job ------------------------------------------------------------------ */
 
 typedef struct blocking_job {
   cfu_job job;
-  buf code; /* the function's bytecode */
-  buf args; /* encoded arguments, then the encoded results */
+  cfl_buf code; /* the function (encoded) */
+  cfl_buf args; /* encoded arguments, then the encoded results */
   int nargs;
   int nres;
   int failed; /* the results buffer holds an error message */
 } blocking_job;
-
-static int writer(lua_State *L, const void *p, size_t n, void *ud) {
-  (void)L;
-  return put(ud, p, n);
-}
 
 static void cancel_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -190,42 +49,42 @@ static void blocking_run(cfu_job *job) {
   lua_pushlightuserdata(L, j);
   lua_setfield(L, LUA_REGISTRYINDEX, "cfuture.job");
   lua_sethook(L, cancel_hook, LUA_MASKCOUNT, 10000);
-  int st = luaL_loadbufferx(L, j->code.p, j->code.len, "=blocking", "b");
   size_t pos = 0;
+  int st = cfl_decode(L, j->code.p, j->code.len, &pos) ? LUA_ERRRUN : LUA_OK;
+  if (st != LUA_OK) lua_pushliteral(L, "blocking: cannot load the function");
+  pos = 0;
   for (int i = 0; st == LUA_OK && i < j->nargs; i++)
-    if (decode(L, j->args.p, j->args.len, &pos)) {
+    if (cfl_decode(L, j->args.p, j->args.len, &pos)) {
       lua_pushliteral(L, "blocking: corrupt arguments");
       st = LUA_ERRRUN;
     }
   if (st == LUA_OK) st = lua_pcall(L, j->nargs, LUA_MULTRET, 0);
-  j->args.len = 0;
+  cfl_buf_discard(&j->args); /* the arguments were decoded (or are dropped) */
   if (st == LUA_OK) {
     j->nres = lua_gettop(L);
-    for (int i = 1; i <= j->nres; i++) {
-      const char *bad = bad_type(L, i, 0);
-      const char *e = bad ? "" : encode(L, i, &j->args, 0);
-      if (bad || e) {
-        j->args.len = 0;
-        lua_pushfstring(L, "blocking: result #%d: %s%s", i, bad ? "cannot copy a " : e,
-                        bad ? bad : "");
+    char err[160];
+    for (int i = 1; i <= j->nres; i++)
+      if (cfl_encode(L, i, &j->args, err)) {
+        cfl_buf_discard(&j->args);
+        lua_pushfstring(L, "blocking: result #%d: %s", i, err);
         st = LUA_ERRRUN;
         break;
       }
-    }
   }
   if (st != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     if (!msg) msg = "blocking: error object is not a string";
     j->failed = 1;
-    put(&j->args, msg, strlen(msg));
+    cfl_buf_put(&j->args, msg, strlen(msg));
   }
   lua_close(L);
 }
 
 static void blocking_free(cfu_job *job) {
   blocking_job *j = (blocking_job *)job;
-  free(j->code.p);
-  free(j->args.p);
+  cfl_buf_discard(&j->code);
+  if (j->failed) j->args.len = 0; /* a message, not values */
+  cfl_buf_discard(&j->args);
   free(j);
 }
 
@@ -241,10 +100,11 @@ static int blocking_push(lua_State *L, cfu_job *job) {
   size_t pos = 0;
   luaL_checkstack(L, j->nres, "too many results");
   for (int i = 0; i < j->nres; i++)
-    if (decode(L, j->args.p, j->args.len, &pos)) {
+    if (cfl_decode(L, j->args.p, j->args.len, &pos)) {
       lua_pushliteral(L, "blocking: corrupt results");
       return -1;
     }
+  j->args.len = 0; /* decoded: the channels it held belong to Lua now */
   return j->nres;
 }
 
@@ -255,34 +115,26 @@ static int l_blocking(lua_State *L) {
   if (lua_type(L, 1) != LUA_TFUNCTION || lua_iscfunction(L, 1))
     return luaL_error(L, "blocking: argument #1 must be a Lua function (got %s)",
                       lua_iscfunction(L, 1) ? "a C function" : luaL_typename(L, 1));
-  const char *up;
-  for (int i = 1; (up = lua_getupvalue(L, 1, i)); i++) {
-    lua_pop(L, 1);
-    if (strcmp(up, "_ENV") != 0)
-      return luaL_error(L,
-                        "blocking: argument #1 must not capture local variables (it uses '%s'): "
-                        "pass values as arguments",
-                        up);
-  }
   int nargs = lua_gettop(L) - 1;
-  for (int i = 2; i <= nargs + 1; i++) {
-    const char *bad = bad_type(L, i, 0);
-    if (bad)
-      return luaL_error(L, "blocking: argument #%d: cannot copy a %s to another Lua state", i, bad);
-  }
   blocking_job *j = calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "blocking: out of memory");
   cfu_job_init(&j->job, &blocking_vt);
   j->nargs = nargs;
-  lua_pushvalue(L, 1);
-  int bad = lua_dump(L, writer, &j->code, 0);
-  lua_pop(L, 1);
-  const char *e = bad ? "out of memory" : NULL;
-  for (int i = 2; !e && i <= nargs + 1; i++)
-    e = encode(L, i, &j->args, 0);
-  if (e) {
+  char err[160];
+  int bad = 0;
+  if (cfl_encode(L, 1, &j->code, err))
+    bad = 1;
+  else
+    for (int i = 2; !bad && i <= nargs + 1; i++)
+      if (cfl_encode(L, i, &j->args, err)) bad = i;
+  if (bad) {
     blocking_free(&j->job);
-    return luaL_error(L, "blocking: %s", e);
+    if (bad == 1 && strstr(err, "captures"))
+      return luaL_error(L,
+                        "blocking: argument #1 must not capture local variables (%s: "
+                        "pass values as arguments",
+                        strchr(err, '(') + 1);
+    return luaL_error(L, "blocking: argument #%d: %s", bad, err);
   }
   cfl_new_job(L, cfl_rt(L), &blocking_kind, &j->job);
   return 1;

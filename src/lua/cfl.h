@@ -58,6 +58,10 @@ typedef struct cfl_class {
   /* For shared classes that a combinator cannot share (yield_now, a
    * channel's receive): replace the value at idx with a future of its own. */
   cfl_future *(*own)(lua_State *L, int idx);
+  /* Handles of work that runs on its own (tasks, threads): h:abort() and
+   * h:is_finished(). NULL for other futures. */
+  void (*abort)(cfl_future *f);
+  int (*is_finished)(cfl_future *f);
 } cfl_class;
 
 struct cfl_future {
@@ -133,11 +137,12 @@ struct cf_runtime {
   int await_fn;    /* registry ref: the await C closure */
   int yield_token; /* registry ref: the future cf.yield_now() returns */
   void *yield_token_ptr;
-  int sent;              /* registry ref: the future a send that went through returns */
-  int mt;                /* registry ref: the future metatable */
-  int cancelled_mt;      /* registry ref: metatable of cancellation errors */
-  const void *stream_mt; /* identity of the stream metatable (cfl_testudata) */
-  cf_link io;            /* open streams, processes, signal watchers (cfu_handle) */
+  int sent;                    /* registry ref: the future a send that went through returns */
+  int mt;                      /* registry ref: the future metatable */
+  int cancelled_mt;            /* registry ref: metatable of cancellation errors */
+  struct cfl_threads *threads; /* worker threads and pools, created on first use */
+  const void *stream_mt;       /* identity of the stream metatable (cfl_testudata) */
+  cf_link io;                  /* open streams, processes, signal watchers (cfu_handle) */
   int in_run;
   int polling; /* inside uv_run */
   int closing;
@@ -263,6 +268,9 @@ void cfl_open_stream(lua_State *L);
 void cfl_open_process(lua_State *L);
 void cfl_open_signal(lua_State *L);
 void cfl_open_blocking(lua_State *L);
+void cfl_open_thread(lua_State *L);
+/* thread.c: stop every worker thread and free what they used (runtime close) */
+void cfl_close_threads(cf_runtime *rt);
 /* stream.c: push a Lua stream object owning one reference on s */
 void cfl_push_stream(lua_State *L, cfu_stream *s);
 /* The open stream at idx; raises naming fname otherwise. */

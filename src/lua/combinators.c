@@ -174,8 +174,16 @@ static void multi_describe(lua_State *L, cfl_future *f) {
   }
 }
 
-static const cfl_class multi_class = {
-    {multi_poll, multi_drop}, "combinator", multi_take, multi_describe, NULL, 0, 1, NULL};
+static const cfl_class multi_class = {{multi_poll, multi_drop},
+                                      "combinator",
+                                      multi_take,
+                                      multi_describe,
+                                      NULL,
+                                      0,
+                                      1,
+                                      NULL,
+                                      NULL,
+                                      NULL};
 
 /* Build a combinator of the n values at first..first+n-1 (futures or
  * functions); `what` names an argument in errors ("argument", "element"). */

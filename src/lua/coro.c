@@ -205,8 +205,16 @@ static void coro_describe(lua_State *L, cfl_future *f) {
   }
 }
 
-const cfl_class cfl_coro_class = {
-    {coro_poll, coro_drop}, "async function", coro_take, coro_describe, NULL, 0, 1, NULL};
+const cfl_class cfl_coro_class = {{coro_poll, coro_drop},
+                                  "async function",
+                                  coro_take,
+                                  coro_describe,
+                                  NULL,
+                                  0,
+                                  1,
+                                  NULL,
+                                  NULL,
+                                  NULL};
 
 /* A coroutine future as a userdata: a task's root uses the task's waiter. */
 typedef struct cfl_coro_ud {

@@ -138,8 +138,16 @@ static int custom_take(lua_State *L, cfl_future *f) {
   return n;
 }
 
-static const cfl_class custom_class = {
-    {custom_poll, custom_drop}, "custom future", custom_take, NULL, custom_gc, 0, 1, NULL};
+static const cfl_class custom_class = {{custom_poll, custom_drop},
+                                       "custom future",
+                                       custom_take,
+                                       NULL,
+                                       custom_gc,
+                                       0,
+                                       1,
+                                       NULL,
+                                       NULL,
+                                       NULL};
 
 static cfl_waker_obj *check_waker(lua_State *L) { return luaL_checkudata(L, 1, "cfuture.Waker"); }
 

@@ -132,8 +132,16 @@ static void connect_describe(lua_State *L, cfl_future *base) {
   lua_pushfstring(L, "connect %s", f->what ? f->what : "");
 }
 
-static const cfl_class connect_class = {
-    {connect_poll, connect_drop}, "connect", connect_take, connect_describe, NULL, 0, 0, NULL};
+static const cfl_class connect_class = {{connect_poll, connect_drop},
+                                        "connect",
+                                        connect_take,
+                                        connect_describe,
+                                        NULL,
+                                        0,
+                                        0,
+                                        NULL,
+                                        NULL,
+                                        NULL};
 
 /* cf.net.connect(host, port) -> future of a stream */
 static int l_connect(lua_State *L) {
@@ -235,8 +243,16 @@ static void lookup_describe(lua_State *L, cfl_future *base) {
   lua_pushfstring(L, "lookup %s", ((cfl_lookup *)base)->host);
 }
 
-static const cfl_class lookup_class = {
-    {lookup_poll, lookup_drop}, "lookup", lookup_take, lookup_describe, NULL, 0, 0, NULL};
+static const cfl_class lookup_class = {{lookup_poll, lookup_drop},
+                                       "lookup",
+                                       lookup_take,
+                                       lookup_describe,
+                                       NULL,
+                                       0,
+                                       0,
+                                       NULL,
+                                       NULL,
+                                       NULL};
 
 /* cf.net.lookup(name [, family]) -> future of a list of addresses ("inet", "inet6") */
 static int l_lookup(lua_State *L) {
@@ -415,7 +431,7 @@ static int accept_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class accept_class = {
-    {accept_poll, accept_drop}, "accept", accept_take, NULL, NULL, 0, 1, NULL};
+    {accept_poll, accept_drop}, "accept", accept_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
 
 /* listener:accept() -> future of a stream */
 static int li_accept(lua_State *L) {
@@ -595,7 +611,7 @@ static int recv_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class recv_class = {
-    {recv_poll, recv_drop}, "udp:recv_from", recv_take, NULL, NULL, 0, 1, NULL};
+    {recv_poll, recv_drop}, "udp:recv_from", recv_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
 
 /* udp:recv_from() -> future of data, host, port */
 static int u_recv_from(lua_State *L) {
@@ -668,7 +684,7 @@ static int send_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class send_class = {
-    {send_poll, send_drop}, "udp:send_to", send_take, NULL, NULL, 0, 1, NULL};
+    {send_poll, send_drop}, "udp:send_to", send_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
 
 /* udp:send_to(data, host, port) -> future of true (host: a numeric address) */
 static int u_send_to(lua_State *L) {

@@ -82,8 +82,16 @@ static void pwait_describe(lua_State *L, cfl_future *base) {
   lua_pushfstring(L, "process:wait (pid %d)", w->p ? w->p->pid : 0);
 }
 
-static const cfl_class pwait_class = {
-    {pwait_poll, pwait_drop}, "process:wait", pwait_take, pwait_describe, NULL, 0, 1, NULL};
+static const cfl_class pwait_class = {{pwait_poll, pwait_drop},
+                                      "process:wait",
+                                      pwait_take,
+                                      pwait_describe,
+                                      NULL,
+                                      0,
+                                      1,
+                                      NULL,
+                                      NULL,
+                                      NULL};
 
 /* ---- spawn ---------------------------------------------------------------------- */
 

@@ -316,6 +316,7 @@ static int guard_gc(lua_State *L) {
   cf_executor_cancel_all(&rt->ex);
   cfl_flush_reports(rt);
   rt->closing = 1;
+  cfl_close_threads(rt);
   cfu_timers_close(&rt->timers);
   cfu_handle_close_all(&rt->io);
   uv_run(rt->loop, UV_RUN_NOWAIT);
@@ -421,6 +422,7 @@ int luaopen_cfuture_core(lua_State *L) {
   cfl_open_process(L);
   cfl_open_signal(L);
   cfl_open_blocking(L);
+  cfl_open_thread(L);
   cfl_setfuncs(L, rt, runtime_funcs);
   lua_pushliteral(L, CFUTURE_VERSION);
   lua_setfield(L, -2, "_VERSION");

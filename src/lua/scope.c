@@ -118,7 +118,7 @@ static void scope_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class scope_class = {
-    {scope_poll, scope_drop}, "scope", scope_take, scope_describe, NULL, 0, 1, NULL};
+    {scope_poll, scope_drop}, "scope", scope_take, scope_describe, NULL, 0, 1, NULL, NULL, NULL};
 
 /* cf.scope(body, ...) -> future; body(s, ...) runs with s:spawn available */
 static int l_scope(lua_State *L) {

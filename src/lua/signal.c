@@ -115,8 +115,16 @@ static void sigwait_describe(lua_State *L, cfl_future *base) {
   lua_pushfstring(L, "signal %s", n ? n : "?");
 }
 
-static const cfl_class sigwait_class = {
-    {sigwait_poll, sigwait_drop}, "signal", sigwait_take, sigwait_describe, NULL, 0, 1, NULL};
+static const cfl_class sigwait_class = {{sigwait_poll, sigwait_drop},
+                                        "signal",
+                                        sigwait_take,
+                                        sigwait_describe,
+                                        NULL,
+                                        0,
+                                        1,
+                                        NULL,
+                                        NULL,
+                                        NULL};
 
 /* cf.signal.wait(sig) -> future of the signal's name when it is delivered */
 static int l_wait(lua_State *L) {

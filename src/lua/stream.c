@@ -128,7 +128,7 @@ static void read_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class read_class = {
-    {read_poll, read_drop}, "stream:read", read_take, read_describe, NULL, 0, 1, NULL};
+    {read_poll, read_drop}, "stream:read", read_take, read_describe, NULL, 0, 1, NULL, NULL, NULL};
 
 /* ---- write futures --------------------------------------------------------- */
 
@@ -215,7 +215,7 @@ static int write_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class write_class = {
-    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 2, NULL};
+    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 2, NULL, NULL, NULL};
 
 /* ---- stream objects ---------------------------------------------------------- */
 

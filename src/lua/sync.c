@@ -202,7 +202,7 @@ static void recv_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class recv_op_class = {
-    {recv_poll, recv_drop}, "channel recv", recv_take, recv_describe, NULL, 0, 1, NULL};
+    {recv_poll, recv_drop}, "channel recv", recv_take, recv_describe, NULL, 0, 1, NULL, NULL, NULL};
 
 static cfl_future *own_recv(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
@@ -215,7 +215,7 @@ static cfl_future *own_recv(lua_State *L, int idx) {
 }
 
 const cfl_class cfl_chan_class = {
-    {chan_poll, chan_drop}, "channel", chan_take, chan_describe, NULL, 1, 1, own_recv};
+    {chan_poll, chan_drop}, "channel", chan_take, chan_describe, NULL, 1, 1, own_recv, NULL, NULL};
 
 /* A send that waits for room in a full bounded channel. The value waits in
  * the op's uservalue table {channel, value}. */
@@ -290,7 +290,7 @@ static void send_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class send_op_class = {
-    {send_poll, send_drop}, "channel send", send_take, send_describe, NULL, 0, 1, NULL};
+    {send_poll, send_drop}, "channel send", send_take, send_describe, NULL, 0, 1, NULL, NULL, NULL};
 
 /* The future a send that went through at once returns: ready, no results. */
 static cf_poll done_poll(cf_future *base, cf_context *cx) {
@@ -305,7 +305,7 @@ static int done_take(lua_State *L, cfl_future *f) {
   return 0;
 }
 static const cfl_class done_class = {
-    {done_poll, done_drop}, "sent", done_take, NULL, NULL, 1, 0, NULL};
+    {done_poll, done_drop}, "sent", done_take, NULL, NULL, 1, 0, NULL, NULL, NULL};
 
 static cfl_chan *check_chan(lua_State *L, const char *fname) {
   cfl_future *f = cfl_tofuture(L, 1);
@@ -529,7 +529,7 @@ static void acq_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class acq_class = {
-    {acq_poll, acq_drop}, "acquire", acq_take, acq_describe, NULL, 0, 1, NULL};
+    {acq_poll, acq_drop}, "acquire", acq_take, acq_describe, NULL, 0, 1, NULL, NULL, NULL};
 
 static cfl_sem *check_sem(lua_State *L, const char *fname) {
   cfl_sem *s = luaL_testudata(L, 1, "cfuture.Semaphore");
@@ -694,7 +694,7 @@ static int wait_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class wait_class = {
-    {wait_poll, wait_drop}, "notify wait", wait_take, NULL, NULL, 0, 1, NULL};
+    {wait_poll, wait_drop}, "notify wait", wait_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
 
 static cfl_notify *check_notify(lua_State *L, const char *fname) {
   cfl_notify *n = luaL_testudata(L, 1, "cfuture.Notify");

@@ -326,13 +326,39 @@ static void handle_gc(lua_State *L, cfl_future *f) {
   cfl_task_unhold(t);
 }
 
-const cfl_class cfl_handle_class = {
-    {handle_poll, handle_drop}, "JoinHandle", handle_take, handle_describe, handle_gc, 1, 0, NULL};
+static void handle_abort(cfl_future *f);
+static int handle_is_finished(cfl_future *f);
+
+const cfl_class cfl_handle_class = {{handle_poll, handle_drop},
+                                    "JoinHandle",
+                                    handle_take,
+                                    handle_describe,
+                                    handle_gc,
+                                    1,
+                                    0,
+                                    NULL,
+                                    handle_abort,
+                                    handle_is_finished};
 
 void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
   cfl_handle *h = (cfl_handle *)cfl_new_future(L, rt, &cfl_handle_class, sizeof(cfl_handle));
   h->task = t;
   cfl_task_hold(t);
+}
+
+static void handle_abort(cfl_future *f) { cf_task_abort(&((cfl_handle *)f)->task->base); }
+
+static int handle_is_finished(cfl_future *f) {
+  return cf_task_is_complete(&((cfl_handle *)f)->task->base);
+}
+
+/* The handle at argument 1: a JoinHandle, or another class with abort. */
+static cfl_future *check_abortable(lua_State *L, const char *fname) {
+  cfl_future *f = cfl_tofuture(L, 1);
+  if (!f || !cfl_class_of(f)->abort)
+    luaL_error(L, "%s: argument #1 must be a JoinHandle (got %s)", fname,
+               f ? cfl_class_of(f)->name : luaL_typename(L, 1));
+  return f;
 }
 
 static cfl_handle *check_handle(lua_State *L, const char *fname) {
@@ -344,12 +370,14 @@ static cfl_handle *check_handle(lua_State *L, const char *fname) {
 }
 
 static int h_abort(lua_State *L) {
-  cf_task_abort(&check_handle(L, "abort")->task->base);
+  cfl_future *f = check_abortable(L, "abort");
+  cfl_class_of(f)->abort(f);
   return 0;
 }
 
 static int h_is_finished(lua_State *L) {
-  lua_pushboolean(L, cf_task_is_complete(&check_handle(L, "is_finished")->task->base));
+  cfl_future *f = check_abortable(L, "is_finished");
+  lua_pushboolean(L, cfl_class_of(f)->is_finished(f));
   return 1;
 }
 

@@ -81,7 +81,7 @@ static void sleep_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class sleep_class = {
-    {sleep_poll, sleep_drop}, "sleep", sleep_take, sleep_describe, NULL, 0, 0, NULL};
+    {sleep_poll, sleep_drop}, "sleep", sleep_take, sleep_describe, NULL, 0, 0, NULL, NULL, NULL};
 
 cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms) {
   cfl_sleep *s = (cfl_sleep *)cfl_new_future(L, rt, &sleep_class, sizeof(cfl_sleep));
@@ -150,7 +150,7 @@ static int yield_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class yield_class = {
-    {yield_poll, yield_drop}, "yield_now", yield_take, NULL, NULL, 0, 0, NULL};
+    {yield_poll, yield_drop}, "yield_now", yield_take, NULL, NULL, 0, 0, NULL, NULL, NULL};
 
 /* The future cf.yield_now() returns. It has no state of its own, so one
  * shared object serves every call: await suspends the task once for it
@@ -169,7 +169,7 @@ static int token_take(lua_State *L, cfl_future *f) {
 }
 static cfl_future *own_yield(lua_State *L, int idx);
 const cfl_class cfl_yield_token_class = {
-    {token_poll, token_drop}, "yield_now", token_take, NULL, NULL, 1, 0, own_yield};
+    {token_poll, token_drop}, "yield_now", token_take, NULL, NULL, 1, 0, own_yield, NULL, NULL};
 
 static cfl_future *own_yield(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);

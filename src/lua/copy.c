@@ -1,0 +1,223 @@
+/*
+ * copy.c — the byte format values travel in between Lua states.
+ *
+ * Each value is a tag byte and its payload; a table is '{', key/value
+ * pairs, '}'. A channel travels as its pointer and holds a reference until
+ * it is decoded (or the buffer is discarded). Functions travel as bytecode,
+ * with debug information kept so tracebacks in a worker name lines.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "copy.h"
+
+int cfl_buf_put(cfl_buf *b, const void *data, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+      cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) return -1;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, data, n);
+  b->len += n;
+  return 0;
+}
+
+#define MAX_DEPTH 64
+
+static int put_tag(cfl_buf *b, char tag) { return cfl_buf_put(b, &tag, 1); }
+
+static int writer(lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  return cfl_buf_put(ud, p, n);
+}
+
+static int encode_function(lua_State *L, int idx, cfl_buf *b, char *err) {
+  if (lua_iscfunction(L, idx)) {
+    snprintf(err, 160, "cannot copy a C function");
+    return -1;
+  }
+  const char *up;
+  for (int i = 1; (up = lua_getupvalue(L, idx, i)); i++) {
+    lua_pop(L, 1);
+    if (strcmp(up, "_ENV") != 0) {
+      snprintf(err, 160, "cannot copy a function that captures local variables (it uses '%.60s')",
+               up);
+      return -1;
+    }
+  }
+  size_t at = b->len, n = 0;
+  if (put_tag(b, 'F') || cfl_buf_put(b, &n, sizeof n)) goto oom;
+  lua_pushvalue(L, idx);
+  int bad = lua_dump(L, writer, b, 0);
+  lua_pop(L, 1);
+  if (bad) goto oom;
+  n = b->len - at - 1 - sizeof n;
+  memcpy(b->p + at + 1, &n, sizeof n);
+  return 0;
+oom:
+  snprintf(err, 160, "out of memory");
+  return -1;
+}
+
+static int encode(lua_State *L, int idx, cfl_buf *b, char *err, int depth) {
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    if (put_tag(b, 'n')) goto oom;
+    return 0;
+  case LUA_TBOOLEAN:
+    if (put_tag(b, lua_toboolean(L, idx) ? 't' : 'f')) goto oom;
+    return 0;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      lua_Integer i = lua_tointeger(L, idx);
+      if (put_tag(b, 'i') || cfl_buf_put(b, &i, sizeof i)) goto oom;
+    } else {
+      lua_Number d = lua_tonumber(L, idx);
+      if (put_tag(b, 'd') || cfl_buf_put(b, &d, sizeof d)) goto oom;
+    }
+    return 0;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    if (put_tag(b, 's') || cfl_buf_put(b, &n, sizeof n) || cfl_buf_put(b, s, n)) goto oom;
+    return 0;
+  }
+  case LUA_TFUNCTION: return encode_function(L, idx, b, err);
+  case LUA_TTABLE:
+    if (depth >= MAX_DEPTH) {
+      snprintf(err, 160, "tables nested too deeply (or a cycle)");
+      return -1;
+    }
+    if (!lua_checkstack(L, 3)) {
+      snprintf(err, 160, "stack overflow");
+      return -1;
+    }
+    if (put_tag(b, '{')) goto oom;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      if (encode(L, -2, b, err, depth + 1) || encode(L, -1, b, err, depth + 1)) {
+        lua_pop(L, 2);
+        return -1;
+      }
+      lua_pop(L, 1);
+    }
+    if (put_tag(b, '}')) goto oom;
+    return 0;
+  case LUA_TUSERDATA: {
+    cfu_xchan *ch = cfl_toxchan(L, idx);
+    if (!ch) break;
+    if (put_tag(b, 'c') || cfl_buf_put(b, &ch, sizeof ch)) goto oom;
+    cfu_xchan_ref(ch);
+    return 0;
+  }
+  default: break;
+  }
+  snprintf(err, 160, "cannot copy a %s to another Lua state", luaL_typename(L, idx));
+  return -1;
+oom:
+  snprintf(err, 160, "out of memory");
+  return -1;
+}
+
+int cfl_encode(lua_State *L, int idx, cfl_buf *b, char err[160]) {
+  size_t at = b->len;
+  if (encode(L, idx, b, err, 0) == 0) return 0;
+  /* release what the partial value holds */
+  cfl_copy_release(b->p + at, b->len - at);
+  b->len = at;
+  return -1;
+}
+
+int cfl_decode(lua_State *L, const char *p, size_t len, size_t *pos) {
+  if (*pos >= len || !lua_checkstack(L, 3)) return -1;
+  char tag = p[(*pos)++];
+  switch (tag) {
+  case 'n': lua_pushnil(L); return 0;
+  case 't': lua_pushboolean(L, 1); return 0;
+  case 'f': lua_pushboolean(L, 0); return 0;
+  case 'i': {
+    lua_Integer i;
+    memcpy(&i, p + *pos, sizeof i);
+    *pos += sizeof i;
+    lua_pushinteger(L, i);
+    return 0;
+  }
+  case 'd': {
+    lua_Number d;
+    memcpy(&d, p + *pos, sizeof d);
+    *pos += sizeof d;
+    lua_pushnumber(L, d);
+    return 0;
+  }
+  case 's': {
+    size_t n;
+    memcpy(&n, p + *pos, sizeof n);
+    *pos += sizeof n;
+    lua_pushlstring(L, p + *pos, n);
+    *pos += n;
+    return 0;
+  }
+  case 'F': {
+    size_t n;
+    memcpy(&n, p + *pos, sizeof n);
+    *pos += sizeof n;
+    int st = luaL_loadbufferx(L, p + *pos, n, "=copied function", "b");
+    *pos += n;
+    return st == LUA_OK ? 0 : -1;
+  }
+  case 'c': {
+    cfu_xchan *ch;
+    memcpy(&ch, p + *pos, sizeof ch);
+    *pos += sizeof ch;
+    cfl_push_xchan(L, ch); /* takes the buffer's reference */
+    return 0;
+  }
+  case '{':
+    lua_newtable(L);
+    while (*pos < len && p[*pos] != '}') {
+      if (cfl_decode(L, p, len, pos) || cfl_decode(L, p, len, pos)) return -1;
+      lua_rawset(L, -3);
+    }
+    (*pos)++;
+    return 0;
+  default: return -1;
+  }
+}
+
+void cfl_copy_release(const char *p, size_t len) {
+  size_t pos = 0, n;
+  while (pos < len) {
+    switch (p[pos++]) {
+    case 'i':
+    case 'd': pos += 8; break;
+    case 's':
+    case 'F':
+      memcpy(&n, p + pos, sizeof n);
+      pos += sizeof n + n;
+      break;
+    case 'c': {
+      cfu_xchan *ch;
+      memcpy(&ch, p + pos, sizeof ch);
+      pos += sizeof ch;
+      cfu_xchan_unref(ch);
+      break;
+    }
+    default: break; /* n t f { } */
+    }
+  }
+}
+
+void cfl_buf_discard(cfl_buf *b) {
+  if (b->p) cfl_copy_release(b->p, b->len);
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
