@@ -114,3 +114,32 @@ describe("examples/pipeline.lua", function()
     assert.matches("\n0\n$", out) -- no 'sleep 30' survived
   end)
 end)
+
+describe("examples/threads.lua", function()
+  it("runs the two loops on two OS threads, then as two tasks, each in half the serial time", function()
+    local out, code, _, err = run_example("examples/threads.lua", { "100" })
+    assert.are.equal(0, code, err)
+    for _, who in ipairs({ "thread hi ", "thread bye", "task hi   ", "task bye  " }) do
+      local n = 0
+      for _ in out:gmatch(who:gsub("%s", "%%s") .. " %d") do n = n + 1 end
+      assert.are.equal(5, n, who)
+    end
+    -- five 100 ms steps in parallel: ~0.5 s per version, not 1 s
+    local t1 = tonumber(out:match("%[%s*([%d.]+) s%]\tthread hi  done"))
+    local t2 = tonumber(out:match("%[%s*([%d.]+) s%]\ttask hi    done"))
+    assert.is_true(t1 >= 0.5 and t1 < 0.9 * support.slow, t1)
+    assert.is_true(t2 - t1 >= 0.5 and t2 - t1 < 0.9 * support.slow, t2 - t1)
+    assert.matches("both versions finished", out)
+  end)
+end)
+
+describe("examples/primes.lua", function()
+  it("gets the same count on one worker and on a pool while the ticker keeps ticking", function()
+    local out, code, _, err = run_example("examples/primes.lua", { "200000", "2" })
+    assert.are.equal(0, code, err)
+    local counts = {}
+    for n in out:gmatch("(%d+) primes below 200000") do counts[#counts + 1] = n end
+    assert.are.same({ "17984", "17984" }, counts)
+    assert.matches("speed%-up with 2 workers: [%d.]+x", out)
+  end)
+end)

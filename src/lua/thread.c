@@ -81,6 +81,8 @@ static cfl_threads *threads_of(lua_State *L, cf_runtime *rt) {
 
 /* ---- the worker's side: its parker, state and stop checks ---------------------------- */
 
+static const char FN_CACHE_KEY = 'f'; /* registry: function <-> its encoding */
+
 static _Thread_local cfu_parker *tl_parker; /* threads started by this module */
 static _Thread_local cfu_parker tl_other;   /* any other thread that blocks here */
 static _Thread_local int tl_other_ready;
@@ -181,6 +183,7 @@ typedef struct xwork {
   uint8_t queued;    /* on the pool's queue (pool mutex) */
   uint8_t submitted; /* loop thread: started or queued */
   uint8_t finished;  /* loop thread: done mail delivered */
+  uint8_t swoken;    /* loop thread: woken because the queue has room */
   uint8_t orphaned;  /* loop thread: nobody will take the results */
   cfu_mail done;
   cf_waker waker;  /* loop thread: the awaiting task */
@@ -231,6 +234,48 @@ static void fail_with(xwork *w, const char *msg) {
   cfl_buf_put(&w->vals, msg, strlen(msg));
 }
 
+#define LOADED_MAX 64 /* functions a worker state keeps loaded */
+
+/* Push the function encoded in fn. A pool worker keeps what it loaded, by
+ * encoding, so a job that runs the same function again skips the load. */
+static int load_fn(lua_State *W, const cfl_buf *fn) {
+  size_t pos = 0;
+  if (fn->len == 0 || fn->p[0] != 'F') return cfl_decode(W, fn->p, fn->len, &pos);
+  if (lua_rawgetp(W, LUA_REGISTRYINDEX, &FN_CACHE_KEY) != LUA_TTABLE) {
+    lua_pop(W, 1);
+    lua_newtable(W);
+    lua_pushvalue(W, -1);
+    lua_rawsetp(W, LUA_REGISTRYINDEX, &FN_CACHE_KEY);
+  }
+  lua_pushlstring(W, fn->p, fn->len);
+  if (lua_rawget(W, -2) == LUA_TFUNCTION) {
+    lua_remove(W, -2);
+    return 0;
+  }
+  lua_pop(W, 1);
+  if (cfl_decode(W, fn->p, fn->len, &pos) != 0) {
+    lua_remove(W, -2);
+    return -1;
+  }
+  lua_Integer n = (lua_Integer)luaL_len(W, -2);
+  if (lua_rawgeti(W, -2, 0) == LUA_TNUMBER) n = lua_tointeger(W, -1);
+  lua_pop(W, 1);
+  if (n >= LOADED_MAX) { /* full: start over */
+    lua_newtable(W);
+    lua_replace(W, -3);
+    lua_pushvalue(W, -2);
+    lua_rawsetp(W, LUA_REGISTRYINDEX, &FN_CACHE_KEY);
+    n = 0;
+  }
+  lua_pushlstring(W, fn->p, fn->len);
+  lua_pushvalue(W, -2);
+  lua_rawset(W, -4);
+  lua_pushinteger(W, n + 1);
+  lua_rawseti(W, -3, 0);
+  lua_remove(W, -2);
+  return 0;
+}
+
 /* Run w in W (a worker's state), leaving the results or an error in w->vals. */
 static void run_work(lua_State *W, xwork *w) {
   if (!W) {
@@ -242,7 +287,7 @@ static void run_work(lua_State *W, xwork *w) {
   lua_pushcfunction(W, traceback);
   size_t pos = 0;
   int st = LUA_OK;
-  if (cfl_decode(W, w->fn.p, w->fn.len, &pos) != 0) {
+  if (load_fn(W, &w->fn) != 0) {
     lua_pushliteral(W, "thread: cannot load the function");
     st = LUA_ERRRUN;
   } else if (lua_type(W, -1) == LUA_TSTRING) {
@@ -315,6 +360,42 @@ static void on_done(cfu_mail *m) {
   cf_waker_wake(&w->waker);
 }
 
+/* Encode the function at idx, reusing the encoding of a function sent
+ * before (a pool's jobs usually all run the same few functions). */
+static int encode_fn(lua_State *L, int idx, cfl_buf *b, char *err) {
+  if (lua_type(L, idx) != LUA_TFUNCTION) return cfl_encode(L, idx, b, err);
+  idx = lua_absindex(L, idx);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FN_CACHE_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &FN_CACHE_KEY);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) == LUA_TSTRING) {
+    size_t n;
+    const char *p = lua_tolstring(L, -1, &n);
+    int r = cfl_buf_put(b, p, n);
+    lua_pop(L, 2);
+    if (r) snprintf(err, 160, "out of memory");
+    return r ? -1 : 0;
+  }
+  lua_pop(L, 1);
+  if (cfl_encode(L, idx, b, err)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pushvalue(L, idx);
+  lua_pushlstring(L, b->p, b->len);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  return 0;
+}
+
 static xwork *work_new(lua_State *L, cfl_threads *ts, int fnidx, int first, int last,
                        const char *fname) {
   xwork *w = calloc(1, sizeof *w);
@@ -330,7 +411,7 @@ static xwork *work_new(lua_State *L, cfl_threads *ts, int fnidx, int first, int 
     snprintf(err, sizeof err, "must be a Lua function or its source: got %s",
              lua_iscfunction(L, fnidx) ? "a C function" : luaL_typename(L, fnidx));
     bad = fnidx;
-  } else if (cfl_encode(L, fnidx, &w->fn, err))
+  } else if (encode_fn(L, fnidx, &w->fn, err))
     bad = fnidx;
   for (int i = first; !bad && i <= last; i++)
     if (cfl_encode(L, i, &w->vals, err)) bad = i;
@@ -351,6 +432,7 @@ typedef struct cfl_work {
 } cfl_work;
 
 static int pool_submit(xwork *w, cf_context *cx);
+static void wake_for_space(tpool *p);
 
 static cf_poll work_poll(cf_future *base, cf_context *cx) {
   cfl_work *f = (cfl_work *)base;
@@ -399,6 +481,10 @@ static void work_release(cfl_work *f, int stop) {
   xwork *w = f->w;
   if (!w) return;
   f->w = NULL;
+  if (w->swoken && !w->submitted && w->pool) {
+    w->swoken = 0; /* it was woken for room it will not use: pass it on */
+    wake_for_space(w->pool);
+  }
   if (stop) work_abort(w);
   if (cf__link_linked(&w->swait)) cf__list_remove(&w->swait);
   if (w->finished) {
@@ -574,15 +660,24 @@ static void on_exited(cfu_mail *m) {
   if (--p->alive == 0 && !p->obj) pool_free(p);
 }
 
-/* loop thread: a worker took a job from a full queue */
-static void on_space(cfu_mail *m) {
-  tpool *p = cf__container_of(m, tpool, space);
+/* loop thread: wake as many waiters for room as there is room (FIFO). If
+ * some stay, the next take posts again. */
+static void wake_for_space(tpool *p) {
+  uv_mutex_lock(&p->mu);
+  size_t room = p->queued < p->cap ? p->cap - p->queued : 0;
   cf_link *l;
-  while ((l = cf__list_pop_front(&p->space_waiters))) {
+  while (room > 0 && (l = cf__list_pop_front(&p->space_waiters))) {
     xwork *w = cf__container_of(l, xwork, swait);
+    w->swoken = 1;
     cf_waker_wake(&w->swaker);
+    room--;
   }
+  if (!cf__list_empty(&p->space_waiters)) p->want_space = 1;
+  uv_mutex_unlock(&p->mu);
 }
+
+/* loop thread: a worker took a job from a full queue */
+static void on_space(cfu_mail *m) { wake_for_space(cf__container_of(m, tpool, space)); }
 
 /* First poll of a pool job: queue it, or wait for room. 1 when queued (or
  * failed at once: finished is set then). */
@@ -607,6 +702,7 @@ static int pool_submit(xwork *w, cf_context *cx) {
     uv_cond_signal(&p->cond);
   }
   uv_mutex_unlock(&p->mu);
+  w->swoken = 0;
   if (r) {
     w->submitted = 1;
     if (cf__link_linked(&w->swait)) cf__list_remove(&w->swait);
