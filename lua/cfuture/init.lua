@@ -116,6 +116,23 @@ cf.process.run = async(function(cmd, args, opts)
   return status, out, errout, signal
 end)
 
+-- Tests in virtual time ------------------------------------------------------
+
+cf.test = {}
+
+--- cf.test.run(f_or_fn, ...) -> results: block_on with the clock paused.
+-- Sleeps, intervals and timeouts complete as soon as nothing else can run,
+-- in the order and at the cf.now() they would have in real time; the clock
+-- runs on afterwards (also when f raises).
+function cf.test.run(f, ...)
+  local was_paused = cf.time.is_paused()
+  cf.time.pause()
+  local res = table.pack(pcall(cf.block_on, f, ...))
+  if not was_paused then cf.time.resume() end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
 require "cfuture.sync"(cf)
 
 return cf

@@ -175,6 +175,18 @@ static void on_ready(cf_executor *ex) {
   if (rt->polling) uv_stop(rt->loop);
 }
 
+/* A paused clock moves by itself when nothing else can happen: poll I/O
+ * without blocking and, if no task became ready, jump to the next deadline
+ * (tokio's auto-advance). 1 if that may have woken something. */
+static int auto_advance(cf_runtime *rt) {
+  if (!cf_executor_has_ready(&rt->ex)) poll_io(rt, 0);
+  if (cf_executor_has_ready(&rt->ex)) return 1;
+  uint64_t next = cfu_timers_next(&rt->timers), now = cfu_timers_now(&rt->timers);
+  if (!next) return 0;
+  cfu_timers_advance(&rt->timers, next > now ? next - now : 0);
+  return 1;
+}
+
 static int finished(cf_runtime *rt, cfl_task *t) {
   return t ? cf_task_is_complete(&t->base) : rt->ex.ntasks == 0;
 }
@@ -190,6 +202,7 @@ int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) 
   for (;;) {
     run_ready(rt);
     if (finished(rt, t)) break;
+    if (rt->timers.paused && auto_advance(rt)) continue;
     if (!poll_io(rt, 1)) {
       stuck = 1;
       break;

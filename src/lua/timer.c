@@ -12,7 +12,7 @@
 typedef struct cfl_sleep {
   cfl_future hdr;
   cfu_sleep s;
-  uint64_t deadline; /* ns on uv_hrtime's clock; 0 until first poll if relative */
+  uint64_t deadline; /* ns on the runtime's clock; 0 until first poll if relative */
   double ms;         /* relative duration, or < 0 for an absolute deadline */
   uint8_t oom;
 } cfl_sleep;
@@ -23,7 +23,7 @@ static cf_poll sleep_poll(cf_future *base, cf_context *cx) {
   cfl_sleep *s = (cfl_sleep *)base;
   switch (s->hdr.state) {
   case CFL_FRESH: {
-    uint64_t now = cfu_now_ns();
+    uint64_t now = cfu_timers_now(&s->hdr.rt->timers);
     if (s->ms >= 0) s->deadline = now + ms_to_ns(s->ms);
     if (s->deadline <= now) {
       s->hdr.state = CFL_READY;
@@ -70,7 +70,7 @@ static int sleep_take(lua_State *L, cfl_future *f) {
 static void sleep_describe(lua_State *L, cfl_future *f) {
   cfl_sleep *s = (cfl_sleep *)f;
   if (f->state == CFL_PENDING) {
-    uint64_t now = cfu_now_ns();
+    uint64_t now = cfu_timers_now(&s->hdr.rt->timers);
     double left = s->deadline > now ? (double)(s->deadline - now) / 1e6 : 0;
     lua_pushfstring(L, "sleep (%d ms left)", (int)ceil(left));
   } else if (s->ms >= 0) {
@@ -120,7 +120,35 @@ static int l_sleep_until(lua_State *L) {
 
 /* cf.now() -> monotonic milliseconds (fractional) */
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, (double)cfu_now_ns() / 1e6);
+  lua_pushnumber(L, (double)cfu_timers_now(&cfl_rt(L)->timers) / 1e6);
+  return 1;
+}
+
+/* cf.time.pause(): freeze the runtime's clock. While it is paused, time
+ * moves only by cf.time.advance, or by itself to the next deadline when
+ * block_on/run have nothing else to do. */
+static int l_pause(lua_State *L) {
+  cfu_timers_pause(&cfl_rt(L)->timers);
+  return 0;
+}
+
+/* cf.time.resume(): let the clock run on from where it stands */
+static int l_resume(lua_State *L) {
+  cfu_timers_resume(&cfl_rt(L)->timers);
+  return 0;
+}
+
+/* cf.time.advance(ms): move a paused clock forward, waking the sleeps due */
+static int l_advance(lua_State *L) {
+  double ms = cfl_check_ms(L, 1, "time.advance");
+  cf_runtime *rt = cfl_rt(L);
+  if (!rt->timers.paused) return luaL_error(L, "time.advance: the clock is not paused");
+  cfu_timers_advance(&rt->timers, ms_to_ns(ms));
+  return 0;
+}
+
+static int l_is_paused(lua_State *L) {
+  lua_pushboolean(L, cfl_rt(L)->timers.paused);
   return 1;
 }
 
@@ -190,9 +218,18 @@ static const luaL_Reg funcs[] = {{"sleep", l_sleep},
                                  {"yield_now", l_yield_now},
                                  {NULL, NULL}};
 
+static const luaL_Reg time_funcs[] = {{"pause", l_pause},
+                                      {"resume", l_resume},
+                                      {"advance", l_advance},
+                                      {"is_paused", l_is_paused},
+                                      {NULL, NULL}};
+
 void cfl_open_timer(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, time_funcs);
+  lua_setfield(L, -2, "time");
   rt->yield_token_ptr = cfl_new_future(L, rt, &cfl_yield_token_class, sizeof(cfl_future));
   rt->yield_token = luaL_ref(L, LUA_REGISTRYINDEX);
 }

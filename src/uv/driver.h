@@ -19,6 +19,11 @@ typedef struct cfu_timers {
   cf_heap heap;
   uv_timer_t *handle; /* C memory, freed in its close callback */
   uint64_t armed;     /* deadline the handle is armed for, 0 if stopped */
+  /* The runtime's clock: uv_hrtime() + offset while running; frozen at
+   * `paused_at` while paused (tests move it with cfu_timers_advance). */
+  int64_t offset;
+  uint64_t paused_at;
+  uint8_t paused;
 } cfu_timers;
 
 typedef struct cfu_sleep {
@@ -35,7 +40,18 @@ int cfu_timers_add(cfu_timers *t, cfu_sleep *s, uint64_t deadline, const cf_wake
 /* Disarm s (cancellation) and drop its waker. */
 void cfu_timers_remove(cfu_timers *t, cfu_sleep *s);
 
-static inline uint64_t cfu_now_ns(void) { return uv_hrtime(); }
+/* The runtime's clock in nanoseconds: deadlines and cf.now() use it. */
+static inline uint64_t cfu_timers_now(const cfu_timers *t) {
+  return t->paused ? t->paused_at : (uint64_t)((int64_t)uv_hrtime() + t->offset);
+}
+/* Freeze the clock (no timer fires by itself) / let it run on from where it
+ * stands. */
+void cfu_timers_pause(cfu_timers *t);
+void cfu_timers_resume(cfu_timers *t);
+/* Paused clock: move it forward by ns, firing every sleep now due. */
+void cfu_timers_advance(cfu_timers *t, uint64_t ns);
+/* Paused clock: the earliest deadline, or 0 if no sleep is armed. */
+uint64_t cfu_timers_next(const cfu_timers *t);
 
 /* Jobs: blocking work run on libuv's thread pool. A job is C memory owned
  * by the future that submitted it until that future lets go of it

@@ -8,6 +8,8 @@
  *   is left of a deadline is rounded up to whole milliseconds, at least 1.
  * - libuv's loop time is cached and coarse: refresh it before arming, and
  *   trust only uv_hrtime() to decide that a deadline has passed.
+ * - While the clock is paused nothing is armed: time moves only when
+ *   cfu_timers_advance says so (the virtual clock of tests).
  */
 #include <stdlib.h>
 
@@ -17,23 +19,27 @@ static void on_close(uv_handle_t *h) { free(h); }
 
 static void rearm(cfu_timers *t, uint64_t now);
 
-static void on_timer(uv_timer_t *h) {
-  cfu_timers *t = h->data;
-  uint64_t now = uv_hrtime();
+static void fire_due(cfu_timers *t, uint64_t now) {
   cf_heap_node *n;
-  t->armed = 0;
   while ((n = cf_heap_min(&t->heap)) && n->deadline <= now) {
     cf_heap_remove(&t->heap, n);
     cfu_sleep *s = cf__container_of(n, cfu_sleep, node);
     s->fired = 1;
     cf_waker_wake(&s->waker);
   }
+}
+
+static void on_timer(uv_timer_t *h) {
+  cfu_timers *t = h->data;
+  uint64_t now = cfu_timers_now(t);
+  t->armed = 0;
+  fire_due(t, now);
   rearm(t, now);
 }
 
 static void rearm(cfu_timers *t, uint64_t now) {
   cf_heap_node *n = cf_heap_min(&t->heap);
-  if (!n) {
+  if (!n || t->paused) {
     if (t->armed) uv_timer_stop(t->handle);
     t->armed = 0;
     return;
@@ -50,6 +56,9 @@ static void rearm(cfu_timers *t, uint64_t now) {
 int cfu_timers_init(cfu_timers *t, uv_loop_t *loop) {
   cf_heap_init(&t->heap);
   t->armed = 0;
+  t->offset = 0;
+  t->paused_at = 0;
+  t->paused = 0;
   t->handle = malloc(sizeof *t->handle);
   if (!t->handle) return UV_ENOMEM;
   uv_timer_init(loop, t->handle);
@@ -79,7 +88,7 @@ int cfu_timers_add(cfu_timers *t, cfu_sleep *s, uint64_t deadline, const cf_wake
   s->node.deadline = deadline;
   if (cf_heap_push(&t->heap, &s->node) != 0) return UV_ENOMEM;
   cf_waker_set(&s->waker, w);
-  if (cf_heap_min(&t->heap) == &s->node) rearm(t, uv_hrtime());
+  if (cf_heap_min(&t->heap) == &s->node) rearm(t, cfu_timers_now(t));
   return 0;
 }
 
@@ -87,7 +96,32 @@ void cfu_timers_remove(cfu_timers *t, cfu_sleep *s) {
   if (cf_heap_contains(&s->node)) {
     int was_min = cf_heap_min(&t->heap) == &s->node;
     cf_heap_remove(&t->heap, &s->node);
-    if (was_min && t->handle) rearm(t, uv_hrtime());
+    if (was_min && t->handle) rearm(t, cfu_timers_now(t));
   }
   cf_waker_drop(&s->waker);
+}
+
+void cfu_timers_pause(cfu_timers *t) {
+  if (t->paused) return;
+  t->paused_at = cfu_timers_now(t);
+  t->paused = 1;
+  rearm(t, t->paused_at); /* disarms */
+}
+
+void cfu_timers_resume(cfu_timers *t) {
+  if (!t->paused) return;
+  t->offset = (int64_t)t->paused_at - (int64_t)uv_hrtime();
+  t->paused = 0;
+  rearm(t, cfu_timers_now(t));
+}
+
+void cfu_timers_advance(cfu_timers *t, uint64_t ns) {
+  if (!t->paused) return;
+  t->paused_at += ns;
+  fire_due(t, t->paused_at);
+}
+
+uint64_t cfu_timers_next(const cfu_timers *t) {
+  cf_heap_node *n = cf_heap_min(&t->heap);
+  return n ? n->deadline : 0;
 }
