@@ -56,4 +56,97 @@ function M.full_gc()
   collectgarbage("collect")
 end
 
+-- Decode JSON text (strict enough to reject what is not JSON); raises on error.
+function M.json_decode(text)
+  local pos = 1
+  local function fail(what) error(("json: %s at byte %d"):format(what, pos), 0) end
+  local function ws() pos = text:find("[^ \t\r\n]", pos) or #text + 1 end
+  local value
+  local function str()
+    local out = {}
+    pos = pos + 1
+    while true do
+      local c = text:sub(pos, pos)
+      if c == "" then fail("unterminated string") end
+      if c == '"' then pos = pos + 1 break end
+      if c == "\\" then
+        local e = text:sub(pos + 1, pos + 1)
+        local map = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+        if map[e] then
+          out[#out + 1] = map[e]
+          pos = pos + 2
+        elseif e == "u" and text:sub(pos + 2, pos + 5):match("^%x%x%x%x$") then
+          out[#out + 1] = utf8.char(tonumber(text:sub(pos + 2, pos + 5), 16))
+          pos = pos + 6
+        else
+          fail("bad escape")
+        end
+      elseif c:byte() < 32 then
+        fail("control character in string")
+      else
+        out[#out + 1] = c
+        pos = pos + 1
+      end
+    end
+    return table.concat(out)
+  end
+  function value()
+    ws()
+    local c = text:sub(pos, pos)
+    if c == "{" then
+      local t = {}
+      pos = pos + 1
+      ws()
+      if text:sub(pos, pos) == "}" then pos = pos + 1 return t end
+      while true do
+        ws()
+        if text:sub(pos, pos) ~= '"' then fail("expected a key") end
+        local k = str()
+        ws()
+        if text:sub(pos, pos) ~= ":" then fail("expected ':'") end
+        pos = pos + 1
+        t[k] = value()
+        ws()
+        local d = text:sub(pos, pos)
+        pos = pos + 1
+        if d == "}" then return t end
+        if d ~= "," then fail("expected ',' or '}'") end
+      end
+    elseif c == "[" then
+      local t = {}
+      pos = pos + 1
+      ws()
+      if text:sub(pos, pos) == "]" then pos = pos + 1 return t end
+      while true do
+        t[#t + 1] = value()
+        ws()
+        local d = text:sub(pos, pos)
+        pos = pos + 1
+        if d == "]" then return t end
+        if d ~= "," then fail("expected ',' or ']'") end
+      end
+    elseif c == '"' then
+      return str()
+    else
+      local lit = text:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+      if lit and #lit > 0 then
+        pos = pos + #lit
+        return tonumber(lit)
+      end
+      for word, v in pairs({ ["true"] = true, ["false"] = false, null = M.null }) do
+        if text:sub(pos, pos + #word - 1) == word then
+          pos = pos + #word
+          return v
+        end
+      end
+      fail("unexpected character")
+    end
+  end
+  local v = value()
+  ws()
+  if pos <= #text then fail("trailing text") end
+  return v
+end
+M.null = setmetatable({}, { __tostring = function() return "null" end })
+
 return M

@@ -71,7 +71,19 @@ struct cf_executor {
   /* Called when the ready queue goes from empty to not empty, so a driver
    * blocked (or about to block) waiting for I/O knows to come back. */
   void (*on_ready)(cf_executor *ex);
+  /* Optional: told of every task event (cf_task_event), for tracing. It
+   * may run in a driver's callback (wake), so it must not run Lua. */
+  void (*on_event)(cf_executor *ex, cf_task *t, int event);
 };
+
+typedef enum cf_task_event {
+  CF_EV_SPAWN,
+  CF_EV_POLL,     /* a poll starts */
+  CF_EV_POLL_END, /* the poll returned */
+  CF_EV_WAKE,     /* an idle task was scheduled again */
+  CF_EV_COMPLETE,
+  CF_EV_CANCEL /* completed by cancellation */
+} cf_task_event;
 
 void cf_executor_init(cf_executor *ex, void *user);
 /* Poll ready tasks in FIFO order, at most `budget` polls. Tasks woken during

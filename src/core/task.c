@@ -23,7 +23,13 @@ void cf_executor_init(cf_executor *ex, void *user) {
   ex->current = NULL;
   ex->user = user;
   ex->on_ready = NULL;
+  ex->on_event = NULL;
 }
+
+#define EVENT(ex, t, ev)                                                                           \
+  do {                                                                                             \
+    if ((ex)->on_event) (ex)->on_event((ex), (t), (ev));                                           \
+  } while (0)
 
 void cf_task_ref(cf_task *t) { t->refcount++; }
 
@@ -52,12 +58,16 @@ void cf_task_spawn(cf_task *t, cf_executor *ex, const cf_task_hooks *hooks, cf_f
   t->cancelled = 0;
   cf__list_push_back(&ex->tasks, &t->all);
   ex->ntasks++;
+  EVENT(ex, t, CF_EV_SPAWN);
   transition_to_scheduled(t);
 }
 
 void cf_task_wake(cf_task *t) {
   switch (t->state) {
-  case CF_TASK_IDLE: transition_to_scheduled(t); break;
+  case CF_TASK_IDLE:
+    EVENT(t->ex, t, CF_EV_WAKE);
+    transition_to_scheduled(t);
+    break;
   case CF_TASK_RUNNING: t->state = CF_TASK_NOTIFIED; break;
   default: break; /* already queued, notified or complete */
   }
@@ -81,6 +91,7 @@ static void transition_to_complete(cf_task *t, int cancelled) {
   t->cancelled = (uint8_t)cancelled;
   cf__list_remove(&t->all);
   ex->ntasks--;
+  EVENT(ex, t, cancelled ? CF_EV_CANCEL : CF_EV_COMPLETE);
   t->hooks->complete(t, cancelled);
   cf_waitlist_wake_all(&t->joiners);
   cf_task_unref(t); /* the task list's reference */
@@ -104,7 +115,9 @@ size_t cf_executor_run(cf_executor *ex, size_t budget) {
     ex->current = t;
     cf_waker w = cf_task_waker(t);
     cf_context cx = {&w, &t->waiter};
+    EVENT(ex, t, CF_EV_POLL);
     cf_poll r = cf_future_poll(t->future, &cx);
+    EVENT(ex, t, CF_EV_POLL_END);
     ex->current = prev;
     if (r == CF_READY)
       transition_to_complete(t, 0);

@@ -141,6 +141,7 @@ struct cf_runtime {
   int mt;                      /* registry ref: the future metatable */
   int cancelled_mt;            /* registry ref: metatable of cancellation errors */
   struct cfl_threads *threads; /* worker threads and pools, created on first use */
+  struct cfl_trace *trace;     /* event tracing, when something asked for it */
   const void *stream_mt;       /* identity of the stream metatable (cfl_testudata) */
   cf_link io;                  /* open streams, processes, signal watchers (cfu_handle) */
   int in_run;
@@ -269,6 +270,10 @@ void cfl_open_process(lua_State *L);
 void cfl_open_signal(lua_State *L);
 void cfl_open_blocking(lua_State *L);
 void cfl_open_thread(lua_State *L);
+/* trace.c: executor events for CFUTURE_TRACE, cf.on_event, cf.warn_slow_polls */
+void cfl_open_trace(lua_State *L);
+void cfl_trace_flush(cf_runtime *rt); /* deliver buffered events to Lua */
+void cfl_trace_close(cf_runtime *rt);
 /* thread.c: stop every worker thread and free what they used (runtime close) */
 void cfl_close_threads(cf_runtime *rt);
 /* stream.c: push a Lua stream object owning one reference on s */

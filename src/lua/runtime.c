@@ -151,6 +151,7 @@ static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
 
 static void run_ready(cf_runtime *rt) {
   cf_executor_run(&rt->ex, CFL_BUDGET);
+  if (rt->trace) cfl_trace_flush(rt);
   if (rt->nreports) cfl_flush_reports(rt);
 }
 
@@ -328,6 +329,7 @@ static int guard_gc(lua_State *L) {
   rt->in_run = 1;
   cf_executor_cancel_all(&rt->ex);
   cfl_flush_reports(rt);
+  cfl_trace_close(rt);
   rt->closing = 1;
   cfl_close_threads(rt);
   cfu_timers_close(&rt->timers);
@@ -436,6 +438,7 @@ int luaopen_cfuture_core(lua_State *L) {
   cfl_open_signal(L);
   cfl_open_blocking(L);
   cfl_open_thread(L);
+  cfl_open_trace(L);
   cfl_setfuncs(L, rt, runtime_funcs);
   lua_pushliteral(L, CFUTURE_VERSION);
   lua_setfield(L, -2, "_VERSION");
