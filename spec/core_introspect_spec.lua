@@ -30,11 +30,64 @@ describe("introspection", function()
       end, name = "deep one" }
       cf.yield_now():await()
       local d = cf.dump()
-      assert.matches("task %d+ %(deep one%) %[waiting%] polls=1 awaiting sleep", d)
+      assert.matches("task %d+ %(deep one%) %[waiting%] polls=1 woken %d+ ms ago awaiting sleep", d)
       assert.matches("in %a+ 'deep'", d)
       assert.matches("core_introspect_spec.lua", d)
       h:abort()
     end)
+  end)
+
+  it("dumps a tree: each task under the task that spawned it, tracebacks indented", function()
+    cf.block_on(function()
+      local parent = cf.spawn { function()
+        local kid = cf.spawn { function() cf.sleep(500):await() end, name = "kid" }
+        kid:await()
+      end, name = "parent" }
+      cf.sleep(5):await()
+      local me = cf.current()
+      local d = cf.dump()
+      local lines = {}
+      for line in d:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      local function find(pat)
+        for i, l in ipairs(lines) do if l:match(pat) then return i, l end end
+      end
+      local i_me = find("^task " .. me .. " %[running%]")
+      local i_parent, l_parent = find("^  task %d+ %(parent%) %[waiting%]")
+      local i_kid, l_kid = find("^    task %d+ %(kid%) %[waiting%]")
+      assert.is_truthy(i_me and i_parent and i_kid, d)
+      assert.is_true(i_me < i_parent and i_parent < i_kid)
+      assert.matches("awaiting JoinHandle of task %d+ %(kid%)", l_parent)
+      assert.matches("woken %d+ ms ago awaiting sleep", l_kid)
+      assert.matches("^        stack traceback:", lines[i_kid + 1])
+      local by_name = {}
+      for _, t in ipairs(cf.tasks()) do if t.name then by_name[t.name] = t end end
+      assert.are.equal(me, by_name.parent.parent)
+      assert.are.equal(parent:id(), by_name.kid.parent)
+      assert.is_true(by_name.kid.since_wake >= 0)
+      parent:abort()
+    end)
+  end)
+
+  it("writes the dump to stderr on a signal, without keeping the program alive #subprocess", function()
+    local support = require "support"
+    local out, code, ms, err = support.run_lua([[
+      local cf = require "cfuture"
+      cf.dump_on_signal("SIGUSR1")
+      cf.block_on(function()
+        local h = cf.spawn { function() cf.sleep(60000):await() end, name = "stuck" }
+        cf.sleep(10):await()
+        local pid = io.open("/proc/self/stat"):read("a"):match("^%d+")
+        os.execute("kill -USR1 " .. pid)
+        cf.sleep(50):await()
+        h:abort()
+      end)
+      print("exited")
+    ]])
+    assert.are.equal(0, code, err)
+    assert.are.equal("exited\n", out)
+    assert.matches("cfuture: dump on signal\n", err)
+    assert.matches("task %d+ %(stuck%) %[waiting%] polls=1 woken %d+ ms ago awaiting sleep", err)
+    assert.has_error(function() cf.dump_on_signal("SIGNOPE") end)
   end)
 
   it("reports not-started tasks and current()", function()

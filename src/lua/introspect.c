@@ -2,6 +2,9 @@
  * introspect.c — cf.tasks() and cf.dump(): what is alive and what each task
  * is waiting for.
  */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "cfl.h"
 
 static const char *task_state(const cfl_task *t) {
@@ -44,39 +47,137 @@ static int l_tasks(lua_State *L) {
     lua_setfield(L, -2, "polls");
     push_awaiting(L, t);
     lua_setfield(L, -2, "awaiting");
+    if (t->parent) {
+      lua_pushinteger(L, (lua_Integer)t->parent);
+      lua_setfield(L, -2, "parent");
+    }
+    uint64_t now = uv_now(rt->loop);
+    lua_pushinteger(L, (lua_Integer)(now > t->woke_ms ? now - t->woke_ms : 0));
+    lua_setfield(L, -2, "since_wake");
     lua_rawseti(L, -2, ++i);
   }
   return 1;
 }
 
-/* cf.dump() -> string: every live task, and where each suspended one is */
-static int l_dump(lua_State *L) {
-  cf_runtime *rt = cfl_rt(L);
+/* One task's line (indented by depth) and, if suspended, its traceback. */
+static void dump_task(lua_State *L, luaL_Buffer *b, cf_runtime *rt, cfl_task *t, int depth) {
+  lua_State *co = t->root.co;
+  uint64_t now = uv_now(rt->loop);
+  for (int i = 0; i < depth * 2; i++)
+    luaL_addchar(b, ' ');
+  push_awaiting(L, t);
+  lua_pushfstring(L, "task %d%s%s%s [%s] polls=%d woken %d ms ago%s%s\n", (int)t->base.id,
+                  cfl_task_name(t) ? " (" : "", cfl_task_name(t) ? cfl_task_name(t) : "",
+                  cfl_task_name(t) ? ")" : "", task_state(t), (int)t->base.polls,
+                  (int)(now > t->woke_ms ? now - t->woke_ms : 0),
+                  lua_isnil(L, -1) ? "" : " awaiting ",
+                  lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
+  lua_remove(L, -2);
+  luaL_addvalue(b);
+  if (co && lua_status(co) == LUA_YIELD && co != L) {
+    luaL_traceback(L, co, NULL, 0);
+    /* indent the traceback under its task */
+    const char *tb = lua_tostring(L, -1);
+    for (const char *p = tb; *p; p++) {
+      if (p == tb || p[-1] == '\n')
+        for (int i = 0; i < depth * 2 + 4; i++)
+          luaL_addchar(b, ' ');
+      luaL_addchar(b, *p);
+    }
+    lua_pop(L, 1);
+    luaL_addchar(b, '\n');
+  }
+}
+
+static int is_live(cf_runtime *rt, uint64_t id) {
+  for (cf_link *l = rt->ex.tasks.next; l != &rt->ex.tasks; l = l->next)
+    if (cf__container_of(l, cf_task, all)->id == id) return 1;
+  return 0;
+}
+
+static void dump_tree(lua_State *L, luaL_Buffer *b, cf_runtime *rt, cfl_task *t, int depth) {
+  dump_task(L, b, rt, t, depth);
+  if (depth > 64) return;
+  for (cf_link *l = rt->ex.tasks.next; l != &rt->ex.tasks; l = l->next) {
+    cfl_task *c = (cfl_task *)cf__container_of(l, cf_task, all);
+    if (c->parent == t->base.id) dump_tree(L, b, rt, c, depth + 1);
+  }
+}
+
+static void push_dump(lua_State *L, cf_runtime *rt) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   lua_pushfstring(L, "%d live task(s)\n", (int)rt->ex.ntasks);
   luaL_addvalue(&b);
+  /* roots: tasks whose spawner is gone (or was not a task); children below */
   for (cf_link *l = rt->ex.tasks.next; l != &rt->ex.tasks; l = l->next) {
     cfl_task *t = (cfl_task *)cf__container_of(l, cf_task, all);
-    lua_State *co = t->root.co;
-    push_awaiting(L, t);
-    lua_pushfstring(L, "task %d%s%s%s [%s] polls=%d%s%s\n", (int)t->base.id,
-                    cfl_task_name(t) ? " (" : "", cfl_task_name(t) ? cfl_task_name(t) : "",
-                    cfl_task_name(t) ? ")" : "", task_state(t), (int)t->base.polls,
-                    lua_isnil(L, -1) ? "" : " awaiting ",
-                    lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
-    lua_remove(L, -2);
-    luaL_addvalue(&b);
-    if (co && lua_status(co) == LUA_YIELD && co != L) {
-      luaL_traceback(L, co, NULL, 0);
-      luaL_addvalue(&b);
-      luaL_addchar(&b, '\n');
-    }
+    if (!t->parent || !is_live(rt, t->parent)) dump_tree(L, &b, rt, t, 0);
   }
   luaL_pushresult(&b);
+}
+
+/* cf.dump() -> string: the live tasks as a tree (spawner above what it
+ * spawned), each with its state, polls, time since its last wake, what it
+ * awaits and where it is suspended */
+static int l_dump(lua_State *L) {
+  push_dump(L, cfl_rt(L));
   return 1;
 }
 
-static const luaL_Reg funcs[] = {{"tasks", l_tasks}, {"dump", l_dump}, {NULL, NULL}};
+static int dump_report(lua_State *L) {
+  cf_runtime *rt = lua_touserdata(L, 1);
+  push_dump(L, rt);
+  fprintf(stderr, "cfuture: dump on signal\n%s", lua_tostring(L, -1));
+  fflush(stderr);
+  return 0;
+}
+
+void cfl_dump_to_stderr(cf_runtime *rt) {
+  rt->dump_requested = 0;
+  lua_State *L = cfl_from(rt);
+  lua_pushcfunction(L, dump_report);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
+static void on_dump_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  cf_runtime *rt = h->data;
+  rt->dump_requested = 1; /* no Lua here: the next scheduler run dumps */
+  uv_stop(rt->loop);
+}
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+void cfl_dump_signal_close(cf_runtime *rt) {
+  if (!rt->dump_signal) return;
+  uv_close((uv_handle_t *)rt->dump_signal, free_handle);
+  rt->dump_signal = NULL;
+}
+
+/* cf.dump_on_signal(sig | nil): write cf.dump() to stderr when sig comes
+ * (e.g. "SIGUSR1"), to look inside a program that seems stuck */
+static int l_dump_on_signal(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  cfl_dump_signal_close(rt);
+  if (lua_isnoneornil(L, 1)) return 0;
+  int signum = cfl_checksignal(L, 1, "dump_on_signal", 0);
+  uv_signal_t *h = malloc(sizeof *h);
+  if (!h) return luaL_error(L, "dump_on_signal: out of memory");
+  uv_signal_init(rt->loop, h);
+  h->data = rt;
+  int r = uv_signal_start(h, on_dump_signal, signum);
+  if (r != 0) {
+    uv_close((uv_handle_t *)h, free_handle);
+    return luaL_error(L, "dump_on_signal: %s", uv_strerror(r));
+  }
+  uv_unref((uv_handle_t *)h); /* it keeps no program alive */
+  rt->dump_signal = h;
+  return 0;
+}
+
+static const luaL_Reg funcs[] = {
+    {"tasks", l_tasks}, {"dump", l_dump}, {"dump_on_signal", l_dump_on_signal}, {NULL, NULL}};
 
 void cfl_open_introspect(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }

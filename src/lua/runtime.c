@@ -152,6 +152,7 @@ static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
 static void run_ready(cf_runtime *rt) {
   cf_executor_run(&rt->ex, CFL_BUDGET);
   if (rt->trace) cfl_trace_flush(rt);
+  if (rt->dump_requested) cfl_dump_to_stderr(rt);
   if (rt->nreports) cfl_flush_reports(rt);
 }
 
@@ -186,6 +187,14 @@ static int auto_advance(cf_runtime *rt) {
   if (!next) return 0;
   cfu_timers_advance(&rt->timers, next > now ? next - now : 0);
   return 1;
+}
+
+/* Every task event: note when a task was last woken (for dumps), and pass
+ * the event on to tracing. May run in a libuv callback: no Lua. */
+static void on_task_event(cf_executor *ex, cf_task *t, int event) {
+  cf_runtime *rt = ex->user;
+  if (event == CF_EV_SPAWN || event == CF_EV_WAKE) ((cfl_task *)t)->woke_ms = uv_now(rt->loop);
+  if (rt->trace) cfl_trace_event(rt, t, event);
 }
 
 static int finished(cf_runtime *rt, cfl_task *t) {
@@ -330,6 +339,7 @@ static int guard_gc(lua_State *L) {
   cf_executor_cancel_all(&rt->ex);
   cfl_flush_reports(rt);
   cfl_trace_close(rt);
+  cfl_dump_signal_close(rt);
   rt->closing = 1;
   cfl_close_threads(rt);
   cfu_timers_close(&rt->timers);
@@ -387,6 +397,7 @@ int luaopen_cfuture_core(lua_State *L) {
 
   cf_executor_init(&rt->ex, rt);
   rt->ex.on_ready = on_ready;
+  rt->ex.on_event = on_task_event;
   rt->loop = &rt->own_loop;
   cf__list_init(&rt->io);
   if (uv_loop_init(rt->loop) != 0) {
