@@ -1,0 +1,49 @@
+-- The API reference covers the API: every function the module exports (and
+-- every method of the objects it returns) is named in docs/API.md.
+local cf = require "cfuture"
+
+local function read(path)
+  local f = assert(io.open(path))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+describe("docs/API.md", function()
+  it("names every exported function and method", function()
+    local doc = read("docs/API.md")
+    local missing = {}
+    local function documented(path, k)
+      local rel = (path .. "." .. k):gsub("^cf%.", "")
+      for _, needle in ipairs({ "cf." .. rel, "`" .. rel .. "(", "`" .. rel .. "`", " " .. rel .. "(",
+        "`" .. rel .. " " }) do
+        if doc:find(needle, 1, true) then return true end
+      end
+      -- methods: classes are capitalised tables (cf.Stream, cf.fs.File, ...)
+      if path:match("%.%u%w*$") or path == "future" then
+        for _, needle in ipairs({ ":" .. k .. "(", ":" .. k .. "`", ":" .. k .. " " }) do
+          if doc:find(needle, 1, true) then return true end
+        end
+      end
+      return false
+    end
+    local function walk(t, path, seen)
+      for k, v in pairs(t) do
+        if type(k) == "string" and not k:match("^_") then
+          if type(v) == "function" then
+            if not documented(path, k) then missing[#missing + 1] = path .. "." .. k end
+          elseif type(v) == "table" and not seen[v] then
+            seen[v] = true
+            walk(v, path .. "." .. k, seen)
+          end
+        end
+      end
+    end
+    walk(cf, "cf", { [cf] = true })
+    -- methods shared by every future (await, abort, ...) and of thread channels
+    walk(getmetatable(cf.sleep(0)).__index, "future", {})
+    walk(getmetatable(cf.thread.channel()).__index, "cf.thread.Channel", {})
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+end)
