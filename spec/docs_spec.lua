@@ -1,13 +1,7 @@
 -- The API reference covers the API: every function the module exports (and
 -- every method of the objects it returns) is named in docs/API.md.
 local cf = require "cfuture"
-
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("support").read_file
 
 describe("docs/API.md", function()
   it("names every exported function and method", function()

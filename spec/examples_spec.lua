@@ -1,12 +1,6 @@
 -- The examples are real programs: run them and check what they print.
 local support = require "support"
-
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = support.read_file
 
 describe("examples/demo.lua", function()
   it("prints all 10 lines within 5 s instead of 10, then fetch, spawn, join/select/timeout", function()

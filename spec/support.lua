@@ -36,6 +36,14 @@ function M.run_lua(code, shell_prefix)
   return out, code_, ms, err
 end
 
+-- The whole contents of a file.
+function M.read_file(path)
+  local f = assert(io.open(path))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 -- Count this process's open file descriptors.
 function M.fd_count()
   local p = io.popen("ls /proc/" .. M.pid() .. "/fd | wc -l")
