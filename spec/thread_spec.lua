@@ -21,6 +21,17 @@ describe("cf.thread.spawn", function()
     assert.are.equal(3, #t.list)
   end)
 
+  it("knows a worker thread from the loop thread", function()
+    assert.is_false(cf.thread.is_worker())
+    assert.is_false(cf.thread.cancelled())
+    cf.thread.check() -- not a worker, nothing requested: returns
+    assert.is_true(cf.block_on(cf.thread.spawn(function()
+      local thread = require "cfuture.thread"
+      thread.check()
+      return thread.is_worker() and not thread.cancelled()
+    end)))
+  end)
+
   it("takes source text as well as a function", function()
     assert.are.equal(42, cf.block_on(cf.thread.spawn("local a, b = ... return a * b", 6, 7)))
   end)
@@ -140,6 +151,7 @@ describe("cf.thread.spawn", function()
       local h = cf.thread.spawn(function(out)
         local thread = require "cfuture.thread"
         local ok, err = pcall(thread.sleep, 60000) -- the stop interrupts the sleep
+        assert(not pcall(thread.check), "check raises once a stop was requested")
         out:send_blocking(tostring(thread.cancelled()) .. " " .. tostring(err))
         return "tidied up"
       end, ch)
@@ -270,6 +282,22 @@ describe("cf.thread.pool", function()
     assert.has_error(function() pool:run(function() end) end, "pool:run: the pool is closed")
   end)
 
+  it("runs a job that sends functions on to threads of its own", function()
+    -- the worker state both loads job functions and encodes functions to send
+    local pool = cf.thread.pool(1)
+    local job = function(n)
+      local wcf = require "cfuture"
+      return wcf.block_on(function()
+        local double = function(x) return 2 * x end
+        return wcf.thread.spawn(double, n):await() + wcf.thread.spawn(double, 1):await()
+      end)
+    end
+    cf.block_on(function()
+      for i = 1, 3 do assert.are.equal(2 * i + 2, pool:run(job, i):await()) end
+    end)
+    pool:close()
+  end)
+
   it("raises a job's error at the await", function()
     local pool = cf.thread.pool(1)
     local ok, err = pcall(cf.block_on, pool:run(function() error({}) end))
@@ -381,6 +409,18 @@ describe("cf.thread.channel", function()
     assert.are.same({ nil, "closed" }, { cf.block_on(ch:send(1)) })
     assert.is_nil(cf.block_on(ch:recv()))
     assert.are.same({ nil, "closed" }, { ch:try_recv() })
+  end)
+
+  it("times out a blocking receive and reports a closed channel to a blocking send", function()
+    local ch = cf.thread.channel(1)
+    local r = { cf.block_on(cf.thread.spawn(function(c)
+      local got, why = c:recv_blocking(30)
+      c:close()
+      local ok, closed = c:send_blocking("late")
+      return tostring(got) .. " " .. why, tostring(ok) .. " " .. closed, c:is_closed()
+    end, ch)) }
+    assert.are.same({ "nil timeout", "nil closed", true }, r)
+    assert.is_true(ch:is_closed())
   end)
 
   it("cancels a pending receive without losing later messages", function()

@@ -81,7 +81,25 @@ static cfl_threads *threads_of(lua_State *L, cf_runtime *rt) {
 
 /* ---- the worker's side: its parker, state and stop checks ---------------------------- */
 
-static const char FN_CACHE_KEY = 'f'; /* registry: function <-> its encoding */
+/* Registry keys of the function caches. A state can hold both: a worker
+ * that runs its own runtime loads jobs and also sends functions. */
+static const char ENCODED_KEY = 'e'; /* sender: function -> its encoding (weak keys) */
+static const char LOADED_KEY = 'l';  /* worker: encoding -> loaded function */
+
+/* Push the registry table at key, creating it (with __mode `mode`, or none). */
+static void registry_table(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  if (mode) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
 
 static _Thread_local cfu_parker *tl_parker; /* threads started by this module */
 static _Thread_local cfu_parker tl_other;   /* any other thread that blocks here */
@@ -241,12 +259,7 @@ static void fail_with(xwork *w, const char *msg) {
 static int load_fn(lua_State *W, const cfl_buf *fn) {
   size_t pos = 0;
   if (fn->len == 0 || fn->p[0] != 'F') return cfl_decode(W, fn->p, fn->len, &pos);
-  if (lua_rawgetp(W, LUA_REGISTRYINDEX, &FN_CACHE_KEY) != LUA_TTABLE) {
-    lua_pop(W, 1);
-    lua_newtable(W);
-    lua_pushvalue(W, -1);
-    lua_rawsetp(W, LUA_REGISTRYINDEX, &FN_CACHE_KEY);
-  }
+  registry_table(W, &LOADED_KEY, NULL);
   lua_pushlstring(W, fn->p, fn->len);
   if (lua_rawget(W, -2) == LUA_TFUNCTION) {
     lua_remove(W, -2);
@@ -257,14 +270,14 @@ static int load_fn(lua_State *W, const cfl_buf *fn) {
     lua_remove(W, -2);
     return -1;
   }
-  lua_Integer n = (lua_Integer)luaL_len(W, -2);
-  if (lua_rawgeti(W, -2, 0) == LUA_TNUMBER) n = lua_tointeger(W, -1);
+  lua_rawgeti(W, -2, 0); /* how many it holds */
+  lua_Integer n = lua_tointeger(W, -1);
   lua_pop(W, 1);
   if (n >= LOADED_MAX) { /* full: start over */
     lua_newtable(W);
     lua_replace(W, -3);
     lua_pushvalue(W, -2);
-    lua_rawsetp(W, LUA_REGISTRYINDEX, &FN_CACHE_KEY);
+    lua_rawsetp(W, LUA_REGISTRYINDEX, &LOADED_KEY);
     n = 0;
   }
   lua_pushlstring(W, fn->p, fn->len);
@@ -285,7 +298,6 @@ static void run_work(lua_State *W, xwork *w) {
   }
   int base = lua_gettop(W);
   lua_pushcfunction(W, traceback);
-  size_t pos = 0;
   int st = LUA_OK;
   if (load_fn(W, &w->fn) != 0) {
     lua_pushliteral(W, "thread: cannot load the function");
@@ -296,7 +308,7 @@ static void run_work(lua_State *W, xwork *w) {
     st = luaL_loadbufferx(W, src, n, "=thread", "t");
     lua_remove(W, -2);
   }
-  pos = 0;
+  size_t pos = 0;
   for (int i = 0; st == LUA_OK && i < w->nargs; i++)
     if (cfl_decode(W, w->vals.p, w->vals.len, &pos)) {
       lua_pushliteral(W, "thread: corrupt arguments");
@@ -365,16 +377,7 @@ static void on_done(cfu_mail *m) {
 static int encode_fn(lua_State *L, int idx, cfl_buf *b, char *err) {
   if (lua_type(L, idx) != LUA_TFUNCTION) return cfl_encode(L, idx, b, err);
   idx = lua_absindex(L, idx);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FN_CACHE_KEY) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &FN_CACHE_KEY);
-  }
+  registry_table(L, &ENCODED_KEY, "k");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) == LUA_TSTRING) {
     size_t n;
@@ -686,10 +689,9 @@ static int pool_submit(xwork *w, cf_context *cx) {
   int r = 1;
   uv_mutex_lock(&p->mu);
   if (p->closing) {
-    w->failed = 1;
     w->finished = 1;
-    cfl_buf_discard(&w->vals);
-    cfl_buf_put(&w->vals, "pool:run: the pool is closed", 28);
+    cfl_buf_discard(&w->vals); /* the arguments */
+    fail_with(w, "pool:run: the pool is closed");
   } else if (p->queued >= p->cap) {
     p->want_space = 1;
     cf_waker_set(&w->swaker, cx->waker);
