@@ -90,6 +90,20 @@ describe("introspection", function()
     assert.has_error(function() cf.dump_on_signal("SIGNOPE") end)
   end)
 
+  it("tells how long each task has waited since its last wake", function()
+    cf.block_on(function()
+      local h = cf.spawn { function() cf.sleep(1000):await() end, name = "napper" }
+      cf.sleep(60):await()
+      local napper
+      for _, t in ipairs(cf.tasks()) do if t.name == "napper" then napper = t end end
+      assert.is_true(napper.since_wake >= 50, napper.since_wake)
+      local me
+      for _, t in ipairs(cf.tasks()) do if t.id == cf.current() then me = t end end
+      assert.is_true(me.since_wake < 50, me.since_wake) -- just woken by its sleep
+      h:abort()
+    end)
+  end)
+
   it("reports not-started tasks and current()", function()
     assert.is_nil(cf.current())
     local h = cf.spawn(function() return cf.current() end)

@@ -312,8 +312,49 @@ static void test_notify_pass_on(void) {
   CHECK(parent_refs == 0);
 }
 
+/* The executor stamps spawns and wakes with its clock, and reports events. */
+static uint64_t fake_now;
+static uint64_t fake_clock(cf_executor *ex) {
+  (void)ex;
+  return fake_now;
+}
+static char events[32];
+static void record_event(cf_executor *ex, cf_task *t, int ev) {
+  (void)ex;
+  (void)t;
+  char c[2] = {"sPpwcx"[ev], 0}; /* spawn, Poll, poll end, wake, complete, cancel */
+  strncat(events, c, sizeof events - strlen(events) - 1);
+}
+
+static void test_clock_and_events(void) {
+  cf_executor ex;
+  cf_executor_init(&ex, NULL);
+  ex.clock = fake_clock;
+  ex.on_event = record_event;
+  events[0] = 0;
+  manual m;
+  manual_init(&m, 'm', NULL);
+  test_task t = {0};
+  fake_now = 100;
+  cf_task_spawn(&t.base, &ex, &tt_hooks, &m.base);
+  CHECK(t.base.woken_at == 100);
+  fake_now = 150;
+  cf_executor_run(&ex, 10);
+  CHECK(t.base.woken_at == 100); /* a poll is not a wake */
+  fake_now = 170;
+  cf_waker_wake_by_ref(&m.waker);
+  CHECK(t.base.woken_at == 170);
+  m.ready = 1;
+  cf_executor_run(&ex, 10);
+  cf_waker_drop(&m.waker);
+  /* spawn, poll, poll end, wake, poll, poll end, complete */
+  CHECK(strcmp(events, "sPpwPpc") == 0);
+  CHECK(t.freed);
+}
+
 int main(void) {
   test_fifo_and_wake_once();
+  test_clock_and_events();
   test_notified_while_running_and_budget();
   test_abort();
   test_cancel_all();

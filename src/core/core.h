@@ -53,6 +53,7 @@ struct cf_task {
   cf_waitlist joiners; /* poll sites waiting for completion */
   cf_waiter waiter;    /* the task's own poll-site node for its root */
   uint64_t id;
+  uint64_t woken_at; /* ex->clock at its spawn or last wake (0 without a clock) */
   uint32_t refcount;
   uint32_t polls;
   uint8_t state;            /* cf_task_state */
@@ -71,6 +72,9 @@ struct cf_executor {
   /* Called when the ready queue goes from empty to not empty, so a driver
    * blocked (or about to block) waiting for I/O knows to come back. */
   void (*on_ready)(cf_executor *ex);
+  /* Optional: the driver's clock, read when a task is spawned or woken
+   * (cf_task.woken_at: how long a task has waited, for dumps). */
+  uint64_t (*clock)(cf_executor *ex);
   /* Optional: told of every task event (cf_task_event), for tracing. It
    * may run in a driver's callback (wake), so it must not run Lua. */
   void (*on_event)(cf_executor *ex, cf_task *t, int event);

@@ -23,6 +23,7 @@ void cf_executor_init(cf_executor *ex, void *user) {
   ex->current = NULL;
   ex->user = user;
   ex->on_ready = NULL;
+  ex->clock = NULL;
   ex->on_event = NULL;
 }
 
@@ -39,6 +40,7 @@ void cf_task_unref(cf_task *t) {
 
 static void transition_to_scheduled(cf_task *t) {
   cf_executor *ex = t->ex;
+  if (ex->clock) t->woken_at = ex->clock(ex);
   t->state = CF_TASK_SCHEDULED;
   cf__list_push_back(&ex->ready, &t->queue);
   if (ex->nready++ == 0 && ex->on_ready) ex->on_ready(ex);
@@ -52,6 +54,7 @@ void cf_task_spawn(cf_task *t, cf_executor *ex, const cf_task_hooks *hooks, cf_f
   cf_waitlist_init(&t->joiners);
   cf_waiter_init(&t->waiter);
   t->id = ex->next_id++;
+  t->woken_at = 0;
   t->refcount = 1; /* the executor's task list */
   t->polls = 0;
   t->cancel_requested = 0;

@@ -104,7 +104,6 @@ struct cfl_task {
   cfl_coro root; /* root.ref anchors the coroutine, then the results */
   cfl_task_ext *ext;
   uint64_t parent;  /* id of the task that spawned it, 0 if none */
-  uint64_t woke_ms; /* loop time (ms) of its spawn or last wake */
   int nholders;     /* JoinHandles, block_on, a scope re-raising its error */
   uint8_t observed; /* its error reached someone */
 };
@@ -277,7 +276,6 @@ void cfl_open_thread(lua_State *L);
 /* trace.c: executor events for CFUTURE_TRACE, cf.on_event, cf.warn_slow_polls */
 void cfl_open_trace(lua_State *L);
 void cfl_trace_flush(cf_runtime *rt); /* deliver buffered events to Lua */
-void cfl_trace_event(cf_runtime *rt, cf_task *t, int event);
 /* introspect.c: the dump cf.dump_on_signal asked for, and its watcher's end */
 void cfl_dump_to_stderr(cf_runtime *rt);
 void cfl_dump_signal_close(cf_runtime *rt);

@@ -52,7 +52,7 @@ static int l_tasks(lua_State *L) {
       lua_setfield(L, -2, "parent");
     }
     uint64_t now = uv_now(rt->loop);
-    lua_pushinteger(L, (lua_Integer)(now > t->woke_ms ? now - t->woke_ms : 0));
+    lua_pushinteger(L, (lua_Integer)(now > t->base.woken_at ? now - t->base.woken_at : 0));
     lua_setfield(L, -2, "since_wake");
     lua_rawseti(L, -2, ++i);
   }
@@ -69,7 +69,7 @@ static void dump_task(lua_State *L, luaL_Buffer *b, cf_runtime *rt, cfl_task *t,
   lua_pushfstring(L, "task %d%s%s%s [%s] polls=%d woken %d ms ago%s%s\n", (int)t->base.id,
                   cfl_task_name(t) ? " (" : "", cfl_task_name(t) ? cfl_task_name(t) : "",
                   cfl_task_name(t) ? ")" : "", task_state(t), (int)t->base.polls,
-                  (int)(now > t->woke_ms ? now - t->woke_ms : 0),
+                  (int)(now > t->base.woken_at ? now - t->base.woken_at : 0),
                   lua_isnil(L, -1) ? "" : " awaiting ",
                   lua_isnil(L, -1) ? "" : lua_tostring(L, -1));
   lua_remove(L, -2);

@@ -189,13 +189,8 @@ static int auto_advance(cf_runtime *rt) {
   return 1;
 }
 
-/* Every task event: note when a task was last woken (for dumps), and pass
- * the event on to tracing. May run in a libuv callback: no Lua. */
-static void on_task_event(cf_executor *ex, cf_task *t, int event) {
-  cf_runtime *rt = ex->user;
-  if (event == CF_EV_SPAWN || event == CF_EV_WAKE) ((cfl_task *)t)->woke_ms = uv_now(rt->loop);
-  if (rt->trace) cfl_trace_event(rt, t, event);
-}
+/* The executor stamps spawns and wakes with the loop's (cached) time. */
+static uint64_t loop_clock(cf_executor *ex) { return uv_now(((cf_runtime *)ex->user)->loop); }
 
 static int finished(cf_runtime *rt, cfl_task *t) {
   return t ? cf_task_is_complete(&t->base) : rt->ex.ntasks == 0;
@@ -397,7 +392,7 @@ int luaopen_cfuture_core(lua_State *L) {
 
   cf_executor_init(&rt->ex, rt);
   rt->ex.on_ready = on_ready;
-  rt->ex.on_event = on_task_event;
+  rt->ex.clock = loop_clock;
   rt->loop = &rt->own_loop;
   cf__list_init(&rt->io);
   if (uv_loop_init(rt->loop) != 0) {

@@ -259,7 +259,6 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
   t->nholders = 0;
   t->observed = 0;
   t->parent = rt->ex.current ? rt->ex.current->id : 0;
-  t->woke_ms = 0;
   cfl_coro_init(&t->root, rt, NULL, LUA_NOREF, &t->base.waiter);
   t->root.hdr.owner = t;
   t->root.root = 1;

@@ -99,7 +99,8 @@ static void push(cfl_trace *tr, cfl_task *t, int ev, uint64_t ts, uint64_t dur, 
   tr->buf[tr->n++] = (tevent){t, ts, dur, (uint8_t)ev, (uint8_t)slow};
 }
 
-void cfl_trace_event(cf_runtime *rt, cf_task *bt, int ev) {
+static void trace_event(cf_executor *ex, cf_task *bt, int ev) {
+  cf_runtime *rt = ex->user;
   cfl_trace *tr = rt->trace;
   cfl_task *t = (cfl_task *)bt;
   uint64_t now = uv_hrtime(), dur = 0;
@@ -118,6 +119,7 @@ static cfl_trace *trace_of(lua_State *L, cf_runtime *rt) {
   tr->pid = (int)getpid();
   tr->t0 = uv_hrtime();
   rt->trace = tr;
+  rt->ex.on_event = trace_event;
   return tr;
 }
 
@@ -202,6 +204,7 @@ void cfl_trace_close(cf_runtime *rt) {
   cfl_trace *tr = rt->trace;
   if (!tr) return;
   rt->trace = NULL;
+  rt->ex.on_event = NULL;
   for (size_t i = 0; i < tr->n; i++)
     cf_task_unref(&tr->buf[i].task->base);
   free(tr->buf);
