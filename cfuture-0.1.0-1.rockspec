@@ -40,5 +40,5 @@ build = {
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
   },
-  copy_directories = { "examples", "docs" },
+  copy_directories = { "examples", "docs", "library" },
 }

@@ -7,7 +7,7 @@ tree=$(mktemp -d)
 work=$(mktemp -d)
 trap 'rm -rf "$tree" "$work"' EXIT
 # build from a copy so the checkout stays clean
-cp -r "$src/src" "$src/include" "$src/lua" "$src/examples" "$src/docs" "$src"/*.rockspec "$work/"
+cp -r "$src/src" "$src/include" "$src/lua" "$src/examples" "$src/docs" "$src/library" "$src"/*.rockspec "$work/"
 cd "$work"
 luarocks --lua-version=5.4 --tree="$tree" make --deps-mode=none ./*.rockspec >"$work/make.log" 2>&1 || {
   cat "$work/make.log"; exit 1; }
@@ -21,4 +21,9 @@ out=$(env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH="$lpath" LUA_CPATH="$cpath" 
   print(cf.block_on(function() cf.sleep(10):await(); return "installed ok" end))') || {
   echo "require failed; the rock tree holds:"; find "$tree" -name '*.lua' -o -name '*.so'; cat "$work/make.log"; exit 1; }
 [ "$out" = "installed ok" ] || { echo "unexpected output: $out"; exit 1; }
+# the LuaLS annotations sit in the rock's directory, where README points editors
+rockdir=$(luarocks --lua-version=5.4 --tree="$tree" show --rock-dir cfuture)
+for f in cfuture.lua cfuture/thread.lua cfuture/core.lua; do
+  [ -f "$rockdir/library/$f" ] || { echo "library/$f not installed in $rockdir"; exit 1; }
+done
 echo "$out"

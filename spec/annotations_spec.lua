@@ -1,0 +1,189 @@
+-- The lua-language-server annotations (library/) match the module: every
+-- exported function and every method of every object the API returns is
+-- declared on the right class, and nothing declared there is missing from
+-- the module.
+local cf = require "cfuture"
+local read = require("support").read_file
+
+local meta = read("library/cfuture.lua")
+
+-- Which local table in the meta file stands for which class, and which
+-- functions and methods each declares.
+local var_class, declared = {}, {}
+do
+  local pending
+  for line in meta:gmatch("[^\n]+") do
+    local class = line:match("^%-%-%-@class ([%w%.]+)")
+    if class then pending = class end
+    local var = line:match("^local (%w+) = {}")
+    if var and pending then var_class[var], pending = pending, nil end
+    local v, sep, name = line:match("^function (%w+)([%.:])([%w_]+)%(")
+    if v then
+      local cls = assert(var_class[v], "meta: " .. v .. " has no ---@class")
+      declared[cls] = declared[cls] or {}
+      declared[cls][name] = sep
+    end
+  end
+end
+
+-- Exported tables and the class that annotates them.
+local export_class = {
+  ["cf"] = "cfuture", ["cf.fs"] = "cfuture.fs", ["cf.process"] = "cfuture.process",
+  ["cf.signal"] = "cfuture.signal", ["cf.net"] = "cfuture.net", ["cf.time"] = "cfuture.time",
+  ["cf.test"] = "cfuture.test", ["cf.thread"] = "cfuture.thread",
+  ["cf.Stream"] = "cfuture.Stream", ["cf.fs.File"] = "cfuture.File",
+  ["cf.net.Listener"] = "cfuture.Listener", ["cf.net.Udp"] = "cfuture.Udp",
+  ["cf.process.Process"] = "cfuture.Process",
+}
+
+local function methods_of(v)
+  local mt = getmetatable(v)
+  local idx = type(v) == "table" and mt == nil and v or (mt and mt.__index)
+  if type(v) == "table" and mt and mt.__index then idx = mt.__index end
+  local names = {}
+  if type(idx) == "table" then
+    for k, f in pairs(idx) do
+      if type(k) == "string" and type(f) == "function" and not k:match("^_") then names[#names + 1] = k end
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+-- One object of each kind the API hands out, with its class. Futures share
+-- one metatable, whose methods are spread over the classes built on it.
+local function samples()
+  local out = {}
+  cf.block_on(function()
+    local function add(class, v) out[#out + 1] = { class, v } end
+    local tx, rx = cf.oneshot()
+    add("cfuture.OneshotSender", tx)
+    add("cfuture.OneshotReceiver", rx)
+    local sem = cf.semaphore(2)
+    add("cfuture.Semaphore", sem)
+    add("cfuture.Permit", sem:try_acquire())
+    local m = cf.mutex()
+    add("cfuture.Mutex", m)
+    add("cfuture.Permit", m:try_lock())
+    add("cfuture.RwLock", cf.rwlock())
+    add("cfuture.Notify", cf.notify())
+    local w = cf.watch(1)
+    add("cfuture.Watch", w)
+    add("cfuture.WatchReceiver", w:subscribe())
+    local b = cf.broadcast(2)
+    add("cfuture.Broadcast", b)
+    add("cfuture.BroadcastReceiver", b:subscribe())
+    add("cfuture.Barrier", cf.barrier(2))
+    add("cfuture.Interval", cf.interval(10))
+    local l = assert(cf.net.listen("127.0.0.1", 0))
+    add("cfuture.Listener", l)
+    local u = assert(cf.net.udp("127.0.0.1"))
+    add("cfuture.Udp", u)
+    local c = assert(cf.net.connect(l:local_address()):await())
+    add("cfuture.Stream", c)
+    local f = assert(cf.fs.open("spec/annotations_spec.lua"):await())
+    add("cfuture.File", f)
+    local sig = cf.signal.listen("SIGUSR2")
+    add("cfuture.SignalListener", sig)
+    local pool = cf.thread.pool(1)
+    add("cfuture.ThreadPool", pool)
+    add("cfuture.ThreadChannel", cf.thread.channel())
+    cf.future(function(waker)
+      add("cfuture.Waker", waker)
+      return true
+    end):await()
+    add("future", cf.sleep(0))
+    c:close(); l:close(); u:close(); f:close(); sig:close(); pool:close()
+  end)
+  return out
+end
+
+describe("library/cfuture.lua (LuaLS annotations)", function()
+  it("is a valid Lua chunk marked ---@meta", function()
+    assert.is_truthy(meta:match("^%-%-%-@meta cfuture\n"))
+    assert.is_function(load(meta, "=library/cfuture.lua"))
+    for _, f in ipairs({ "library/cfuture/thread.lua", "library/cfuture/core.lua" }) do
+      assert.is_function(load(read(f), "=" .. f))
+    end
+  end)
+
+  it("declares every exported function on the class of its table", function()
+    local missing = {}
+    local function walk(t, path, seen)
+      for k, v in pairs(t) do
+        if type(k) == "string" and not k:match("^_") then
+          if type(v) == "function" then
+            local cls = export_class[path]
+            if not cls then
+              missing[#missing + 1] = path .. " (no class for this table)"
+            elseif not (declared[cls] or {})[k] then
+              missing[#missing + 1] = path .. "." .. k .. " on " .. cls
+            end
+          elseif type(v) == "table" and not seen[v] and k ~= "PENDING" then
+            seen[v] = true
+            walk(v, path .. "." .. k, seen)
+          end
+        end
+      end
+    end
+    walk(cf, "cf", { [cf] = true })
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+
+  it("declares every method of every object the API returns", function()
+    local future_classes = { "cfuture.Future", "cfuture.JoinHandle", "cfuture.Channel",
+      "cfuture.Scope", "cfuture.ThreadHandle" }
+    local missing = {}
+    for _, s in ipairs(samples()) do
+      local cls, obj = s[1], s[2]
+      local names = methods_of(obj)
+      assert.is_true(#names > 0, cls .. " sample has no methods")
+      for _, name in ipairs(names) do
+        local found = false
+        for _, c in ipairs(cls == "future" and future_classes or { cls }) do
+          if (declared[c] or {})[name] == ":" then found = true end
+        end
+        if not found then missing[#missing + 1] = cls .. ":" .. name end
+      end
+    end
+    -- process objects resolve fields in C; check the documented methods
+    local p = assert(cf.process.spawn { "true" })
+    for _, name in ipairs({ "wait", "kill", "status" }) do
+      assert.is_function(p[name])
+      if (declared["cfuture.Process"] or {})[name] ~= ":" then missing[#missing + 1] = "cfuture.Process:" .. name end
+    end
+    cf.block_on(p:wait())
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+
+  it("declares nothing the module lacks", function()
+    local exists = {}
+    for path, cls in pairs(export_class) do
+      local t = cf
+      for part in path:gmatch("%.([%w_]+)") do t = t[part] end
+      exists[cls] = exists[cls] or {}
+      for k, v in pairs(t) do
+        if type(v) == "function" then exists[cls][k] = true end
+      end
+    end
+    for _, s in ipairs(samples()) do
+      local cls = s[1] == "future" and "future" or s[1]
+      exists[cls] = exists[cls] or {}
+      for _, name in ipairs(methods_of(s[2])) do exists[cls][name] = true end
+    end
+    for _, c in ipairs({ "cfuture.Future", "cfuture.JoinHandle", "cfuture.Channel", "cfuture.Scope",
+      "cfuture.ThreadHandle" }) do
+      exists[c] = exists.future
+    end
+    local stale = {}
+    for cls, names in pairs(declared) do
+      for name in pairs(names) do
+        if not (exists[cls] or {})[name] then stale[#stale + 1] = cls .. "." .. name end
+      end
+    end
+    table.sort(stale)
+    assert.are.same({}, stale)
+  end)
+end)
