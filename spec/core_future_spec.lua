@@ -51,6 +51,27 @@ describe("async functions", function()
     assert.are.equal(7, cf.block_on(function() return cf.await(function() return 7 end) end))
     assert.are.same({ 1, 2 }, { cf.block_on(cf.join(function() return 1 end, function() return 2 end)) })
   end)
+
+  it("run their body where a function is taken: spawn(afn, ...) is spawn(afn(...))", function()
+    local runs = 0
+    local add = cf.async(function(a, b)
+      runs = runs + 1
+      cf.yield_now():await()
+      return a + b
+    end)
+    assert.are.equal(5, cf.block_on(add, 2, 3))
+    local sum, from_table, in_scope, ok, err = cf.block_on(function()
+      local h = cf.spawn(add, 10, 20)
+      local named = cf.spawn { add, 1, 1, name = "adder" }
+      local s = cf.scope(function(sc, x) return sc:spawn(add, x, x):await() end, 4)
+      return h:await(), named:await(), s:await(), pcall(cf.await, add)
+    end)
+    assert.are.same({ 30, 2, 8 }, { sum, from_table, in_scope })
+    -- awaited bare, the body runs without arguments: its error, not a future as a result
+    assert.is_false(ok)
+    assert.matches("arithmetic on a nil value", err)
+    assert.are.equal(5, runs)
+  end)
 end)
 
 describe("spawn", function()

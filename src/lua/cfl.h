@@ -216,7 +216,12 @@ void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *methods);
 /* coro.c */
 extern const cfl_class cfl_coro_class;
 void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref, cf_waiter *waiter);
+/* The coroutine runs fn(args); an async function runs its body (so
+ * spawn(afn, ...) is spawn(afn(...)), not a task returning a future). */
 cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs);
+/* If the value at idx is an async function (cf.async), replace it with the
+ * function it wraps. */
+void cfl_unwrap_async(lua_State *L, int idx);
 lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt);
 int cfl_await(lua_State *L);
 void cfl_open_coro(lua_State *L);

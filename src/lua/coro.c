@@ -222,8 +222,18 @@ typedef struct cfl_coro_ud {
   cf_waiter waiter;
 } cfl_coro_ud;
 
+static int async_call(lua_State *L);
+
+void cfl_unwrap_async(lua_State *L, int idx) {
+  if (lua_tocfunction(L, idx) != async_call) return;
+  idx = lua_absindex(L, idx);
+  lua_getupvalue(L, idx, 3);
+  lua_replace(L, idx);
+}
+
 cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs) {
   fn = lua_absindex(L, fn);
+  cfl_unwrap_async(L, fn);
   luaL_checkstack(L, nargs + 3, "too many arguments");
   cfl_coro_ud *u = (cfl_coro_ud *)cfl_new_future(L, rt, &cfl_coro_class, sizeof(cfl_coro_ud));
   cfl_coro *c = &u->c;

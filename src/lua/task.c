@@ -242,6 +242,7 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
   if (!f && lua_type(L, fn) != LUA_TFUNCTION)
     luaL_error(L, "%s: argument #%d must be a function or a future (got %s)", fname, idx,
                luaL_typename(L, fn));
+  if (!f) cfl_unwrap_async(L, fn);
   int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_FRESH && !f->owner;
   if (f && !adopt) cfl_check_claimable(L, f, NULL, fname, idx);
   /* every check is done: from here on, nothing raises but out-of-memory */
