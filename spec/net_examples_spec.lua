@@ -14,10 +14,10 @@ local Killer = { __close = function(self)
   if not self.p:status() then self.p:kill("SIGKILL") end
 end }
 
-local function start(name)
+local function start(name, ...)
   local argv = {}
   for word in (os.getenv("CFUTURE_LUA_WRAPPER") or ""):gmatch("%S+") do argv[#argv + 1] = word end
-  for _, a in ipairs { support.lua, "examples/" .. name .. ".lua", "0" } do argv[#argv + 1] = a end
+  for _, a in ipairs { support.lua, "examples/" .. name .. ".lua", "0", ... } do argv[#argv + 1] = a end
   argv.stdout = "pipe"
   argv.env = { LUA_PATH = package.path, LUA_CPATH = package.cpath, LUA_PATH_5_4 = package.path,
     LUA_CPATH_5_4 = package.cpath }
@@ -65,6 +65,49 @@ describe("examples/echo_server.lua", function()
         assert.are.same({ 0, "via socat\n" }, { code, out })
       end
       stop(p)
+    end)
+  end)
+end)
+
+describe("examples/chat.lua", function()
+  it("relays lines between clients, renames, drops idle and overlong clients, stops on SIGINT", function()
+    cf.block_on(function()
+      local idle_s = 1.5 * support.slow
+      local p, port, _k <close> = start("chat", tostring(idle_s))
+      local function client()
+        local c = assert(cf.net.connect("127.0.0.1", port):await())
+        local function line() return cf.timeout(10000 * support.slow, c:read_line()):await() end
+        return c, line
+      end
+      local a, a_line = client()
+      assert.are.equal("welcome, guest1! here: guest1. /nick NAME, /who, /quit", a_line())
+      local b, b_line = client()
+      assert.are.equal("welcome, guest2! here: guest1, guest2. /nick NAME, /who, /quit", b_line())
+      assert.are.equal("guest2 joined", a_line())
+      a:write("/nick ann\nhello, all\n"):await()
+      assert.are.equal("guest1 is now ann", b_line())
+      assert.are.equal("ann: hello, all", b_line())
+      local t0 = cf.now() -- b's last words: its idle time starts after this
+      b:write("/who\n/nick bad name\n"):await()
+      assert.are.equal("here: ann, guest2", b_line())
+      assert.are.equal("unknown command or bad name: /nick bad name", b_line())
+      -- a line over the limit ends that client; the others hear it left
+      a:write(("x"):rep(2000) .. "\n"):await()
+      assert.are.equal("line too long, bye", a_line())
+      assert.is_nil(a_line())
+      assert.are.equal("ann left", b_line())
+      a:close()
+      -- b says nothing more: dropped once idle, not before
+      assert.are.equal("idle too long, bye", b_line())
+      assert.is_true(cf.now() - t0 >= idle_s * 1000 - 2, cf.now() - t0)
+      assert.is_nil(b_line())
+      b:close()
+      -- Ctrl-C closes the connections that remain and exits 0
+      local c, c_line = client()
+      assert.matches("^welcome, guest3!", c_line())
+      stop(p)
+      assert.is_nil(c_line())
+      c:close()
     end)
   end)
 end)
