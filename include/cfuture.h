@@ -159,8 +159,26 @@ struct uv_loop_s;
 typedef struct cf_runtime cf_runtime;
 
 /* Open the module into L (as `require "cfuture.core"` would) and leave the
- * module table on the stack. */
+ * module table on the stack. The runtime gets a private libuv loop. Raises
+ * on failure (call it through lua_pcall or luaL_requiref). */
 int luaopen_cfuture_core(struct lua_State *L);
+
+/* Open the module into L with its runtime on `loop`, a libuv loop the host
+ * owns and runs (NULL: a private loop, as luaopen_cfuture_core). Sets
+ * package.loaded["cfuture.core"], so `require "cfuture"` finds this
+ * runtime, and leaves the module table on the stack. Returns 0, or -1 with
+ * an error message on the stack (nothing is raised).
+ *
+ * On a host loop, tasks run from the host's own uv_run: a task woken by a
+ * libuv callback (or by a host's cf_waker) runs in the same loop iteration,
+ * through an idle handle that is active only while tasks are ready. A
+ * sleeping task keeps the loop alive like any armed timer. block_on, run
+ * and step still work (they run the host's loop too, non re-entrantly).
+ * Shutdown: lua_close(L) cancels every task and closes cfuture's handles;
+ * run the loop once more (uv_run(loop, UV_RUN_NOWAIT)) before
+ * uv_loop_close so their close callbacks free them. A child process that
+ * is still running keeps its handle on the loop until it exits. */
+int cf_runtime_open(struct lua_State *L, struct uv_loop_s *loop);
 
 /* The runtime of the cfuture module loaded in L, or NULL. */
 cf_runtime *cf_runtime_of(struct lua_State *L);
@@ -179,6 +197,20 @@ int cf_runtime_step(cf_runtime *rt);
  * 0: step at once, tasks are ready), then call cf_runtime_step. */
 int cf_runtime_backend_fd(cf_runtime *rt);
 int cf_runtime_backend_timeout(cf_runtime *rt);
+
+/* Push onto L a Lua future over a host's C future f (Lua awaits, joins and
+ * selects it like any future). Polls call f->vt->poll(f, cx) with the
+ * task's context: a pending f keeps a clone of cx->waker and wakes it when
+ * it can make progress (from a libuv callback or from the host's own code
+ * on the loop thread). Once f is ready, push(L, f) pushes its results and
+ * returns their count (or pushes an error value and returns -1 to raise
+ * it). If the Lua future is dropped before f was ready (select, timeout,
+ * abort, collection), f->vt->drop(f) cancels it. release(f), if not NULL,
+ * is called exactly once when Lua is done with f: after push, or after the
+ * drop, or when the runtime closes. Returns 0, or -1 if L has no cfuture
+ * runtime. */
+int cf_push_future(struct lua_State *L, cf_future *f,
+                   int (*push)(struct lua_State *L, cf_future *f), void (*release)(cf_future *f));
 
 /* Push onto L a future that runs run(arg) on libuv's thread pool (when it
  * is first polled). When it is awaited after run returned, push(L, arg)

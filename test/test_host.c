@@ -1,8 +1,10 @@
 /*
  * test_host.c — a C host that embeds Lua and cfuture: opens the module into
  * its own lua_State, exposes C work on the thread pool with
- * cf_push_blocking, drives the runtime with cf_runtime_step, and closes
- * the state with work still pending. Prints "N passed, N failed".
+ * cf_push_blocking and a C future of its own (an event the host fires)
+ * with cf_push_future, drives the runtime with cf_runtime_step, runs it on
+ * a uv_loop_t the host owns, and closes the state with work still pending.
+ * Prints "N passed, N failed".
  */
 #include <poll.h>
 #include <stdio.h>
@@ -13,6 +15,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+#include <uv.h>
 
 #include "cfuture.h"
 
@@ -61,12 +65,78 @@ static int l_csum(lua_State *L) {
   return 1;
 }
 
+/* ---- a C future: an event the host fires from its own code ---------------------- */
+
+/* host_event() -> a future of the value the host fires next. The future keeps
+ * the waker of whoever polls it; the host's fire_event stores the value and
+ * wakes it. */
+typedef struct host_event {
+  cf_future base;
+  cf_waker waker;
+  int fired;
+  lua_Integer value;
+} host_event;
+
+static host_event *waiting_event; /* the one the host will fire */
+static int events_released, events_cancelled;
+
+static cf_poll event_poll(cf_future *f, cf_context *cx) {
+  host_event *e = (host_event *)f;
+  if (e->fired) return CF_READY;
+  cf_waker_set(&e->waker, cx->waker);
+  return CF_PENDING;
+}
+
+static void event_drop(cf_future *f) { /* cancelled: the host stops firing it */
+  host_event *e = (host_event *)f;
+  cf_waker_drop(&e->waker);
+  events_cancelled++;
+}
+
+static const cf_future_vtable event_vt = {event_poll, event_drop};
+
+static int event_push(lua_State *L, cf_future *f) {
+  lua_pushinteger(L, ((host_event *)f)->value);
+  return 1;
+}
+
+static void event_release(cf_future *f) {
+  host_event *e = (host_event *)f;
+  if (waiting_event == e) waiting_event = NULL;
+  cf_waker_drop(&e->waker);
+  events_released++;
+  free(e);
+}
+
+static int l_host_event(lua_State *L) {
+  host_event *e = calloc(1, sizeof *e);
+  e->base.vt = &event_vt;
+  waiting_event = e;
+  if (cf_push_future(L, &e->base, event_push, event_release) != 0) {
+    free(e);
+    return luaL_error(L, "host_event: no cfuture runtime");
+  }
+  return 1;
+}
+
+/* The host's side: complete the event and wake whoever awaits it. */
+static int fire_event(lua_Integer value) {
+  host_event *e = waiting_event;
+  if (!e) return 0;
+  waiting_event = NULL;
+  e->fired = 1;
+  e->value = value;
+  cf_waker_wake(&e->waker);
+  return 1;
+}
+
 static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
   luaL_requiref(L, "cfuture.core", luaopen_cfuture_core, 0);
   lua_pop(L, 1);
   lua_register(L, "csum", l_csum);
+  lua_register(L, "host_event", l_host_event);
   return L;
 }
 
@@ -77,6 +147,125 @@ static int run(lua_State *L, const char *code) {
     return -1;
   }
   return 0;
+}
+
+static int global_int(lua_State *L, const char *name) {
+  lua_getglobal(L, name);
+  int v = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* A C future awaited from Lua: completed by the host, cancelled by select,
+ * released when the runtime closes with it pending. */
+static void host_future_tests(void) {
+  lua_State *L = new_state();
+  cf_runtime *rt = cf_runtime_of(L);
+  CHECK(run(L, "local cf = require 'cfuture.core'\n"
+               "got = 0\n"
+               "cf.spawn(function() got = host_event():await() + 1 end)\n") == 0);
+  CHECK(cf_runtime_step(rt) == 1);
+  CHECK(waiting_event != NULL);
+  CHECK(cf_runtime_backend_timeout(rt) == -1); /* only the host can wake it */
+  CHECK(cf_runtime_step(rt) == 1);             /* no busy polling: still waiting */
+  CHECK(global_int(L, "got") == 0);
+  CHECK(fire_event(41) == 1);
+  CHECK(cf_runtime_backend_timeout(rt) == 0); /* the task is ready */
+  CHECK(cf_runtime_step(rt) == 0);
+  CHECK(global_int(L, "got") == 42);
+  CHECK(events_released == 1 && events_cancelled == 0);
+
+  /* the losing branch of a select is cancelled and released at once */
+  CHECK(run(L, "local cf = require 'cfuture.core'\n"
+               "local i = cf.block_on(cf.select(host_event(), cf.sleep(5)))\n"
+               "assert(i == 2)\n") == 0);
+  CHECK(events_cancelled == 1 && events_released == 2 && waiting_event == NULL);
+
+  /* the runtime closes with one pending: cancelled and released */
+  CHECK(run(L, "local cf = require 'cfuture.core'\n"
+               "cf.spawn(function() host_event():await() end)\n"
+               "cf.step()\n") == 0);
+  CHECK(waiting_event != NULL);
+  lua_close(L);
+  CHECK(events_cancelled == 2 && events_released == 3 && waiting_event == NULL);
+}
+
+/* ---- cfuture on a loop the host owns ------------------------------------------- */
+
+typedef struct host {
+  lua_State *L;
+  uv_timer_t frame;
+  int ticks;
+  int fired_at;
+} host;
+
+/* The host's own timer: fires the event at the third tick and stops once
+ * the Lua side says it is done. */
+static void on_frame(uv_timer_t *t) {
+  host *h = t->data;
+  h->ticks++;
+  if (h->ticks == 3 && fire_event(7)) h->fired_at = h->ticks;
+  lua_getglobal(h->L, "done");
+  int done = lua_toboolean(h->L, -1);
+  lua_pop(h->L, 1);
+  if (done || h->ticks > 2000) uv_timer_stop(t);
+}
+
+static void host_loop_tests(void) {
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  host h = {0};
+  h.L = luaL_newstate();
+  luaL_openlibs(h.L);
+  CHECK(cf_runtime_open(h.L, &loop) == 0);
+  lua_pop(h.L, 1);
+  lua_register(h.L, "csum", l_csum);
+  lua_register(h.L, "host_event", l_host_event);
+  cf_runtime *rt = cf_runtime_of(h.L);
+  CHECK(rt != NULL && cf_runtime_loop(rt) == &loop);
+  /* a second open in the same state is refused, with a message */
+  CHECK(cf_runtime_open(h.L, &loop) == -1);
+  CHECK(strstr(lua_tostring(h.L, -1), "already open") != NULL);
+  lua_pop(h.L, 1);
+
+  /* tasks sleep, compute on the pool and await the host's event while the
+   * host's loop runs its own timer; a task's error is reported, not thrown */
+  CHECK(run(h.L,
+            "local cf = require 'cfuture.core'\n"
+            "done, slept, event, errors = false, 0, nil, 0\n"
+            "cf.on_error(function() errors = errors + 1 end)\n"
+            "cf.spawn(function() error('boom') end)\n"
+            "cf.spawn(function()\n"
+            "  local tasks = {}\n"
+            "  for i = 1, 100 do\n"
+            "    tasks[i] = cf.spawn(function() cf.sleep(i % 20):await(); slept = slept + 1 end)\n"
+            "  end\n"
+            "  local sum, ev = cf.join(csum(1000), host_event()):await()\n"
+            "  for i = 1, 100 do tasks[i]:await() end\n"
+            "  event = ev + sum\n"
+            "  done = true\n"
+            "end)\n") == 0);
+  uv_timer_init(&loop, &h.frame);
+  h.frame.data = &h;
+  uv_timer_start(&h.frame, on_frame, 2, 2);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the host's loop; returns when nothing is left */
+  CHECK(global_int(h.L, "slept") == 100);
+  CHECK(global_int(h.L, "event") == 7 + 500500);
+  CHECK(global_int(h.L, "errors") == 1);
+  CHECK(h.fired_at == 3);
+  CHECK(h.ticks >= 3 && h.ticks < 2000);
+  /* step and the backend still work on a shared loop */
+  CHECK(cf_runtime_step(rt) == 0);
+  CHECK(cf_runtime_backend_timeout(rt) == -1);
+
+  /* closing with a task asleep: the host's loop finishes the close */
+  CHECK(run(h.L, "local cf = require 'cfuture.core'\n"
+                 "cf.spawn(function() cf.sleep(60000):await() end)\n"
+                 "cf.step()\n") == 0);
+  lua_close(h.L);
+  uv_close((uv_handle_t *)&h.frame, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(uv_loop_close(&loop) == 0); /* no handle of cfuture's left behind */
 }
 
 int main(void) {
@@ -149,6 +338,9 @@ int main(void) {
                "cf.step()\n") == 0);
   lua_close(L);
   CHECK(released == 6);
+
+  host_future_tests();
+  host_loop_tests();
 
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;

@@ -120,6 +120,7 @@ struct cf_runtime {
   cf_executor ex;
   uv_loop_t *loop;
   uv_loop_t own_loop;
+  uv_idle_t *kick; /* on a host's loop: runs ready tasks from its uv_run */
   cfu_timers timers;
   lua_State *L;      /* main thread */
   lua_State *S;      /* scratch thread for C-side Lua work during polls */

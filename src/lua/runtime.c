@@ -141,6 +141,28 @@ static int l_is_cancelled(lua_State *L) {
 
 /* ---- driving the loop ---------------------------------------------------- */
 
+static void run_ready(cf_runtime *rt);
+
+/* On a host's loop, the host runs uv_run: an idle handle, active only while
+ * tasks are ready, runs them from there (an idle handle, not a 0 ms timer:
+ * libuv < 1.48 reruns a timer re-armed from its callback in the same pass
+ * and starves the loop). Inside cfuture's own block_on/run/step the driver
+ * runs them instead. Each resume is protected: no Lua error reaches uv_run. */
+static void on_kick(uv_idle_t *h) {
+  cf_runtime *rt = h->data;
+  if (rt->in_run || rt->current || rt->closing) {
+    uv_idle_stop(h);
+    return;
+  }
+  lua_State *prev = rt->driver;
+  rt->in_run = 1;
+  rt->driver = rt->L;
+  run_ready(rt);
+  rt->in_run = 0;
+  rt->driver = prev;
+  if (!cf_executor_has_ready(&rt->ex)) uv_idle_stop(h);
+}
+
 static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
   if (rt->current) luaL_error(L, "%s: called inside a task; await the future instead", fname);
   if (rt->in_run)
@@ -174,7 +196,10 @@ static int poll_io(cf_runtime *rt, int block) {
  * task is ready: uv_stop makes that poll return at once. */
 static void on_ready(cf_executor *ex) {
   cf_runtime *rt = ex->user;
-  if (rt->polling) uv_stop(rt->loop);
+  if (rt->polling)
+    uv_stop(rt->loop);
+  else if (rt->kick && !rt->in_run && !rt->closing && !uv_is_active((uv_handle_t *)rt->kick))
+    uv_idle_start(rt->kick, on_kick);
 }
 
 /* A paused clock moves by itself when nothing else can happen: poll I/O
@@ -323,6 +348,8 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
 static int guard_gc(lua_State *L) {
   cf_runtime **p = lua_touserdata(L, 1);
   cf_runtime *rt = *p;
@@ -339,10 +366,15 @@ static int guard_gc(lua_State *L) {
   cfl_close_threads(rt);
   cfu_timers_close(&rt->timers);
   cfu_handle_close_all(&rt->io);
-  uv_run(rt->loop, UV_RUN_NOWAIT);
-  uv_walk(rt->loop, close_walk, NULL);
-  uv_run(rt->loop, UV_RUN_DEFAULT);
-  uv_loop_close(rt->loop);
+  if (rt->kick) uv_close((uv_handle_t *)rt->kick, free_handle);
+  if (rt->loop == &rt->own_loop) {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    uv_walk(rt->loop, close_walk, NULL);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(rt->loop);
+  }
+  /* on a host's loop, the host's next iteration runs the close callbacks;
+   * they free only their own memory, never the runtime */
   cfu_fs_close();
   free(rt);
   return 0;
@@ -372,7 +404,31 @@ static const luaL_Reg runtime_funcs[] = {{"backend_fd", l_backend_fd},
                                          {"is_cancelled", l_is_cancelled},
                                          {NULL, NULL}};
 
-int luaopen_cfuture_core(lua_State *L) {
+static int open_module(lua_State *L, uv_loop_t *host_loop);
+
+int luaopen_cfuture_core(lua_State *L) { return open_module(L, NULL); }
+
+static int open_on_loop(lua_State *L) {
+  uv_loop_t *loop = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, 1, "cfuture.core");
+  if (lua_toboolean(L, -1) || lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY) != LUA_TNIL)
+    return luaL_error(L, "cf_runtime_open: cfuture is already open in this Lua state");
+  lua_settop(L, 1);
+  open_module(L, loop);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "cfuture.core");
+  return 1;
+}
+
+int cf_runtime_open(lua_State *L, uv_loop_t *loop) {
+  lua_pushcfunction(L, open_on_loop);
+  lua_pushlightuserdata(L, loop);
+  return lua_pcall(L, 1, 1, 0) == LUA_OK ? 0 : -1;
+}
+
+static int open_module(lua_State *L, uv_loop_t *host_loop) {
   /* A second require in the same state returns the same module. */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
   if (lua_istable(L, -1)) return 1;
@@ -393,12 +449,22 @@ int luaopen_cfuture_core(lua_State *L) {
   cf_executor_init(&rt->ex, rt);
   rt->ex.on_ready = on_ready;
   rt->ex.clock = loop_clock;
-  rt->loop = &rt->own_loop;
+  rt->loop = host_loop ? host_loop : &rt->own_loop;
   cf__list_init(&rt->io);
-  if (uv_loop_init(rt->loop) != 0) {
+  if (!host_loop && uv_loop_init(rt->loop) != 0) {
     *guard = NULL;
     free(rt);
     return luaL_error(L, "cfuture: cannot initialise the libuv loop");
+  }
+  if (host_loop) {
+    rt->kick = malloc(sizeof *rt->kick);
+    if (!rt->kick) {
+      *guard = NULL;
+      free(rt);
+      return luaL_error(L, "cfuture: out of memory");
+    }
+    uv_idle_init(rt->loop, rt->kick);
+    rt->kick->data = rt;
   }
   if (cfu_timers_init(&rt->timers, rt->loop) != 0) return luaL_error(L, "cfuture: out of memory");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
