@@ -3,7 +3,7 @@
 local cf = require "cfuture"
 local read = require("support").read_file
 
-describe("docs/API.md", function()
+describe("the API references", function()
   it("names every exported function and method", function()
     local doc = read("docs/API.md")
     local missing = {}
@@ -38,6 +38,23 @@ describe("docs/API.md", function()
     walk(getmetatable(cf.sleep(0)).__index, "future", {})
     walk(getmetatable(cf.thread.channel()).__index, "cf.thread.Channel", {})
     table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+
+  it("docs/C_API.md names every function and type of include/cfuture.h", function()
+    local header = read("include/cfuture.h")
+    local doc = read("docs/C_API.md")
+    local names, missing = {}, {}
+    for name in header:gmatch("[%s%*]([%w_]+)%(") do
+      if name:match("^cf_") or name:match("^luaopen_") then names[name] = true end
+    end
+    for name in header:gmatch("typedef [%w_ ]-([%w_]+);") do names[name] = true end
+    for name in header:gmatch("typedef struct ([%w_]+) {") do names[name] = true end
+    for name in pairs(names) do
+      if not doc:find(name, 1, true) then missing[#missing + 1] = name end
+    end
+    table.sort(missing)
+    assert.is_true(names.cf_push_future and names.cf_runtime_open and names.cf_waker_set or false)
     assert.are.same({}, missing)
   end)
 end)
