@@ -103,7 +103,10 @@ void cfu_timers_remove(cfu_timers *t, cfu_sleep *s) {
 
 void cfu_timers_pause(cfu_timers *t) {
   if (t->paused) return;
-  t->paused_at = cfu_timers_now(t);
+  /* Round up to a whole millisecond (the clock jumps forward by less than
+   * 1 ms, never back): virtual times are then exact in cf.now()'s
+   * milliseconds, so t0 + 250 - t0 is 250, not 250.000001. */
+  t->paused_at = (cfu_timers_now(t) + 999999) / 1000000 * 1000000;
   t->paused = 1;
   rearm(t, t->paused_at); /* disarms */
 }
