@@ -96,8 +96,8 @@ int main(int argc, char **argv) {
     lua_pop(L, 1);
     lua_do(L, "stop = true require('cfuture.core').run()\n");
   }
-  printf("step idle   %8.1f ns/step   floor (uv_run NOWAIT, no handle) %6.1f ns   ratio %.2f\n", idle,
-         f_empty, idle / f_empty);
+  printf("step idle   %8.1f ns/step   floor (uv_run NOWAIT, no handle) %6.1f ns   ratio %.2f\n",
+         idle, f_empty, idle / f_empty);
   printf("step timer  %8.1f ns/step   floor (uv_run NOWAIT, a timer)   %6.1f ns   ratio %.2f\n",
          timer, f_timer, timer / f_timer);
   printf("step ready  %8.1f ns/step   (1000 ready tasks; %.0f polls per step, %.1f ns per poll)\n",
