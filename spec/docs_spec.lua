@@ -1,7 +1,8 @@
 -- The API reference covers the API: every function the module exports (and
 -- every method of the objects it returns) is named in docs/API.md.
 local cf = require "cfuture"
-local read = require("support").read_file
+local support = require "support"
+local read = support.read_file
 
 describe("the API references", function()
   it("names every exported function and method", function()
@@ -21,22 +22,13 @@ describe("the API references", function()
       end
       return false
     end
-    local function walk(t, path, seen)
-      for k, v in pairs(t) do
-        if type(k) == "string" and not k:match("^_") then
-          if type(v) == "function" then
-            if not documented(path, k) then missing[#missing + 1] = path .. "." .. k end
-          elseif type(v) == "table" and not seen[v] then
-            seen[v] = true
-            walk(v, path .. "." .. k, seen)
-          end
-        end
-      end
+    local function check(path, k)
+      if not documented(path, k) then missing[#missing + 1] = path .. "." .. k end
     end
-    walk(cf, "cf", { [cf] = true })
+    support.each_function(cf, "cf", check)
     -- methods shared by every future (await, abort, ...) and of thread channels
-    walk(getmetatable(cf.sleep(0)).__index, "future", {})
-    walk(getmetatable(cf.thread.channel()).__index, "cf.thread.Channel", {})
+    support.each_function(getmetatable(cf.sleep(0)).__index, "future", check)
+    support.each_function(getmetatable(cf.thread.channel()).__index, "cf.thread.Channel", check)
     table.sort(missing)
     assert.are.same({}, missing)
   end)

@@ -36,6 +36,26 @@ function M.run_lua(code, shell_prefix)
   return out, code_, ms, err
 end
 
+-- Call fn(path, name) for every function in table t and the tables under
+-- it (each table once; keys starting with "_" skipped): for cfuture,
+-- fn("cf.fs", "read_file"), fn("cf", "spawn"), ...
+function M.each_function(t, path, fn)
+  local seen = { [t] = true }
+  local function walk(tbl, p)
+    for k, v in pairs(tbl) do
+      if type(k) == "string" and not k:match("^_") then
+        if type(v) == "function" then
+          fn(p, k)
+        elseif type(v) == "table" and not seen[v] then
+          seen[v] = true
+          walk(v, p .. "." .. k)
+        end
+      end
+    end
+  end
+  walk(t, path)
+end
+
 -- The whole contents of a file.
 function M.read_file(path)
   local f = assert(io.open(path))
