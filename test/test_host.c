@@ -254,6 +254,21 @@ static void host_loop_tests(void) {
   CHECK(global_int(h.L, "errors") == 1);
   CHECK(h.fired_at == 3);
   CHECK(h.ticks >= 3 && h.ticks < 2000);
+  /* block_on on a shared loop may return with tasks still ready (it stops
+   * once its own future is done; 2000 ready tasks exceed one run's budget of
+   * polls, so its task is polled before theirs are over): the host's uv_run
+   * must run them */
+  CHECK(run(h.L, "local cf = require 'cfuture.core'\n"
+                 "yields = 0\n"
+                 "for i = 1, 2000 do\n"
+                 "  cf.spawn(function()\n"
+                 "    for _ = 1, 5 do cf.yield_now():await(); yields = yields + 1 end\n"
+                 "  end)\n"
+                 "end\n"
+                 "cf.block_on(function() return 1 end)\n") == 0);
+  CHECK(global_int(h.L, "yields") < 10000);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(global_int(h.L, "yields") == 10000);
   /* step and the backend still work on a shared loop */
   CHECK(cf_runtime_step(rt) == 0);
   CHECK(cf_runtime_backend_timeout(rt) == -1);

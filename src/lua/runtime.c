@@ -143,6 +143,26 @@ static int l_is_cancelled(lua_State *L) {
 
 static void run_ready(cf_runtime *rt);
 
+/* A driver (block_on, run, step, the kick below) runs tasks from thread L.
+ * Leaving, it hands tasks still ready to the kick: a driver may stop with
+ * some left (its future finished, or its poll budget ran out), and on a
+ * host's loop nothing else would run them until another wake. */
+static lua_State *drive_enter(cf_runtime *rt, lua_State *L) {
+  lua_State *prev = rt->driver;
+  rt->in_run = 1;
+  rt->driver = L;
+  return prev;
+}
+
+static void on_kick(uv_idle_t *h);
+
+static void drive_leave(cf_runtime *rt, lua_State *prev) {
+  rt->in_run = 0;
+  rt->driver = prev;
+  if (rt->kick && !rt->closing && cf_executor_has_ready(&rt->ex))
+    uv_idle_start(rt->kick, on_kick); /* no-op if already active */
+}
+
 /* On a host's loop, the host runs uv_run: an idle handle, active only while
  * tasks are ready, runs them from there (an idle handle, not a 0 ms timer:
  * libuv < 1.48 reruns a timer re-armed from its callback in the same pass
@@ -150,17 +170,11 @@ static void run_ready(cf_runtime *rt);
  * runs them instead. Each resume is protected: no Lua error reaches uv_run. */
 static void on_kick(uv_idle_t *h) {
   cf_runtime *rt = h->data;
-  if (rt->in_run || rt->current || rt->closing) {
-    uv_idle_stop(h);
-    return;
-  }
-  lua_State *prev = rt->driver;
-  rt->in_run = 1;
-  rt->driver = rt->L;
+  uv_idle_stop(h);
+  if (rt->in_run || rt->current || rt->closing) return; /* that driver runs them */
+  lua_State *prev = drive_enter(rt, rt->L);
   run_ready(rt);
-  rt->in_run = 0;
-  rt->driver = prev;
-  if (!cf_executor_has_ready(&rt->ex)) uv_idle_stop(h);
+  drive_leave(rt, prev); /* restarts the kick if the budget left some */
 }
 
 static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
@@ -198,8 +212,8 @@ static void on_ready(cf_executor *ex) {
   cf_runtime *rt = ex->user;
   if (rt->polling)
     uv_stop(rt->loop);
-  else if (rt->kick && !rt->in_run && !rt->closing && !uv_is_active((uv_handle_t *)rt->kick))
-    uv_idle_start(rt->kick, on_kick);
+  else if (rt->kick && !rt->in_run && !rt->closing)
+    uv_idle_start(rt->kick, on_kick); /* inside a driver, drive_leave does it */
 }
 
 /* A paused clock moves by itself when nothing else can happen: poll I/O
@@ -225,9 +239,7 @@ static int finished(cf_runtime *rt, cfl_task *t) {
  * or -1 with an error message pushed on L when nothing can make progress
  * (t is then cancelled). Never raises: the caller cleans up first. */
 int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) {
-  lua_State *prev = rt->driver;
-  rt->in_run = 1;
-  rt->driver = L;
+  lua_State *prev = drive_enter(rt, L);
   int stuck = 0;
   for (;;) {
     run_ready(rt);
@@ -243,8 +255,7 @@ int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) 
     cf_task_abort(&t->base);
     run_ready(rt);
   }
-  rt->in_run = 0;
-  rt->driver = prev;
+  drive_leave(rt, prev);
   if (!stuck) return 0;
   if (t)
     lua_pushfstring(L,
@@ -295,14 +306,11 @@ static int l_run(lua_State *L) {
 
 /* One non-blocking step driven from thread L. */
 static int step(cf_runtime *rt, lua_State *L) {
-  lua_State *prev = rt->driver;
-  rt->in_run = 1;
-  rt->driver = L;
+  lua_State *prev = drive_enter(rt, L);
   run_ready(rt);
   poll_io(rt, 0);
   run_ready(rt);
-  rt->in_run = 0;
-  rt->driver = prev;
+  drive_leave(rt, prev);
   return rt->ex.ntasks > 0;
 }
 
