@@ -464,6 +464,11 @@ function cf.async(fn) end
 ---@return any ...
 function cf.await(f) end
 
+---Inside an async function: run `fn` when its body ends (returns, raises or
+---is cancelled), last deferred first. The portable form of `<close>`.
+---@param fn fun()
+function cf.defer(fn) end
+
 ---Outside tasks: run the loop until `f` (or `fn(...)`) completes.
 ---@param f_or_fn cfuture.Future|function
 ---@param ... any

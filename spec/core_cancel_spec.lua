@@ -163,3 +163,77 @@ describe("scope", function()
     end)))
   end)
 end)
+
+describe("cf.defer", function()
+  it("runs when the body returns, raises or is cancelled, last deferred first", function()
+    local log = {}
+    local function body(tag, how)
+      return function()
+        cf.defer(function() log[#log + 1] = tag .. ":first" end)
+        cf.defer(function() log[#log + 1] = tag .. ":second" end)
+        if how == "error" then error("boom") end
+        if how == "sleep" then cf.sleep(10000):await() end
+        log[#log + 1] = tag .. ":body"
+        return tag
+      end
+    end
+    local a, ok, err, r = cf.block_on(function()
+      local a_ = cf.spawn(body("ret")):await()
+      local ok_, err_ = pcall(function() return cf.spawn(body("err", "error")):await() end)
+      local r_ = cf.timeout(20, body("cancel", "sleep")):await()
+      return a_, ok_, err_, r_
+    end)
+    assert.are.equal("ret", a)
+    assert.is_false(ok)
+    assert.matches("boom", err)
+    assert.is_nil(r)
+    assert.are.same({ "ret:body", "ret:second", "ret:first", "err:second", "err:first",
+      "cancel:second", "cancel:first" }, log)
+  end)
+
+  it("runs for an aborted task and for one its scope cancels; the code after the await never runs", function()
+    local log = {}
+    cf.block_on(function()
+      local h = cf.spawn(function()
+        cf.defer(function() log[#log + 1] = "aborted" end)
+        cf.sleep(10000):await()
+        log[#log + 1] = "never"
+      end)
+      cf.sleep(5):await()
+      h:abort()
+      pcall(function()
+        cf.scope(function(s)
+          s:spawn(function()
+            cf.defer(function() log[#log + 1] = "scoped" end)
+            cf.sleep(10000):await()
+            log[#log + 1] = "never"
+          end)
+          cf.sleep(5):await()
+          error("scope body fails")
+        end):await()
+      end)
+    end)
+    assert.are.same({ "aborted", "scoped" }, log)
+  end)
+
+  it("reports an error in a deferred function without changing the result", function()
+    local got = {}
+    local prev = cf.on_error(function(err) got[#got + 1] = tostring(err) end)
+    local r = cf.block_on(function()
+      cf.defer(function() error("cleanup failed") end)
+      return 42
+    end)
+    cf.on_error(prev)
+    assert.are.equal(42, r)
+    assert.are.equal(1, #got)
+    assert.matches("cleanup failed", got[1])
+  end)
+
+  it("refuses callers outside a task and values that cannot be called", function()
+    assert.has_error(function() cf.defer(function() end) end,
+      "defer: not inside a task (defer belongs to the async function that calls it)")
+    local ok, err = pcall(cf.block_on, function() cf.defer(42) end)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'defer' %(function expected%)", err)
+  end)
+end)

@@ -267,9 +267,10 @@ describe("cf.fs files", function()
     in_tempdir(function(dir)
       local chunk = {}
       local seed = 12345
-      for i = 1, 1 << 16 do
+      for i = 1, 65536 do
         seed = (seed * 1103515245 + 12345) % 2147483648
-        chunk[i] = string.pack("<I2", (seed >> 8) & 0xffff)
+        local v = math.floor(seed / 256) % 65536
+        chunk[i] = string.char(v % 256, math.floor(v / 256))
       end
       local block = table.concat(chunk) -- 128 KiB of noise
       local data = block:rep(mib * 8)

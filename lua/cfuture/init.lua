@@ -6,6 +6,8 @@ local cf = require "cfuture.core"
 
 local async, now, sleep_until = cf.async, cf.now, cf.sleep_until
 local floor, type, setmetatable, error, ipairs = math.floor, type, setmetatable, error, ipairs
+local unpack = table.unpack or unpack -- LuaJIT: the 5.1 names
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 
 -- Interval timers -----------------------------------------------------------
 
@@ -103,9 +105,9 @@ cf.process.run = async(function(cmd, args, opts)
   for i, a in ipairs(args or {}) do spec[i + 1] = a end
   local p, err, code = spawn_process(spec)
   if not p then return nil, err, code end
-  local _ <close> = setmetatable({}, { __close = function()
+  cf.defer(function() -- also when run is cancelled
     if not p:status() then p:kill("SIGKILL") end
-  end })
+  end)
   local feed = input and cf.spawn(function()
     p.stdin:write(input):await() -- EPIPE if the child does not read it all: fine
     p.stdin:close()
@@ -127,10 +129,10 @@ cf.test = {}
 function cf.test.run(f, ...)
   local was_paused = cf.time.is_paused()
   cf.time.pause()
-  local res = table.pack(pcall(cf.block_on, f, ...))
+  local res = pack(pcall(cf.block_on, f, ...))
   if not was_paused then cf.time.resume() end
   if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  return unpack(res, 2, res.n)
 end
 
 require "cfuture.sync"(cf)

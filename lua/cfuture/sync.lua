@@ -4,7 +4,10 @@
 return function(cf)
   local async, semaphore, notify, channel = cf.async, cf.semaphore, cf.notify, cf.channel
   local setmetatable, error, type, tostring = setmetatable, error, type, tostring
-  local math_type = math.type
+  local floor, huge = math.floor, math.huge
+  local function is_integer(n) -- LuaJIT has no integer subtype
+    return type(n) == "number" and n == floor(n) and n > -huge and n < huge
+  end
 
   local function class(name)
     local c = { __name = name }
@@ -43,7 +46,7 @@ return function(cf)
   -- RwLock ---------------------------------------------------------------------
   -- Many readers or one writer; waiters are served in arrival order, so a
   -- waiting writer holds back readers that come after it.
-  local MAX_READERS = 1 << 30
+  local MAX_READERS = 2 ^ 30
   local RwLock = class "cfuture.RwLock"
 
   --- cf.rwlock() -> lock; :read() / :write() -> future of a guard
@@ -157,7 +160,7 @@ return function(cf)
   -- subscriber; a subscriber more than `capacity` messages behind skips the
   -- oldest ones and its next recv reports how many it lost.
   function cf.broadcast(capacity)
-    if math_type(capacity) ~= "integer" or capacity < 1 then
+    if not is_integer(capacity) or capacity < 1 then
       error(("broadcast: argument #1 must be a positive integer capacity (got %s)"):format(
         tostring(capacity)), 2)
     end
@@ -213,7 +216,7 @@ return function(cf)
   -- n-th arrives; it returns true in exactly one of them (the leader). A
   -- wait cancelled before the barrier opened is withdrawn.
   function cf.barrier(n)
-    if math_type(n) ~= "integer" or n < 1 then
+    if not is_integer(n) or n < 1 then
       error(("barrier: argument #1 must be a positive integer (got %s)"):format(tostring(n)), 2)
     end
     return setmetatable({ size = n, count = 0, gen = 0, n = notify() }, Barrier)
@@ -229,9 +232,9 @@ return function(cf)
       b.n:notify_all()
       return true
     end
-    local withdraw <close> = setmetatable({}, { __close = function()
+    cf.defer(function()
       if b.gen == gen then b.count = b.count - 1 end -- cancelled while waiting
-    end })
+    end)
     wait_until(b.n, opened, b, gen)
     return false
   end)

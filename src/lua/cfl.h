@@ -85,6 +85,8 @@ struct cfl_coro {
   uint8_t root;         /* embedded in a cfl_task as its root */
   uint8_t staged;       /* a task root not started yet: ref and nres locate its
                            function and arguments in the stage table */
+  uint8_t in_await;     /* suspended by await (5.1: resume with a status token) */
+  int defers;           /* registry ref of its cf.defer functions, or LUA_NOREF */
   cfl_future *awaiting; /* what it is suspended on (anchored by co's stack) */
   cf_waiter *waiter;    /* its poll-site node for `awaiting` */
 };

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
+#include "compat.h"
 
 #include "copy.h"
 

@@ -19,6 +19,11 @@
 
 #include "cfl.h"
 
+#if !CFL_LUA54
+/* the status await is resumed with on 5.1 (see await_lua) */
+static const char CFL_AWAIT_OK = 'o', CFL_AWAIT_ERR = 'e';
+#endif
+
 /* ---- coroutine pool ---------------------------------------------------- */
 
 /* Push an idle coroutine onto L and return it. */
@@ -52,7 +57,29 @@ void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref, cf_waite
   cf_waiter_init(waiter);
   c->root = 0;
   c->staged = 0;
+  c->in_await = 0;
+  c->defers = LUA_NOREF;
 }
+
+/* Run c's cf.defer functions, last first, on the scratch thread in
+ * protected mode; an error is reported like one nobody awaited. */
+static void run_defers(cf_runtime *rt, cfl_coro *c) {
+  lua_State *S = rt->S;
+  int ref = c->defers;
+  c->defers = LUA_NOREF;
+  lua_checkstack(S, 3);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
+  luaL_unref(S, LUA_REGISTRYINDEX, ref);
+  for (int i = (int)lua_rawlen(S, -1); i >= 1; i--) {
+    lua_rawgeti(S, -1, i);
+    if (lua_pcall(S, 0, 0, 0) != LUA_OK) cfl_report(rt, S, cfl_coro_task(c));
+  }
+  lua_pop(S, 1);
+}
+#define RUN_DEFERS(rt, c)                                                                          \
+  do {                                                                                             \
+    if ((c)->defers != LUA_NOREF) run_defers((rt), (c));                                           \
+  } while (0)
 
 /* The coroutine died with the error value on its top. */
 static void coro_fail(cf_runtime *rt, cfl_coro *c) {
@@ -70,7 +97,11 @@ static void coro_fail(cf_runtime *rt, cfl_coro *c) {
    * error open until the thread is closed. */
   cfl_closethread(co, cfl_from(rt));
   if (lua_gettop(co) == 0) lua_pushnil(co);
+#if CFL_LUA54
   lua_settop(co, 1);
+#endif
+  /* 5.1: the dead frames stay below the error value, untouched: the
+   * collector still reads them */
   c->hdr.state = CFL_FAILED;
 }
 
@@ -78,12 +109,11 @@ static cf_poll coro_resume(cf_runtime *rt, cfl_coro *c, cf_context *cx, int narg
   lua_State *co = c->co;
   cfl_coro *prev = rt->current;
   const cf_context *prevcx = rt->current_cx;
-  lua_State *from = prev ? prev->co : rt->driver;
   int nres = 0;
   rt->current = c;
   rt->current_cx = cx;
   c->running = 1;
-  int st = lua_resume(co, from, nargs, &nres);
+  int st = lua_resume(co, prev ? prev->co : rt->driver, nargs, &nres);
   c->running = 0;
   rt->current = prev;
   rt->current_cx = prevcx;
@@ -104,6 +134,7 @@ static cf_poll coro_resume(cf_runtime *rt, cfl_coro *c, cf_context *cx, int narg
   } else {
     coro_fail(rt, c);
   }
+  RUN_DEFERS(rt, c);
   return CF_READY;
 }
 
@@ -125,12 +156,28 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
       if (cf_future_poll(&a->base, &sub) == CF_PENDING) return CF_PENDING;
       cf_waiter_cancel(c->waiter);
       c->awaiting = NULL;
+#if CFL_LUA54
       nargs = cfl_take(c->co, a);
       if (nargs < 0) {
         c->raise = 1;
         nargs = 1;
       }
+#else
+      /* await's Lua half (see await_lua) raises or returns what follows */
+      lua_pushlightuserdata(c->co, (void *)&CFL_AWAIT_OK);
+      nargs = cfl_take(c->co, a);
+      if (nargs < 0) {
+        lua_pushlightuserdata(c->co, (void *)&CFL_AWAIT_ERR);
+        lua_replace(c->co, -3);
+        nargs = 1;
+      }
+      nargs++;
+    } else if (c->in_await) { /* yield_now */
+      lua_pushlightuserdata(c->co, (void *)&CFL_AWAIT_OK);
+      nargs = 1;
+#endif
     }
+    c->in_await = 0;
     break;
   default: return CF_READY;
   }
@@ -160,6 +207,7 @@ static void coro_drop(cf_future *base) {
       cfl_report(rt, co, cfl_coro_task(c));
     }
     lua_settop(co, 0);
+    RUN_DEFERS(rt, c);
     break;
   case CFL_READY:
     lua_settop(co, 0);
@@ -249,6 +297,7 @@ cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs) {
 
 /* ---- await ----------------------------------------------------------------- */
 
+#if CFL_LUA54
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   cf_runtime *rt = (cf_runtime *)ctx;
   cfl_coro *cur = rt->current;
@@ -261,6 +310,65 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
   }
   return lua_gettop(L) - 1;
 }
+#define AWAIT_YIELD(L, rt) lua_yieldk((L), 0, (lua_KContext)(rt), await_k)
+#define AWAIT_READY(L, n) (n)
+#else
+/* 5.1 has no continuations: await yields, the scheduler resumes it with
+ * CFL_AWAIT_OK and the results or CFL_AWAIT_ERR and the error, and its Lua
+ * half (cfl_wrap_raising) returns or raises them. A ready future answers
+ * the same way without suspending. */
+#define AWAIT_YIELD(L, rt) lua_yield((L), 0)
+#define AWAIT_READY(L, n) cfl_results((L), (n))
+
+int cfl_results(lua_State *L, int n) {
+  lua_pushlightuserdata(L, (void *)&CFL_AWAIT_OK);
+  lua_insert(L, -n - 1);
+  return n + 1;
+}
+
+int cfl_raise(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&CFL_AWAIT_ERR);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static const char wrap_lua[] =
+    "local OK, ERR, error, pcall, type = ...\n"
+    "local function finish(ok, status, ...)\n"
+    "  if status == OK then return ... end\n"
+    "  if not ok then\n" /* raised by the C function: blame its caller, as 5.4 does */
+    "    error(status, type(status) == 'string' and 2 or 0)\n"
+    "  end\n"
+    "  if status == ERR then error((...), 0) end\n"
+    "  error(\"await: a task's coroutine was resumed from outside the scheduler\", 0)\n"
+    "end\n"
+    "return function(raw) return function(...) return finish(pcall(raw, ...)) end end\n";
+
+/* Replace the C function t[name] (t at idx) by its Lua half, which raises
+ * what the C function returned as an error: LuaJIT 2.1.0-beta3 corrupts its
+ * state when a C function raises after it resumed a coroutine. The Lua
+ * half's bytecode is stripped so that errors raised in the C function are
+ * not blamed on it. */
+void cfl_wrap_raising(lua_State *L, int idx, const char *name) {
+  static const char MAKER_KEY = 'w';
+  idx = lua_absindex(L, idx);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MAKER_KEY) == LUA_TNIL) {
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, wrap_lua, sizeof wrap_lua - 1, "=cfuture")) lua_error(L);
+    lua_pushlightuserdata(L, (void *)&CFL_AWAIT_OK);
+    lua_pushlightuserdata(L, (void *)&CFL_AWAIT_ERR);
+    lua_getglobal(L, "error");
+    lua_getglobal(L, "pcall");
+    lua_getglobal(L, "type");
+    lua_call(L, 5, 1);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &MAKER_KEY);
+  }
+  lua_getfield(L, idx, name);
+  lua_call(L, 1, 1);
+  lua_setfield(L, idx, name);
+}
+#endif
 
 static int await_outside(lua_State *L) {
   if (lua_pushthread(L))
@@ -285,7 +393,8 @@ int cfl_await(lua_State *L) {
     if (!lua_isyieldable(L)) return not_yieldable(L);
     cf_waker_wake_by_ref(rt->current_cx->waker);
     cur->woke = 1;
-    return lua_yieldk(L, 0, (lua_KContext)rt, await_k);
+    cur->in_await = 1;
+    return AWAIT_YIELD(L, rt);
   }
   cfl_future *f = cfl_checkawaitable(L, 1, "await");
   cfl_claim(L, f, cur, "await", 1);
@@ -294,10 +403,33 @@ int cfl_await(lua_State *L) {
   if (cf_future_poll(&f->base, &cx) == CF_READY) {
     cf_waiter_cancel(cur->waiter);
     int n = cfl_take(L, f);
-    return n < 0 ? lua_error(L) : n;
+    return n < 0 ? cfl_raise(L) : AWAIT_READY(L, n);
   }
   cur->awaiting = f;
-  return lua_yieldk(L, 0, (lua_KContext)rt, await_k);
+  cur->in_await = 1;
+  return AWAIT_YIELD(L, rt);
+}
+
+/* cf.defer(fn): fn runs when the running async function ends: returns,
+ * raises or is cancelled. The portable form of a <close> variable (LuaJIT
+ * has none, and cannot close a suspended coroutine). */
+static int l_defer(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  cfl_coro *cur = rt->current;
+  if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
+    return luaL_argerror(L, 1, "function expected");
+  if (!cur || cur->co != L)
+    return luaL_error(L, "defer: not inside a task (defer belongs to the async function that "
+                         "calls it)");
+  lua_settop(L, 1);
+  if (cur->defers == LUA_NOREF) {
+    lua_createtable(L, 2, 0);
+    cur->defers = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cur->defers);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+  return 0;
 }
 
 /* ---- async functions ------------------------------------------------------ */
@@ -321,13 +453,25 @@ static int l_async(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg funcs[] = {{"async", l_async}, {"await", cfl_await}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+    {"async", l_async}, {"await", cfl_await}, {"defer", l_defer}, {NULL, NULL}};
 static const luaL_Reg methods[] = {{"await", cfl_await}, {NULL, NULL}};
 
 void cfl_open_coro(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
+#if CFL_LUA54
   lua_getfield(L, -1, "await");
-  rt->await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
   cfl_add_methods(L, rt, methods);
+#else
+  cfl_wrap_raising(L, -1, "await");
+  lua_getfield(L, -1, "await");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "await");
+  lua_pop(L, 2);
+  (void)methods;
+#endif
+  rt->await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
 }

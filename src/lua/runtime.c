@@ -282,13 +282,12 @@ static int l_block_on(lua_State *L) {
     lua_insert(L, -2);
     lua_concat(L, 2);
     cfl_task_unhold(t);
-    return lua_error(L);
+    return cfl_raise(L);
   }
   int n = cfl_task_take(L, t);
   t->observed = 1;
   cfl_task_unhold(t);
-  if (n < 0) return lua_error(L);
-  return n;
+  return n < 0 ? cfl_raise(L) : cfl_results(L, n);
 }
 
 /* cf.run() -> runs the loop until every task has finished */
@@ -299,9 +298,9 @@ static int l_run(lua_State *L) {
     luaL_where(L, 1);
     lua_insert(L, -2);
     lua_concat(L, 2);
-    return lua_error(L);
+    return cfl_raise(L);
   }
-  return 0;
+  return cfl_results(L, 0);
 }
 
 /* One non-blocking step driven from thread L. */
@@ -475,7 +474,7 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
     rt->kick->data = rt;
   }
   if (cfu_timers_init(&rt->timers, rt->loop) != 0) return luaL_error(L, "cfuture: out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  cfl_push_mainthread(L);
   rt->L = lua_tothread(L, -1);
   lua_pop(L, 1);
   rt->driver = rt->L;
@@ -520,6 +519,10 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   cfl_open_thread(L);
   cfl_open_trace(L);
   cfl_setfuncs(L, rt, runtime_funcs);
+#if !CFL_LUA54
+  cfl_wrap_raising(L, -1, "block_on");
+  cfl_wrap_raising(L, -1, "run");
+#endif
   lua_pushliteral(L, CFUTURE_VERSION);
   lua_setfield(L, -2, "_VERSION");
   lua_settop(L, module);
