@@ -60,7 +60,7 @@ local function serve(conn)
     end
     local body = ""
     local length = tonumber(headers["content-length"] or "0")
-    if not length or length > 1 << 20 then
+    if not length or length > 1048576 then
       respond(conn, 413, "body too large\n", false)
       return
     end

@@ -116,7 +116,7 @@ local function read_command(conn)
   local args = {}
   for i = 1, n do
     local len = tonumber((conn:read_line(65536):await() or ""):match("^%$(%d+)$"))
-    if not len or len > 512 << 20 then return false end
+    if not len or len > 512 * 1048576 then return false end
     local arg_ = conn:read_exact(len + 2):await()
     if not arg_ or #arg_ < len + 2 then return nil end
     args[i] = arg_:sub(1, len)

@@ -7,7 +7,7 @@ local function closer(log, name)
 end
 
 describe("abort", function()
-  it("stops a sleeping task: its code after the sleep never runs, <close> does", function()
+  it("stops a sleeping task: its code after the sleep never runs, <close> does #lua54", function()
     local log = {}
     local ok, err = pcall(cf.block_on, function()
       local h = cf.spawn(function()
@@ -37,7 +37,7 @@ describe("abort", function()
     assert.is_false(ran)
   end)
 
-  it("can be requested by the task itself and takes effect at its next await", function()
+  it("can be requested by the task itself and takes effect at its next await #lua54", function()
     local log = {}
     cf.block_on(function()
       local h
@@ -53,7 +53,7 @@ describe("abort", function()
     assert.are.same({ "still running until the next await", "self:closed" }, log)
   end)
 
-  it("cancels what the task awaits, down the chain", function()
+  it("cancels what the task awaits, down the chain #lua54", function()
     local log = {}
     local inner = cf.async(function()
       local c <close> = closer(log, "inner")
@@ -99,7 +99,7 @@ describe("scope", function()
     assert.is_true(cf.now() - t0 >= 60)
   end)
 
-  it("cancels the siblings and the body when a child fails, then re-raises", function()
+  it("cancels the siblings and the body when a child fails, then re-raises #lua54", function()
     local log = {}
     local t0 = cf.now()
     local ok, err = pcall(cf.block_on, cf.scope(function(s)
@@ -119,7 +119,7 @@ describe("scope", function()
     assert.are.same({ "body:closed", "sibling:closed" }, log)
   end)
 
-  it("cancels the children when the body fails", function()
+  it("cancels the children when the body fails #lua54", function()
     local log = {}
     local ok, err = pcall(cf.block_on, cf.scope(function(s)
       s:spawn(function()
@@ -134,7 +134,7 @@ describe("scope", function()
     assert.are.same({ "child:closed" }, log)
   end)
 
-  it("cancelled from outside, cancels its children", function()
+  it("cancelled from outside, cancels its children #lua54", function()
     local log = {}
     local r = { cf.block_on(cf.timeout(20, cf.scope(function(s)
       s:spawn(function()

@@ -40,7 +40,7 @@ describe("join", function()
     assert.is_true(ran)
   end)
 
-  it("waits for all, then raises the first error in argument order", function()
+  it("waits for all, then raises the first error in argument order #lua54", function()
     local log, reported = {}, {}
     local prev = cf.on_error(function(e) reported[#reported + 1] = e end)
     local ok, err = pcall(cf.block_on, cf.join(
@@ -71,7 +71,7 @@ describe("try_join", function()
     assert.are.same({ 1, 2 }, { cf.block_on(cf.try_join(after(5, 1), after(1, 2))) })
   end)
 
-  it("cancels the rest at the first error and re-raises it", function()
+  it("cancels the rest at the first error and re-raises it #lua54", function()
     local log = {}
     local t0 = cf.now()
     local ok, err = pcall(cf.block_on, cf.try_join(
@@ -87,7 +87,7 @@ describe("try_join", function()
 end)
 
 describe("select", function()
-  it("returns the index and results of the first to finish, cancelling the others", function()
+  it("returns the index and results of the first to finish, cancelling the others #lua54", function()
     local log = {}
     local t0 = cf.now()
     local r = { cf.block_on(cf.select(tracked(300, log, "slow"), after(10, "x", "y"), tracked(200, log, "mid"))) }
@@ -132,7 +132,7 @@ describe("timeout", function()
     assert.are.same({ "ok", 2 }, { cf.block_on(cf.timeout(200, after(10, "ok", 2))) })
   end)
 
-  it("returns nil, 'timeout' and cancels the future", function()
+  it("returns nil, 'timeout' and cancels the future #lua54", function()
     local log = {}
     local t0 = cf.now()
     assert.are.same({ nil, "timeout" }, { cf.block_on(cf.timeout(20, tracked(1000, log, "f"))) })

@@ -14,9 +14,10 @@ describe("errors", function()
       return h:await()
     end)
     assert.is_false(ok)
-    assert.matches("attempt to index a nil value", err)
+    assert.matches("attempt to index .*nil value", err) -- LuaJIT names the local
     assert.matches("stack traceback:", err)
-    assert.matches("core_error_spec.lua:%d+: in function", err)
+    -- LuaJIT's traceback of a dead coroutine has no line numbers
+    assert.matches(jit and "core_error_spec.lua: in function" or "core_error_spec.lua:%d+: in function", err)
   end)
 
   it("carry one traceback even when re-raised through several awaits", function()
@@ -142,7 +143,7 @@ describe("misuse", function()
     assert.matches("await: argument #1 must be a future or a function %(got number%)", err)
   end)
 
-  it("a deadlock is reported instead of hanging, and the stuck task is cleaned up", function()
+  it("a deadlock is reported instead of hanging, and the stuck task is cleaned up #lua54", function()
     local closed = false
     local ok, err = pcall(cf.block_on, function()
       local c <close> = setmetatable({}, { __close = function() closed = true end })

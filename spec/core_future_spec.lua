@@ -69,7 +69,7 @@ describe("async functions", function()
     assert.are.same({ 30, 2, 8 }, { sum, from_table, in_scope })
     -- awaited bare, the body runs without arguments: its error, not a future as a result
     assert.is_false(ok)
-    assert.matches("arithmetic on a nil value", err)
+    assert.matches("arithmetic on .*nil value", err)
     assert.are.equal(5, runs)
   end)
 end)

@@ -41,7 +41,7 @@ describe("garbage collection", function()
     assert.are.equal(0, #cf.tasks())
   end)
 
-  it("of an unspawned, suspended future runs its <close> handlers", function()
+  it("of an unspawned, suspended future runs its <close> handlers #lua54", function()
     local closed = 0
     local f = cf.async(function()
       local c <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
@@ -71,7 +71,7 @@ describe("garbage collection", function()
     assert.is_true(after - before < 200, ("heap grew by %.1f KiB"):format(after - before))
   end)
 
-  it("of handles while their tasks run, at interpreter exit, is safe", function()
+  it("of handles while their tasks run, at interpreter exit, is safe #lua54", function()
     local out, code = support.run_lua([[
       local cf = require "cfuture"
       for i = 1, 1000 do cf.spawn(function() cf.sleep(100000):await() end) end

@@ -265,7 +265,7 @@ describe("cf.net TCP", function()
       s:spawn(function() held = sink:accept():await() end)
       do
         local c = assert(net.connect("127.0.0.1", sport):await())
-        cf.select(c:write(("z"):rep(8 << 20)), cf.sleep(50)):await()
+        cf.select(c:write(("z"):rep(8 * 2 ^ 20)), cf.sleep(50)):await()
       end
       support.full_gc()
       cf.sleep(50):await()

@@ -97,7 +97,7 @@ describe("cf.process.spawn", function()
     end)
   end)
 
-  it("kills the child of a run that times out", function()
+  it("kills the child of a run that times out #lua54", function()
     cf.block_on(function()
       local t0 = cf.now()
       local pidfile = os.tmpname()
@@ -259,7 +259,7 @@ describe("cf.signal", function()
       "signal.wait: argument #1 must be a signal name such as \"SIGTERM\" or a number (got SIGFOO)")
   end)
 
-  it("shuts a program down gracefully on SIGINT (examples/shutdown.lua)", function()
+  it("shuts a program down gracefully on SIGINT (examples/shutdown.lua) #lua54", function()
     local out, code = support.run_lua([[
       package.path = "examples/?.lua;" .. package.path
       arg = { [0] = "examples/shutdown.lua", "--self-interrupt" }

@@ -35,7 +35,7 @@ describe("channel", function()
     assert.are.same({ table.unpack(expect, 6, n) }, got)
   end)
 
-  it("an unbounded channel refuses a send past 500,000 queued messages", function()
+  it("an unbounded channel refuses a send past 500,000 queued messages #lua54", function()
     local ch = cf.channel()
     for i = 1, 500000 do ch:send(i) end
     assert.has_error(function() ch:send(0) end, "send: the unbounded channel already holds 500000 messages")
@@ -181,7 +181,7 @@ describe("channel", function()
 end)
 
 describe("semaphore", function()
-  it("limits concurrency and releases permits with <close>", function()
+  it("limits concurrency and releases permits with <close> #lua54", function()
     local sem = cf.semaphore(3)
     local running, max = 0, 0
     cf.block_on(function()
@@ -215,7 +215,7 @@ describe("semaphore", function()
     end)
   end)
 
-  it("serves acquirers in order: a big request is not starved by small ones", function()
+  it("serves acquirers in order: a big request is not starved by small ones #lua54", function()
     local sem = cf.semaphore(2)
     local order = {}
     cf.block_on(function()
@@ -248,7 +248,7 @@ describe("semaphore", function()
 end)
 
 describe("mutex and rwlock", function()
-  it("a task aborted while holding the guard releases it", function()
+  it("a task aborted while holding the guard releases it #lua54", function()
     local m = cf.mutex()
     cf.block_on(function()
       local h = cf.spawn(function()
@@ -264,7 +264,7 @@ describe("mutex and rwlock", function()
     end)
   end)
 
-  it("serializes 1000 contending tasks in arrival order", function()
+  it("serializes 1000 contending tasks in arrival order #lua54", function()
     local m = cf.mutex()
     local order, inside = {}, 0
     cf.block_on(function()
@@ -291,7 +291,7 @@ describe("mutex and rwlock", function()
     assert.has_error(function() g:unlock() end, "unlock: the guard was already unlocked")
   end)
 
-  it("rwlock: readers share, a writer excludes and holds back later readers", function()
+  it("rwlock: readers share, a writer excludes and holds back later readers #lua54", function()
     local rw = cf.rwlock()
     local log = {}
     cf.block_on(function()
@@ -354,7 +354,7 @@ describe("notify", function()
 end)
 
 describe("oneshot, watch, broadcast, barrier", function()
-  it("oneshot sends once; a dropped sender fails the receiver", function()
+  it("oneshot sends once; a dropped sender fails the receiver #lua54", function()
     local tx, rx = cf.oneshot()
     cf.block_on(function()
       cf.spawn(function() tx:send("v") end)

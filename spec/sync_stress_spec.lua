@@ -4,7 +4,7 @@
 local cf = require "cfuture"
 
 describe("sync under random cancellation", function()
-  it("loses and duplicates no message and leaks no permit", function()
+  it("loses and duplicates no message and leaks no permit #lua54", function()
     math.randomseed(12345)
     local chans = { cf.channel(), cf.channel(3), cf.channel(1) }
     local sem, mutex = cf.semaphore(2), cf.mutex()

@@ -48,6 +48,7 @@ static void blocking_run(cfu_job *job) {
   luaL_openlibs(L);
   lua_pushlightuserdata(L, j);
   lua_setfield(L, LUA_REGISTRYINDEX, "cfuture.job");
+  cfl_hookable_state(L);
   lua_sethook(L, cancel_hook, LUA_MASKCOUNT, 10000);
   size_t pos = 0;
   int st = cfl_decode(L, j->code.p, j->code.len, &pos) ? LUA_ERRRUN : LUA_OK;

@@ -31,6 +31,9 @@ static inline int cfl_closethread(lua_State *co, lua_State *from) {
 #define cfl_raise(L) lua_error(L)
 #define cfl_results(L, n) (n)
 
+/* A worker state whose count hook delivers cancellation (5.4: nothing to do) */
+#define cfl_hookable_state(W) ((void)(W))
+
 /* Push the main thread of L's state. */
 static inline void cfl_push_mainthread(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
@@ -185,6 +188,10 @@ void cfl_wrap_raising(lua_State *L, int idx, const char *name);
 
 #define LUA_LOADED_TABLE "_LOADED"
 #define lua_dump(L, w, d, strip) lua_dump((L), (w), (d))
+
+/* LuaJIT runs no hook inside compiled code, and a worker's count hook is
+ * how an aborted job stops: worker states run interpreted. */
+#define cfl_hookable_state(W) luaJIT_setmode((W), 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF)
 
 /* LuaJIT has no registry slot for the main thread, and luaopen may run in a
  * coroutine: a thread the registry keeps serves as the runtime's own. */

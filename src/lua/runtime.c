@@ -278,9 +278,11 @@ static int l_block_on(lua_State *L) {
   cfl_task_hold(t);
   lua_settop(L, 0);
   if (cfl_run_until(rt, L, t, "block_on") != 0) {
-    luaL_where(L, 1);
-    lua_insert(L, -2);
-    lua_concat(L, 2);
+    if (CFL_LUA54) { /* 5.1: the caller is the Lua half, not the user's code */
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
     cfl_task_unhold(t);
     return cfl_raise(L);
   }
@@ -295,9 +297,11 @@ static int l_run(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   check_can_drive(L, rt, "run");
   if (cfl_run_until(rt, L, NULL, "run") != 0) {
-    luaL_where(L, 1);
-    lua_insert(L, -2);
-    lua_concat(L, 2);
+    if (CFL_LUA54) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
     return cfl_raise(L);
   }
   return cfl_results(L, 0);

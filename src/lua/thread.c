@@ -184,6 +184,7 @@ static lua_State *new_worker_state(const paths *p) {
   lua_pushcfunction(W, open_worker_lib);
   lua_setfield(W, -2, "cfuture.thread");
   lua_pop(W, 2);
+  cfl_hookable_state(W);
   lua_sethook(W, stop_hook, LUA_MASKCOUNT, HOOK_EVERY);
   return W;
 }
