@@ -13,7 +13,7 @@ and cancelled, with timers and structured concurrency.
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.4",
+  "lua >= 5.1", -- Lua 5.4, or LuaJIT 2.1 (see the README: LuaJIT)
 }
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
@@ -39,6 +39,7 @@ build = {
     },
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
+    ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
   },
-  copy_directories = { "examples", "docs", "library" },
+  copy_directories = { "examples", "docs", "library", "plugin" },
 }

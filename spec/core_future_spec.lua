@@ -276,3 +276,21 @@ describe("task results and coroutine reuse", function()
     assert.are.equal(seen[2], seen[3])
   end)
 end)
+
+describe("await inside Lua constructs", function()
+  it("suspends across pcall, metamethods and iterators, and refuses table.sort comparators by name", function()
+    local v, meta, seq, ok, err = cf.block_on(function()
+      local _, r = pcall(function() cf.sleep(5):await(); return "pcall" end)
+      local t = setmetatable({}, { __index = function(_, k) cf.sleep(1):await(); return k end })
+      local acc = {}
+      local function iter(_, i)
+        if i < 3 then cf.yield_now():await(); return i + 1, i * 10 end
+      end
+      for _, x in iter, nil, 0 do acc[#acc + 1] = x end
+      return r, t.meta, table.concat(acc, ","),
+        pcall(table.sort, { 3, 2, 1 }, function(a, b) cf.yield_now():await(); return a < b end)
+    end)
+    assert.are.same({ "pcall", "meta", "0,10,20", false }, { v, meta, seq, ok })
+    assert.matches("await: cannot suspend here: the call goes through a C function that cannot yield", err)
+  end)
+end)

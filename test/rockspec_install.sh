@@ -5,9 +5,12 @@ set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 tree=$(mktemp -d)
 work=$(mktemp -d)
-trap 'rm -rf "$tree" "$work"' EXIT
+jtree=$(mktemp -d)
+jwork=$(mktemp -d)
+trap 'rm -rf "$tree" "$work" "$jtree" "$jwork"' EXIT
 # build from a copy so the checkout stays clean
-cp -r "$src/src" "$src/include" "$src/lua" "$src/examples" "$src/docs" "$src/library" "$src"/*.rockspec "$work/"
+cp -r "$src/src" "$src/include" "$src/lua" "$src/examples" "$src/docs" "$src/library" "$src/plugin" \
+  "$src"/*.rockspec "$work/"
 cd "$work"
 luarocks --lua-version=5.4 --tree="$tree" make --deps-mode=none ./*.rockspec >"$work/make.log" 2>&1 || {
   cat "$work/make.log"; exit 1; }
@@ -27,3 +30,16 @@ for f in cfuture.lua cfuture/thread.lua cfuture/core.lua; do
   [ -f "$rockdir/library/$f" ] || { echo "library/$f not installed in $rockdir"; exit 1; }
 done
 echo "$out"
+# LuaJIT: the same rockspec with --lua-version=5.1 against LuaJIT's headers
+if command -v luajit >/dev/null && [ -d /usr/include/luajit-2.1 ]; then
+  cp -r "$src/src" "$src/include" "$src/lua" "$src/examples" "$src/docs" "$src/library" "$src/plugin" \
+    "$src"/*.rockspec "$jwork/"
+  cd "$jwork"
+  luarocks --lua-version=5.1 --tree="$jtree" make --deps-mode=none ./*.rockspec \
+    LUA_INCDIR=/usr/include/luajit-2.1 >"$jwork/make.log" 2>&1 || { cat "$jwork/make.log"; exit 1; }
+  jout=$(env -u LUA_PATH -u LUA_CPATH LUA_PATH="$jtree/share/lua/5.1/?.lua;$jtree/share/lua/5.1/?/init.lua" \
+    LUA_CPATH="$jtree/lib/lua/5.1/?.so" luajit -e '
+    local cf = require "cfuture"
+    print(cf.block_on(function() cf.sleep(10):await(); return "installed ok on " .. jit.version end))')
+  case "$jout" in "installed ok on LuaJIT"*) echo "$jout" ;; *) echo "LuaJIT rock: $jout"; exit 1 ;; esac
+fi
