@@ -73,8 +73,7 @@ function M.steps() return steps end
 --- Wake the driver: call after starting work from outside a task (spawn
 -- does it), so ready tasks run at the next scheduled step.
 function M.wake()
-  M.attach()
-  schedule_step()
+  if attached then schedule_step() else M.attach() end -- attach schedules a step
 end
 
 --- cf.spawn from Neovim code: the task starts at the next step.

@@ -4,8 +4,10 @@
  * LÖVE) this header supplies the 5.2-5.4 functions they use, so the port
  * lives here and in the two places that need a different design:
  * - await's suspension (coro.c): 5.1 has no lua_yieldk, so await yields and
- *   its results come back as resume values, checked by a small Lua wrapper;
- * - uservalues: a userdata's environment table holds them (cfl_newuserdatauv).
+ *   its results come back as resume values, checked by a small Lua half
+ *   (cfl_wrap_raising), which also raises block_on's and run's errors;
+ * - uservalues: a userdata's environment table holds them (lua_newuserdatauv
+ *   below).
  */
 #ifndef CF_LUA_COMPAT_H
 #define CF_LUA_COMPAT_H
@@ -43,7 +45,6 @@ static inline void cfl_push_mainthread(lua_State *L) {
 
 #include <luajit.h> /* LuaJIT 2.1: PUC 5.1 lacks the 5.2 functions it adds */
 #include <math.h>
-#include <string.h>
 
 #define CFL_LUA54 0
 

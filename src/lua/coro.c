@@ -20,7 +20,7 @@
 #include "cfl.h"
 
 #if !CFL_LUA54
-/* the status await is resumed with on 5.1 (see await_lua) */
+/* the status await is resumed with on 5.1 (see cfl_wrap_raising) */
 static const char CFL_AWAIT_OK = 'o', CFL_AWAIT_ERR = 'e';
 #endif
 
@@ -163,7 +163,7 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
         nargs = 1;
       }
 #else
-      /* await's Lua half (see await_lua) raises or returns what follows */
+      /* await's Lua half (cfl_wrap_raising) raises or returns what follows */
       lua_pushlightuserdata(c->co, (void *)&CFL_AWAIT_OK);
       nargs = cfl_take(c->co, a);
       if (nargs < 0) {
@@ -332,35 +332,32 @@ int cfl_raise(lua_State *L) {
   return 2;
 }
 
+/* No pcall around raw: it would cost a third of an await. So an error the
+ * C function raises itself (misuse, before any resume) is placed at this
+ * chunk ("[cfuture]:N:") rather than at the user's line; the traceback
+ * still shows the user's frame. */
 static const char wrap_lua[] =
-    "local OK, ERR, error, pcall, type = ...\n"
-    "local function finish(ok, status, ...)\n"
+    "local OK, ERR, error = ...\n"
+    "local function finish(status, ...)\n"
     "  if status == OK then return ... end\n"
-    "  if not ok then\n" /* raised by the C function: blame its caller, as 5.4 does */
-    "    error(status, type(status) == 'string' and 2 or 0)\n"
-    "  end\n"
     "  if status == ERR then error((...), 0) end\n"
     "  error(\"await: a task's coroutine was resumed from outside the scheduler\", 0)\n"
     "end\n"
-    "return function(raw) return function(...) return finish(pcall(raw, ...)) end end\n";
+    "return function(raw) return function(...) return finish(raw(...)) end end\n";
 
 /* Replace the C function t[name] (t at idx) by its Lua half, which raises
  * what the C function returned as an error: LuaJIT 2.1.0-beta3 corrupts its
- * state when a C function raises after it resumed a coroutine. The Lua
- * half's bytecode is stripped so that errors raised in the C function are
- * not blamed on it. */
+ * state when a C function raises after it resumed a coroutine. */
 void cfl_wrap_raising(lua_State *L, int idx, const char *name) {
   static const char MAKER_KEY = 'w';
   idx = lua_absindex(L, idx);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MAKER_KEY) == LUA_TNIL) {
     lua_pop(L, 1);
-    if (luaL_loadbuffer(L, wrap_lua, sizeof wrap_lua - 1, "=cfuture")) lua_error(L);
+    if (luaL_loadbuffer(L, wrap_lua, sizeof wrap_lua - 1, "=[cfuture]")) lua_error(L);
     lua_pushlightuserdata(L, (void *)&CFL_AWAIT_OK);
     lua_pushlightuserdata(L, (void *)&CFL_AWAIT_ERR);
     lua_getglobal(L, "error");
-    lua_getglobal(L, "pcall");
-    lua_getglobal(L, "type");
-    lua_call(L, 5, 1);
+    lua_call(L, 3, 1);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &MAKER_KEY);
   }

@@ -270,6 +270,17 @@ int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) 
   return -1;
 }
 
+/* Raise cfl_run_until's message, placed at the caller's line (on 5.1 the
+ * caller is the Lua half of cfl_wrap_raising: no place is added). */
+static int raise_stuck(lua_State *L) {
+  if (CFL_LUA54) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return cfl_raise(L);
+}
+
 /* cf.block_on(f_or_fn, ...) -> results */
 static int l_block_on(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
@@ -278,13 +289,8 @@ static int l_block_on(lua_State *L) {
   cfl_task_hold(t);
   lua_settop(L, 0);
   if (cfl_run_until(rt, L, t, "block_on") != 0) {
-    if (CFL_LUA54) { /* 5.1: the caller is the Lua half, not the user's code */
-      luaL_where(L, 1);
-      lua_insert(L, -2);
-      lua_concat(L, 2);
-    }
     cfl_task_unhold(t);
-    return cfl_raise(L);
+    return raise_stuck(L);
   }
   int n = cfl_task_take(L, t);
   t->observed = 1;
@@ -297,12 +303,7 @@ static int l_run(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   check_can_drive(L, rt, "run");
   if (cfl_run_until(rt, L, NULL, "run") != 0) {
-    if (CFL_LUA54) {
-      luaL_where(L, 1);
-      lua_insert(L, -2);
-      lua_concat(L, 2);
-    }
-    return cfl_raise(L);
+    return raise_stuck(L);
   }
   return cfl_results(L, 0);
 }
