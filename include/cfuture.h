@@ -186,11 +186,18 @@ cf_runtime *cf_runtime_of(struct lua_State *L);
 /* The libuv loop the runtime runs on. */
 struct uv_loop_s *cf_runtime_loop(cf_runtime *rt);
 
-/* One non-blocking step: run ready tasks (with a budget), poll I/O once
- * without blocking, run the tasks that woke. Returns 1 if tasks are still
- * alive (ready, sleeping or waiting for I/O), 0 if none are. Must not be
- * called from inside a task. */
+/* One non-blocking step: run ready tasks, poll I/O once without blocking,
+ * run the tasks that woke; at most 1024 task polls in all. Returns 1 if
+ * tasks are still alive (ready, sleeping or waiting for I/O), 0 if none
+ * are, -1 if called from inside a task or a running block_on/run/step, or
+ * after the runtime closed. */
 int cf_runtime_step(cf_runtime *rt);
+
+/* cf_runtime_step with at most `budget` task polls (>= 1; 0 returns -1).
+ * I/O is polled even when the budget is spent; tasks left ready run at the
+ * next step (backend_timeout is then 0). A poll runs a task until its next
+ * await that is pending, so a budget bounds task switches, not time. */
+int cf_runtime_step_budget(cf_runtime *rt, size_t budget);
 
 /* To fold the runtime into another event loop: wait until backend_fd is
  * readable or backend_timeout milliseconds have passed (-1: no timeout;

@@ -479,8 +479,10 @@ function cf.block_on(f_or_fn, ...) end
 function cf.run() end
 
 ---One non-blocking turn of the runtime; whether tasks are still alive.
+---At most `budget` task polls (default 1024); the rest stay ready.
+---@param budget? integer
 ---@return boolean alive
-function cf.step() end
+function cf.step(budget) end
 
 ---The loop's epoll fd, readable when `cf.step()` has work.
 ---@return integer

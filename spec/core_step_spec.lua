@@ -32,6 +32,52 @@ describe("step", function()
     cf.step()
     assert.is_false(cf.step())
   end)
+
+  it("takes a budget of task polls and leaves the rest ready for the next step", function()
+    local order = {}
+    for i = 1, 10 do
+      cf.spawn(function() order[#order + 1] = i end)
+    end
+    assert.is_true(cf.step(3))
+    assert.are.same({ 1, 2, 3 }, order)
+    assert.are.equal(0, cf.backend_timeout()) -- tasks are still ready
+    assert.is_true(cf.step(4))
+    assert.are.same({ 1, 2, 3, 4, 5, 6, 7 }, order)
+    assert.is_false(cf.step(3)) -- the last three: nothing is left
+    assert.are.equal(10, #order)
+    assert.are.equal(-1, cf.backend_timeout())
+  end)
+
+  it("counts every poll of a task that yields against the budget", function()
+    local n = 0
+    local h = cf.spawn(function() while true do n = n + 1; cf.yield_now():await() end end)
+    cf.step(5)
+    assert.are.equal(5, n)
+    cf.step(1)
+    assert.are.equal(6, n)
+    h:abort()
+    assert.is_false(cf.step(1)) -- the cancellation is a poll too
+  end)
+
+  it("polls I/O even when the budget is spent by a busy task", function()
+    local fired = false
+    cf.spawn(function() cf.sleep(10):await(); fired = true end)
+    local h = cf.spawn(function() while true do cf.yield_now():await() end end)
+    local t0 = cf.now()
+    while not fired and cf.now() - t0 < 2000 * support.slow do cf.step(1) end
+    assert.is_true(fired)
+    h:abort()
+    cf.step()
+    assert.is_false(cf.step())
+  end)
+
+  it("rejects a budget that is not a positive integer", function()
+    for _, bad in ipairs({ 0, -1, 1.5, "x", true }) do
+      local ok, err = pcall(cf.step, bad)
+      assert.is_false(ok)
+      assert.matches("step: argument #1 must be a positive integer budget of task polls", err)
+    end
+  end)
 end)
 
 describe("cf.backend_fd / cf.backend_timeout", function()

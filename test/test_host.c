@@ -309,6 +309,18 @@ int main(void) {
   lua_pop(L, 1);
   CHECK(released == 4);
 
+  /* a budget of task polls per step: the rest stay ready for the next */
+  CHECK(run(L, "local cf = require 'cfuture.core'\n"
+               "polled = 0\n"
+               "for _ = 1, 10 do cf.spawn(function() polled = polled + 1 end) end\n") == 0);
+  CHECK(cf_runtime_step_budget(rt, 0) == -1);
+  CHECK(global_int(L, "polled") == 0);
+  CHECK(cf_runtime_step_budget(rt, 4) == 1);
+  CHECK(global_int(L, "polled") == 4);
+  CHECK(cf_runtime_backend_timeout(rt) == 0);
+  CHECK(cf_runtime_step_budget(rt, 6) == 0);
+  CHECK(global_int(L, "polled") == 10);
+
   /* folding into the host's own poll(): sleep on the backend fd with the
    * backend timeout; a 50 ms sleep takes a handful of steps, not a spin */
   CHECK(cf_runtime_backend_fd(rt) >= 0);

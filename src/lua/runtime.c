@@ -141,7 +141,7 @@ static int l_is_cancelled(lua_State *L) {
 
 /* ---- driving the loop ---------------------------------------------------- */
 
-static void run_ready(cf_runtime *rt);
+static size_t run_ready(cf_runtime *rt, size_t budget);
 
 /* A driver (block_on, run, step, the kick below) runs tasks from thread L.
  * Leaving, it hands tasks still ready to the kick: a driver may stop with
@@ -173,7 +173,7 @@ static void on_kick(uv_idle_t *h) {
   uv_idle_stop(h);
   if (rt->in_run || rt->current || rt->closing) return; /* that driver runs them */
   lua_State *prev = drive_enter(rt, rt->L);
-  run_ready(rt);
+  run_ready(rt, CFL_BUDGET);
   drive_leave(rt, prev); /* restarts the kick if the budget left some */
 }
 
@@ -185,11 +185,13 @@ static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
   if (rt->closing) luaL_error(L, "%s: the runtime is closed", fname);
 }
 
-static void run_ready(cf_runtime *rt) {
-  cf_executor_run(&rt->ex, CFL_BUDGET);
+/* Poll at most `budget` ready tasks; returns how many polls ran. */
+static size_t run_ready(cf_runtime *rt, size_t budget) {
+  size_t n = cf_executor_run(&rt->ex, budget);
   if (rt->trace) cfl_trace_flush(rt);
   if (rt->dump_requested) cfl_dump_to_stderr(rt);
   if (rt->nreports) cfl_flush_reports(rt);
+  return n;
 }
 
 /* Poll I/O once: without blocking while tasks are ready (or if `block` is
@@ -242,7 +244,7 @@ int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) 
   lua_State *prev = drive_enter(rt, L);
   int stuck = 0;
   for (;;) {
-    run_ready(rt);
+    run_ready(rt, CFL_BUDGET);
     if (finished(rt, t)) break;
     if (rt->timers.paused && auto_advance(rt)) continue;
     if (!poll_io(rt, 1)) {
@@ -253,7 +255,7 @@ int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname) 
   if (stuck && t) {
     /* cancel it so its cleanup runs, then say why */
     cf_task_abort(&t->base);
-    run_ready(rt);
+    run_ready(rt, CFL_BUDGET);
   }
   drive_leave(rt, prev);
   if (!stuck) return 0;
@@ -308,20 +310,25 @@ static int l_run(lua_State *L) {
   return cfl_results(L, 0);
 }
 
-/* One non-blocking step driven from thread L. */
-static int step(cf_runtime *rt, lua_State *L) {
+/* One non-blocking step driven from thread L: ready tasks, I/O polled once
+ * without waiting, the tasks that woke; at most `budget` task polls in all.
+ * I/O is polled even when the budget ran out, so a busy task cannot starve
+ * timers and sockets; tasks left ready wait for the next step. */
+static int step(cf_runtime *rt, lua_State *L, size_t budget) {
   lua_State *prev = drive_enter(rt, L);
-  run_ready(rt);
+  size_t n = run_ready(rt, budget);
   poll_io(rt, 0);
-  run_ready(rt);
+  if (n < budget) run_ready(rt, budget - n);
   drive_leave(rt, prev);
   return rt->ex.ntasks > 0;
 }
 
-int cf_runtime_step(cf_runtime *rt) {
-  if (rt->current || rt->in_run || rt->closing) return -1;
-  return step(rt, rt->L);
+int cf_runtime_step_budget(cf_runtime *rt, size_t budget) {
+  if (rt->current || rt->in_run || rt->closing || budget == 0) return -1;
+  return step(rt, rt->L, budget);
 }
+
+int cf_runtime_step(cf_runtime *rt) { return cf_runtime_step_budget(rt, CFL_BUDGET); }
 
 int cf_runtime_backend_fd(cf_runtime *rt) { return uv_backend_fd(rt->loop); }
 
@@ -345,11 +352,20 @@ static int l_backend_timeout(lua_State *L) {
   return 1;
 }
 
-/* cf.step() -> true if tasks are still alive */
+/* cf.step([budget]) -> true if tasks are still alive */
 static int l_step(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
+  lua_Integer budget = CFL_BUDGET;
+  if (!lua_isnoneornil(L, 1)) {
+    int isint = 0;
+    budget = lua_tointegerx(L, 1, &isint);
+    if (!isint || budget < 1)
+      return luaL_error(
+          L, "step: argument #1 must be a positive integer budget of task polls (got %s)",
+          luaL_tolstring(L, 1, NULL));
+  }
   check_can_drive(L, rt, "step");
-  lua_pushboolean(L, step(rt, L));
+  lua_pushboolean(L, step(rt, L, (size_t)budget));
   return 1;
 }
 
