@@ -31,7 +31,7 @@ build = {
         "src/lua/timer.c", "src/lua/custom.c", "src/lua/scope.c", "src/lua/introspect.c",
         "src/lua/sync.c", "src/lua/job.c", "src/lua/fs.c", "src/lua/stream.c",
         "src/lua/process.c", "src/lua/signal.c", "src/lua/blocking.c", "src/lua/net.c",
-        "src/lua/copy.c", "src/lua/thread.c", "src/lua/trace.c", "src/lua/host.c",
+        "src/lua/copy.c", "src/lua/thread.c", "src/lua/trace.c", "src/lua/host.c", "src/lua/luv.c",
       },
       incdirs = { "include", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },
@@ -40,6 +40,7 @@ build = {
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
+    ["cfuture.luv"] = "lua/cfuture/luv.lua",
   },
   copy_directories = { "examples", "docs", "library", "plugin" },
 }

@@ -13,6 +13,10 @@ local function finish(code)
 end
 vim.defer_fn(function() report.error = "watchdog: not finished after 30 s"; finish(3) end, 30000)
 
+-- borrowing Neovim's own loop is refused with a pointer to the plugin
+local ok, err = pcall(require, "cfuture.luv")
+report.luv_refused = not ok and tostring(err):find('inside Neovim use require "cfuture.nvim"', 1, true) ~= nil
+
 vim.cmd("runtime plugin/cfuture.lua")
 local cfn = require "cfuture.nvim"
 local cf = cfn.cf

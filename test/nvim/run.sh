@@ -23,4 +23,5 @@ check "key handled within 50 ms ($(get key_ms) ms)" \
 check "no step while idle ($(get idle_steps))" '[ "$(get idle_steps)" = 0 ]'
 check "idle CPU under 20 ms per second ($(get idle_cpu_ms) ms)" '[ "$(get idle_cpu_ms)" -lt 20 ]'
 check "no task left" '[ "$(get tasks_left)" = 0 ]'
+check "cfuture.luv refused inside Neovim" '[ "$(get luv_refused)" = true ]'
 exit $fail
