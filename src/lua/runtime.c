@@ -355,6 +355,7 @@ static int l_backend_timeout(lua_State *L) {
 /* cf.step([budget]) -> true if tasks are still alive */
 static int l_step(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
+  check_can_drive(L, rt, "step");
   lua_Integer budget = CFL_BUDGET;
   if (!lua_isnoneornil(L, 1)) {
     int isint = 0;
@@ -364,7 +365,6 @@ static int l_step(lua_State *L) {
           L, "step: argument #1 must be a positive integer budget of task polls (got %s)",
           luaL_tolstring(L, 1, NULL));
   }
-  check_can_drive(L, rt, "step");
   lua_pushboolean(L, step(rt, L, (size_t)budget));
   return 1;
 }
