@@ -2,14 +2,16 @@
 -- per case (a Lua state has one runtime, bound to its loop when it opens).
 local support = require "support"
 
+-- Run a program that must exit 0; returns what it printed.
 local function run(code)
   local out, status, _, err = support.run_lua(code)
-  return out, status, err
+  assert.are.equal(0, status, err)
+  return out
 end
 
 describe("cfuture.luv", function()
   it("shares luv's loop: luv's uv.run() runs tasks, timers, TCP and luv callbacks in order", function()
-    local out, status, err = run([[
+    assert.are.equal("cf 50,luv 100,cf 150,stat directory,echo HELLO\ttrue\n", run([[
       local uv = require "luv"
       local cf = require "cfuture.luv"
       assert(require "cfuture" == cf)
@@ -45,13 +47,11 @@ describe("cfuture.luv", function()
       uv.run()
       local ms = (uv.hrtime() - t0) / 1e6
       print(table.concat(log, ","), ms >= 150)
-    ]])
-    assert.are.equal(0, status, err)
-    assert.are.equal("cf 50,luv 100,cf 150,stat directory,echo HELLO\ttrue\n", out)
+    ]]))
   end)
 
   it("wakes a task from a luv callback within the same loop turn", function()
-    local out, status, err = run([[
+    assert.are.equal("true\n", run([[
       local uv = require "luv"
       local cf = require "cfuture.luv"
       local worst = 0
@@ -71,13 +71,11 @@ describe("cfuture.luv", function()
       end)
       uv.run()
       print(worst < 4 * tonumber(os.getenv("CFUTURE_TIME_SCALE") or "1"))
-    ]])
-    assert.are.equal(0, status, err)
-    assert.are.equal("true\n", out)
+    ]]))
   end)
 
   it("lets cf.run and cf.block_on drive luv's loop, luv's callbacks included", function()
-    local out, status, err = run([[
+    assert.are.equal("42\ttrue\n", run([[
       local uv = require "luv"
       local cf = require "cfuture.luv"
       local ticks = 0
@@ -89,13 +87,11 @@ describe("cfuture.luv", function()
       cf.spawn(function() cf.sleep(10):await() end)
       cf.run()
       print(v, ticks >= 3)
-    ]])
-    assert.are.equal(0, status, err)
-    assert.are.equal("42\ttrue\n", out)
+    ]]))
   end)
 
   it("closes cleanly when the program ends with tasks, luv handles and cfuture sockets open", function()
-    local out, status, err = run([[
+    assert.are.equal("end\ndeferred\n", run([[
       local uv = require "luv"
       local cf = require "cfuture.luv"
       local t = uv.new_timer()
@@ -108,18 +104,15 @@ describe("cfuture.luv", function()
       cf.spawn(function() local c = l:accept():await() end)
       cf.step()
       io.stdout:write("end\n")
-    ]])
-    assert.are.equal(0, status, err)
-    assert.are.equal("end\ndeferred\n", out)
+    ]]))
   end)
 
   it("must come before require 'cfuture', and says so", function()
-    local out, status, err = run([[
+    local out = run([[
       require "cfuture"
       local ok, e = pcall(require, "cfuture.luv")
       print(ok, e)
     ]])
-    assert.are.equal(0, status, err)
     assert.matches("^false\t.*cfuture.luv: cfuture is already open in this Lua state on its own loop "
       .. "%(require \"cfuture.luv\" before anything requires \"cfuture\"%)\n$", out)
   end)
