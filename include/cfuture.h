@@ -177,7 +177,7 @@ int luaopen_cfuture_core(struct lua_State *L);
  * Shutdown: lua_close(L) cancels every task and closes cfuture's handles;
  * run the loop once more (uv_run(loop, UV_RUN_NOWAIT)) before
  * uv_loop_close so their close callbacks free them. A child process that
- * is still running keeps its handle on the loop until it exits. */
+ * is still running is left running: its handle is closed with the rest. */
 int cf_runtime_open(struct lua_State *L, struct uv_loop_s *loop);
 
 /* The runtime of the cfuture module loaded in L, or NULL. */
