@@ -30,6 +30,16 @@ for f in cfuture.lua cfuture/thread.lua cfuture/core.lua; do
   [ -f "$rockdir/library/$f" ] || { echo "library/$f not installed in $rockdir"; exit 1; }
 done
 echo "$out"
+# cfuture.luv from the rock, on the system's luv (the tree first, then the defaults)
+if lua5.4 -e 'require "luv"' 2>/dev/null; then
+  lout=$(env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH="$lpath;;" LUA_CPATH="$cpath;;" lua5.4 -e '
+    local uv = require "luv"
+    local cf = require "cfuture.luv"
+    cf.spawn(function() cf.sleep(10):await(); print("cfuture.luv installed ok") end)
+    uv.run()')
+  [ "$lout" = "cfuture.luv installed ok" ] || { echo "cfuture.luv from the rock: $lout"; exit 1; }
+  echo "$lout"
+fi
 # LuaJIT: the same rockspec with --lua-version=5.1 against LuaJIT's headers
 if command -v luajit >/dev/null && [ -d /usr/include/luajit-2.1 ]; then
   cp -r "$src/src" "$src/include" "$src/lua" "$src/examples" "$src/docs" "$src/library" "$src/plugin" \
