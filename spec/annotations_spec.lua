@@ -103,7 +103,7 @@ describe("library/cfuture.lua (LuaLS annotations)", function()
   it("is a valid Lua chunk marked ---@meta", function()
     assert.is_truthy(meta:match("^%-%-%-@meta cfuture\n"))
     assert.is_function(load(meta, "=library/cfuture.lua"))
-    for _, f in ipairs({ "library/cfuture/thread.lua", "library/cfuture/core.lua" }) do
+    for _, f in ipairs({ "library/cfuture/thread.lua", "library/cfuture/core.lua", "library/cfuture/luv.lua" }) do
       assert.is_function(load(read(f), "=" .. f))
     end
   end)

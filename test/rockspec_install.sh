@@ -26,7 +26,7 @@ out=$(env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH="$lpath" LUA_CPATH="$cpath" 
 [ "$out" = "installed ok" ] || { echo "unexpected output: $out"; exit 1; }
 # the LuaLS annotations sit in the rock's directory, where README points editors
 rockdir=$(luarocks --lua-version=5.4 --tree="$tree" show --rock-dir cfuture)
-for f in cfuture.lua cfuture/thread.lua cfuture/core.lua; do
+for f in cfuture.lua cfuture/thread.lua cfuture/core.lua cfuture/luv.lua; do
   [ -f "$rockdir/library/$f" ] || { echo "library/$f not installed in $rockdir"; exit 1; }
 done
 echo "$out"
