@@ -3,7 +3,7 @@
 -- `cat file > /dev/null` (the floor) and Lua's io.open():read("a") in the
 -- same run. Page cache warm; each time is the best of 3.
 --   lua5.4 bench/fs_large/run.lua [MiB]
-local B, cf = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../prelude.lua")
+local B, cf, best = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../prelude.lua")
 
 local MIB = B.arg_int(1, 256)
 local path = os.tmpname()
@@ -14,15 +14,7 @@ do
   f:close()
 end
 
-local function time(fn)
-  local best = math.huge
-  for _ = 1, 3 do
-    local t0 = B.now()
-    fn()
-    best = math.min(best, B.now() - t0)
-  end
-  return best
-end
+local function time(fn) return best(3, fn) end
 
 os.execute("cat " .. path .. " > /dev/null") -- warm the page cache
 local t_cat = time(function() os.execute("cat " .. path .. " > /dev/null") end)

@@ -4,27 +4,19 @@
 --   lua5.4 bench/step/run.lua [M]      (M steps per case, default 1,000,000)
 -- idle: no task; timer: one task asleep for an hour (the step polls);
 -- ready: 1000 tasks that yield and are ready again at once. Best of 3.
-local B, cf = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../prelude.lua")
+local B, cf, best = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../prelude.lua")
 local ok_luv, uv = pcall(require, "luv")
 local M = B.arg_int(1, 1000000)
-local clock = os.clock
 
-local function best_of(n, fn)
-  local best = math.huge
-  for _ = 1, n do
-    local t0 = clock()
-    local per = fn()
-    best = math.min(best, (clock() - t0) * 1e9 / per)
-  end
-  return best
-end
+-- ns per call of the best of n runs of `count` calls
+local function best_of(n, count, fn) return best(n, fn) * 1e9 / count end
 
 local step = cf.step
-local idle = best_of(3, function() for _ = 1, M do step() end return M end)
+local idle = best_of(3, M, function() for _ = 1, M do step() end end)
 
 local sleeper = cf.spawn(function() cf.sleep(3600 * 1000):await() end)
 step()
-local timer = best_of(3, function() for _ = 1, M do step() end return M end)
+local timer = best_of(3, M, function() for _ = 1, M do step() end end)
 sleeper:abort()
 step()
 
@@ -37,7 +29,7 @@ end
 step()
 local steps = M // 2000 + 1
 polls = 0
-local ready = best_of(1, function() for _ = 1, steps do step() end return steps end)
+local ready = best_of(1, steps, function() for _ = 1, steps do step() end end)
 local per_step = polls / steps
 stop = true
 cf.run()
@@ -45,10 +37,10 @@ cf.run()
 local f_empty, f_timer
 if ok_luv then
   local run = uv.run
-  f_empty = best_of(3, function() for _ = 1, M do run("nowait") end return M end)
+  f_empty = best_of(3, M, function() for _ = 1, M do run("nowait") end end)
   local t = uv.new_timer()
   t:start(3600 * 1000, 0, function() end)
-  f_timer = best_of(3, function() for _ = 1, M do run("nowait") end return M end)
+  f_timer = best_of(3, M, function() for _ = 1, M do run("nowait") end end)
   t:close()
   uv.run()
 end

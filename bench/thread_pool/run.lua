@@ -4,7 +4,7 @@
 -- on 1 and on 2 workers, cfuture and luv, and the parallel speed-up.
 --   UV_THREADPOOL_SIZE=2 lua5.4 bench/thread_pool/run.lua [jobs] [N]
 -- Each time is the best of 3.
-local B, cf = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../prelude.lua")
+local B, cf, best3 = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../prelude.lua")
 local ok_luv, uv = pcall(require, "luv")
 
 local JOBS = B.arg_int(1, 10000)
@@ -32,15 +32,7 @@ local function count_primes(lo, hi)
   return n
 end
 
-local function best(fn)
-  local t = math.huge
-  for _ = 1, 3 do
-    local t0 = B.now()
-    fn()
-    t = math.min(t, (B.now() - t0) * 1000) -- ms
-  end
-  return t
-end
+local function best(fn) return best3(3, fn) * 1000 end -- ms
 
 local expect_small = 0
 for i = 1, JOBS do expect_small = expect_small + small(i) end
