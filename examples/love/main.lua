@@ -72,7 +72,8 @@ local function load_file(path)
   local f, err = cf.fs.open(path):await()
   if not f then load.err = err; return end
   cf.defer(function() f:close() end)
-  load.size = f:stat():await().size
+  local st = f:stat():await()
+  load.size = st and st.size or 0
   while true do
     local chunk, rerr = f:read(64 * 1024):await()
     if not chunk then load.err = rerr; break end

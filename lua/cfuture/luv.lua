@@ -8,10 +8,6 @@
 -- It must be required before anything requires "cfuture": a Lua state has
 -- one runtime, and it is bound to its loop when it opens. Afterwards
 -- require "cfuture" returns the same module.
-if package.loaded["cfuture.core"] then
-  error("cfuture.luv: cfuture is already open in this Lua state on its own loop "
-    .. "(require \"cfuture.luv\" before anything requires \"cfuture\")", 2)
-end
 if type(vim) == "table" and vim.api then
   -- Tasks resumed from Neovim's loop would bypass its fast-event guard.
   error("cfuture.luv: inside Neovim use require \"cfuture.nvim\" (a private loop folded into "

@@ -10,6 +10,8 @@
  *   from inside a task or from inside another drive.
  * - Lua errors never cross uv_run: callbacks only store and wake.
  */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +458,17 @@ int cf_runtime_open(lua_State *L, uv_loop_t *loop) {
   return lua_pcall(L, 1, 1, 0) == LUA_OK ? 0 : -1;
 }
 
+/* On a host's loop, cfuture's close callbacks run after lua_close, from
+ * the host's next uv_run, and the Lua state may have unloaded this library
+ * by then (LuaJIT unloads C modules before other finalisers, such as luv's
+ * loop finaliser, run the loop). Keep it mapped for the process's life;
+ * for a host that links cfuture in, this is a no-op. */
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void *)luaopen_cfuture_core, &info) && info.dli_fname)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 static int open_module(lua_State *L, uv_loop_t *host_loop) {
   /* A second require in the same state returns the same module. */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
@@ -485,6 +498,7 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
     return luaL_error(L, "cfuture: cannot initialise the libuv loop");
   }
   if (host_loop) {
+    pin_library();
     rt->kick = malloc(sizeof *rt->kick);
     if (!rt->kick) {
       *guard = NULL;
