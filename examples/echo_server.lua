@@ -12,18 +12,13 @@ local host = arg and arg[2] or "127.0.0.1"
 local function serve(conn)
   local peer, pport = conn:peer_address()
   io.stderr:write(("connection from %s:%d\n"):format(peer, pport))
-  while true do
-    local data, err = conn:read():await()
-    if not data then
-      if err then io.stderr:write("read: ", err, "\n") end
-      break
+  -- chunks() raises a read error; a failed write is raised by assert
+  local ok, err = pcall(function()
+    for data in conn:chunks() do
+      assert(conn:write(data):await())
     end
-    local ok, werr = conn:write(data):await()
-    if not ok then
-      io.stderr:write("write: ", werr, "\n")
-      break
-    end
-  end
+  end)
+  if not ok then io.stderr:write(err, "\n") end
   conn:close()
 end
 

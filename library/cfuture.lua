@@ -221,9 +221,15 @@ function Stream:read_until(delim, max) end
 ---Future of everything until the end.
 ---@return cfuture.Future
 function Stream:read_all() end
----Inside a task: iterator of lines.
+---Inside a task: iterator of lines (as `read_line(max)`); errors are raised.
+---@param max? integer default 1 MiB
 ---@return fun(): string?
-function Stream:lines() end
+function Stream:lines(max) end
+---Inside a task: iterator of the bytes as they arrive (as `read(max)`);
+---errors are raised.
+---@param max? integer
+---@return fun(): string?
+function Stream:chunks(max) end
 ---Bytes that arrived and were not read yet.
 ---@return integer
 function Stream:buffered() end
@@ -231,8 +237,11 @@ function Stream:buffered() end
 ---@param data string
 ---@return cfuture.Future
 function Stream:write(data) end
----Future of `true`; the peer reads end of stream after queued writes.
----@return cfuture.Future
+---The peer reads end of stream after the queued writes: `true`, or
+---`nil, message, code`.
+---@return boolean?
+---@return string? message
+---@return string? code
 function Stream:shutdown() end
 ---Close at once.
 function Stream:close() end

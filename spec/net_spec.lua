@@ -12,11 +12,7 @@ local function echo_server(s)
       local c = l:accept():await()
       if not c then return end
       cf.spawn(function()
-        while true do
-          local d = c:read():await()
-          if not d then break end
-          c:write(d):await()
-        end
+        for d in c:chunks() do c:write(d):await() end
         c:close()
       end)
     end
@@ -302,6 +298,132 @@ describe("cf.net TCP", function()
       "net.listen: argument #2 must be a port number 0-65535 (got x)")
     assert.are.same({ nil, "net.listen: 'example.com' is not a numeric IPv4 or IPv6 address", "EINVAL" },
       { net.listen("example.com", 0) })
+  end)
+end)
+
+describe("stream iterators", function()
+  -- A server that plays `script` (a list of strings to send, or numbers of
+  -- milliseconds to wait) to its first client, then closes or resets.
+  local function player(s, script, ending)
+    local l = assert(net.listen("127.0.0.1", 0))
+    local _, port = l:local_address()
+    s:spawn(function()
+      local c = assert(l:accept():await())
+      for _, step in ipairs(script) do
+        if type(step) == "number" then cf.sleep(step):await() else c:write(step):await() end
+      end
+      if ending == "reset" then c:reset() else c:close() end
+      l:close()
+    end)
+    return assert(net.connect("127.0.0.1", port):await())
+  end
+
+  it("chunks gives the bytes in order as they arrive, at most max each", function()
+    cf.block_on(cf.scope(function(s)
+      local c = player(s, { "abc", 20, ("x"):rep(10000), 20, "end" })
+      local got, sizes = {}, {}
+      for chunk in c:chunks(4096) do
+        got[#got + 1] = chunk
+        sizes[#sizes + 1] = #chunk
+      end
+      assert.are.equal("abc" .. ("x"):rep(10000) .. "end", table.concat(got))
+      assert.are.equal("abc", got[1]) -- arrived alone, before the rest was sent
+      for _, n in ipairs(sizes) do assert.is_true(n >= 1 and n <= 4096) end
+      assert.is_nil(c:read():await()) -- the loop ended at the end of the stream
+    end))
+  end)
+
+  it("lines gives each line without its newline, the last one without one too", function()
+    cf.block_on(cf.scope(function(s)
+      local script = { "one\ntwo\r\n", 10, "thr", 10, "ee\n\nlast" }
+      local c = player(s, script)
+      local lines = {}
+      for line in c:lines() do lines[#lines + 1] = line end
+      assert.are.same({ "one", "two", "three", "", "last" }, lines)
+    end))
+  end)
+
+  it("makes no future per item: a long loop allocates only the strings", function()
+    cf.block_on(cf.scope(function(s)
+      local n = 20000
+      local c = player(s, { ("line\n"):rep(n) })
+      local it = c:lines()
+      assert.are.equal("line", it())
+      local count = 0
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      for _ in it do count = count + 1 end
+      local grew = (collectgarbage("count") - before) * 1024 / n
+      collectgarbage("restart")
+      assert.are.equal(n - 1, count)
+      -- a future per line would be ~150 bytes; "line" is an interned string
+      assert.is_true(grew < 16, ("%.1f bytes per line"):format(grew))
+    end))
+  end)
+
+  it("raises a read error, and a line over max", function()
+    cf.block_on(cf.scope(function(s)
+      local c = player(s, { "ok\n", 20 }, "reset")
+      local lines = {}
+      local ok, err = pcall(function()
+        for line in c:lines() do lines[#lines + 1] = line end
+      end)
+      assert.is_false(ok)
+      assert.matches("^stream:read: .*reset", err)
+      assert.are.same({ "ok" }, lines)
+
+      local c2 = player(s, { "short\n", ("y"):rep(300) .. "\n" })
+      local got = {}
+      ok, err = pcall(function()
+        for line in c2:lines(100) do got[#got + 1] = line end
+      end)
+      assert.is_false(ok)
+      assert.are.equal("stream:read_line: no delimiter within 100 bytes", err)
+      assert.are.same({ "short" }, got)
+      assert.are.equal(100, #c2:read_exact(100):await()) -- nothing was taken
+    end))
+  end)
+
+  it("survives a cancelled wait with no byte lost, and refuses a second waiter", function()
+    cf.block_on(cf.scope(function(s)
+      local c = player(s, { 100 * support.slow, "late\n", "next\n" })
+      local it = c:lines()
+      assert.are.same({ nil, "timeout" }, { cf.timeout(30, function() return it() end):await() })
+      local waiting = cf.spawn(function() return it() end)
+      cf.sleep(10):await() -- it is waiting
+      local ok, err = pcall(it)
+      assert.is_false(ok)
+      assert.matches("stream:lines: the iterator is already waiting in another task", err, 1, true)
+      assert.are.equal("late", waiting:await())
+      assert.are.equal("next", it())
+      assert.is_nil(it())
+    end))
+  end)
+
+  it("raises on misuse and on a closed stream", function()
+    cf.block_on(cf.scope(function(s)
+      local c = player(s, { "a\n" })
+      assert.has_error(function() c:chunks(0) end,
+        "stream:chunks: argument #2 must be a positive byte count (got 0)")
+      assert.has_error(function() c:lines("x") end,
+        "stream:lines: argument #2 must be a positive byte count (got x)")
+      assert.has_error(function() c.chunks() end,
+        "stream:chunks: argument #1 must be a stream (call it with a colon; got no value)")
+      local it = c:chunks()
+      c:close()
+      assert.has_error(function() it() end, "stream:chunks: the stream is closed")
+      assert.has_error(function() c:lines() end, "stream:lines: the stream is closed")
+    end))
+    local l = assert(net.listen("127.0.0.1", 0))
+    local it = cf.block_on(function()
+      local _, port = l:local_address()
+      local c = assert(net.connect("127.0.0.1", port):await())
+      return c:lines()
+    end)
+    local ok, err = pcall(it)
+    assert.is_false(ok)
+    assert.matches("not inside a task", err)
+    l:close()
   end)
 end)
 

@@ -1,5 +1,5 @@
--- W5 tcp_echo on cfuture: a task per connection awaits read() and write()
--- of what it read, until end of stream. Binds 127.0.0.1 (port argv[1],
+-- W5 tcp_echo on cfuture: a task per connection iterates over the chunks
+-- it receives and awaits write() of each, until end of stream. Binds 127.0.0.1 (port argv[1],
 -- default 0 = any free port), prints the bound port, runs until killed by
 -- lib/tcp_client.c.
 local B, cf = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../prelude.lua")
@@ -9,9 +9,7 @@ local port = tonumber(arg[1]) or 0
 local listener = assert(cf.net.listen("127.0.0.1", port, { backlog = 1024 }))
 
 local function echo(conn)
-  while true do
-    local data = conn:read():await()
-    if not data then break end
+  for data in conn:chunks() do
     conn:write(data):await()
   end
   conn:close()

@@ -52,19 +52,16 @@ end
 
 -- Files, streams, processes --------------------------------------------------
 
-local function lines(self)
+--- file:lines() -> iterator of lines (without newlines), for use inside a
+-- task: `for line in f:lines() do ... end`. A read error is raised.
+-- (stream:lines and stream:chunks are in C: they reuse one read future.)
+function cf.fs.File.lines(self)
   return function()
     local line, err = self:read_line():await()
     if line == nil and err then error(err, 2) end
     return line
   end
 end
-
---- file:lines() / stream:lines() -> iterator of lines (without newlines),
--- for use inside a task: `for line in f:lines() do ... end`. A read error
--- is raised.
-cf.fs.File.lines = lines
-cf.Stream.lines = lines
 
 --- listener:incoming() -> iterator of accepted connections, for use inside
 -- a task: `for conn in listener:incoming() do ... end`. It ends when the

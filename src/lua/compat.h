@@ -186,6 +186,7 @@ static inline int cfl_closethread(lua_State *co, lua_State *from) {
 int cfl_raise(lua_State *L);
 int cfl_results(lua_State *L, int n);
 void cfl_wrap_raising(lua_State *L, int idx, const char *name);
+void cfl_wrap_raising_top(lua_State *L);
 
 #define LUA_LOADED_TABLE "_LOADED"
 #define lua_dump(L, w, d, strip) lua_dump((L), (w), (d))

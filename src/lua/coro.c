@@ -345,12 +345,11 @@ static const char wrap_lua[] =
     "end\n"
     "return function(raw) return function(...) return finish(raw(...)) end end\n";
 
-/* Replace the C function t[name] (t at idx) by its Lua half, which raises
+/* Replace the C function on top of the stack by its Lua half, which raises
  * what the C function returned as an error: LuaJIT 2.1.0-beta3 corrupts its
  * state when a C function raises after it resumed a coroutine. */
-void cfl_wrap_raising(lua_State *L, int idx, const char *name) {
+void cfl_wrap_raising_top(lua_State *L) {
   static const char MAKER_KEY = 'w';
-  idx = lua_absindex(L, idx);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MAKER_KEY) == LUA_TNIL) {
     lua_pop(L, 1);
     if (luaL_loadbuffer(L, wrap_lua, sizeof wrap_lua - 1, "=[cfuture]")) lua_error(L);
@@ -361,8 +360,15 @@ void cfl_wrap_raising(lua_State *L, int idx, const char *name) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &MAKER_KEY);
   }
-  lua_getfield(L, idx, name);
+  lua_insert(L, -2);
   lua_call(L, 1, 1);
+}
+
+/* The same for the C function t[name] (t at idx). */
+void cfl_wrap_raising(lua_State *L, int idx, const char *name) {
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, idx, name);
+  cfl_wrap_raising_top(L);
   lua_setfield(L, idx, name);
 }
 #endif

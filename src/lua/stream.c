@@ -315,6 +315,86 @@ static int s_read_all(lua_State *L) {
   return 1;
 }
 
+/* ---- iterators ------------------------------------------------------------------ */
+
+/* An iterator awaits one read future of its own again and again instead of
+ * making a future per item: the future never leaves the iterator, so nobody
+ * sees it start over, and a loop over a busy connection allocates only the
+ * strings it returns. Its class raises a read error rather than returning
+ * it, so the loop cannot mistake a failure for the end of the stream. */
+static int read_take_raising(lua_State *L, cfl_future *base) {
+  if (read_take(L, base) == 1) return 1;
+  lua_pop(L, 1); /* the code; the message is raised */
+  lua_remove(L, -2);
+  return -1;
+}
+
+static const cfl_class read_iter_class = {{read_poll, read_drop},
+                                          "stream:read",
+                                          read_take_raising,
+                                          read_describe,
+                                          NULL,
+                                          0,
+                                          1,
+                                          NULL,
+                                          NULL,
+                                          NULL};
+
+/* The iterator: upvalues rt, mt (as every module function), the read
+ * future, the stream object. */
+static int read_step(lua_State *L) {
+  cfl_read *r = lua_touserdata(L, lua_upvalueindex(3));
+  cfl_stream *o = lua_touserdata(L, lua_upvalueindex(4));
+  const char *fname = r->spec.kind == CFU_TAKE_LINE ? "stream:lines" : "stream:chunks";
+  if (r->hdr.state == CFL_PENDING || r->hdr.state == CFL_READY)
+    return luaL_error(L, "%s: the iterator is already waiting in another task", fname);
+  if (o->closed || !o->s || o->s->base.closing)
+    return luaL_error(L, "%s: the stream is closed", fname);
+  if (r->hdr.state != CFL_FRESH) { /* taken or cancelled: everything was released */
+    r->s = o->s;
+    cfu_handle_ref(&o->s->base);
+    r->data = NULL;
+    r->len = r->cap = 0;
+    r->err = 0;
+    r->hdr.owner = NULL;
+    r->hdr.state = CFL_FRESH;
+  }
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(3));
+  return cfl_await(L);
+}
+
+static int push_iterator(lua_State *L, int kind, size_t n) {
+  cfl_stream *o = cfl_testudata(L, 1, cfl_rt(L)->stream_mt); /* checked by the caller */
+  cfl_read *r = new_read(L, o, kind, n);
+  r->hdr.base.vt = &read_iter_class.core;
+  lua_pushvalue(L, lua_upvalueindex(CFL_UP_RT));
+  lua_pushvalue(L, lua_upvalueindex(CFL_UP_MT));
+  lua_insert(L, -3);
+  lua_insert(L, -3);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, read_step, 4);
+#if !CFL_LUA54
+  cfl_wrap_raising_top(L);
+#endif
+  return 1;
+}
+
+/* stream:chunks([max]) -> iterator of the bytes as they arrive (each as
+ * read(max) gives them), for use inside a task; a read error is raised */
+static int s_chunks(lua_State *L) {
+  check_stream(L, "stream:chunks");
+  return push_iterator(L, CFU_TAKE_SOME, check_count(L, 2, "stream:chunks", 1));
+}
+
+/* stream:lines([max]) -> iterator of lines (as read_line(max) gives them),
+ * for use inside a task; a read error or a line over max is raised */
+static int s_lines(lua_State *L) {
+  check_stream(L, "stream:lines");
+  size_t max = check_count(L, 2, "stream:lines", 1);
+  return push_iterator(L, CFU_TAKE_LINE, max ? max : LINE_MAX_DEFAULT);
+}
+
 /* stream:write(data) -> future of true once the bytes are handed to the kernel */
 static int s_write(lua_State *L) {
   cfl_stream *o = check_stream(L, "stream:write");
@@ -389,6 +469,8 @@ static const luaL_Reg methods[] = {{"read", s_read},
                                    {"read_line", s_read_line},
                                    {"read_until", s_read_until},
                                    {"read_all", s_read_all},
+                                   {"chunks", s_chunks},
+                                   {"lines", s_lines},
                                    {"write", s_write},
                                    {"shutdown", s_shutdown},
                                    {"close", s_close},
