@@ -227,6 +227,9 @@ cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs);
 void cfl_unwrap_async(lua_State *L, int idx);
 lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt);
 int cfl_await(lua_State *L);
+/* Await f, the only value on L's stack, as cfl_await does, for a caller
+ * that made f and never let it out (no checks of what f is or who owns it). */
+int cfl_await_own(lua_State *L, cfl_future *f);
 void cfl_open_coro(lua_State *L);
 
 /* task.c */

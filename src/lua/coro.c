@@ -386,6 +386,8 @@ static int not_yieldable(lua_State *L) {
                        "cannot yield (a metamethod, a table.sort comparator, a gsub callback...)");
 }
 
+static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future *f);
+
 int cfl_await(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   cfl_coro *cur = rt->current;
@@ -401,6 +403,18 @@ int cfl_await(lua_State *L) {
   }
   cfl_future *f = cfl_checkawaitable(L, 1, "await");
   cfl_claim(L, f, cur, "await", 1);
+  return await_claimed(L, rt, cur, f);
+}
+
+int cfl_await_own(lua_State *L, cfl_future *f) {
+  cf_runtime *rt = f->rt;
+  cfl_coro *cur = rt->current;
+  if (!cur || cur->co != L) return await_outside(L);
+  f->owner = cur;
+  return await_claimed(L, rt, cur, f);
+}
+
+static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future *f) {
   if (!lua_isyieldable(L)) return not_yieldable(L);
   cf_context cx = {rt->current_cx->waker, cur->waiter};
   if (cf_future_poll(&f->base, &cx) == CF_READY) {

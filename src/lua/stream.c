@@ -136,7 +136,7 @@ typedef struct cfl_write {
   cfl_future hdr;
   cfu_stream *s;    /* referenced until dropped */
   cfu_write *w;     /* what the kernel did not take at once, in flight */
-  const char *data; /* the Lua string, anchored in uservalue 2 */
+  const char *data; /* the Lua string, anchored in uservalue 1 */
   size_t len;
   int err;
 } cfl_write;
@@ -215,7 +215,7 @@ static int write_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class write_class = {
-    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 2, NULL, NULL, NULL};
+    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
 
 /* ---- stream objects ---------------------------------------------------------- */
 
@@ -320,18 +320,45 @@ static int s_read_all(lua_State *L) {
 /* An iterator awaits one read future of its own again and again instead of
  * making a future per item: the future never leaves the iterator, so nobody
  * sees it start over, and a loop over a busy connection allocates only the
- * strings it returns. Its class raises a read error rather than returning
+ * strings it returns. Nothing but the iterator's await polls it, and the
+ * await takes the result right after the poll that found it ready, so the
+ * bytes stay in the stream's buffer until then and go from there straight
+ * into the Lua string. Its take raises a read error rather than returning
  * it, so the loop cannot mistake a failure for the end of the stream. */
-static int read_take_raising(lua_State *L, cfl_future *base) {
-  if (read_take(L, base) == 1) return 1;
-  lua_pop(L, 1); /* the code; the message is raised */
-  lua_remove(L, -2);
-  return -1;
+static cf_poll read_iter_poll(cf_future *base, cf_context *cx) {
+  cfl_read *r = (cfl_read *)base;
+  if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
+  r->hdr.state = CFL_PENDING;
+  if (!cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
+  r->hdr.state = CFL_READY;
+  return CF_READY;
 }
 
-static const cfl_class read_iter_class = {{read_poll, read_drop},
+static int read_iter_take(lua_State *L, cfl_future *base) {
+  cfl_read *r = (cfl_read *)base;
+  size_t len, used;
+  int err, n = 1;
+  const char *p = cfu_stream_peek(r->s, &r->spec, &len, &used, &err);
+  r->hdr.state = CFL_TAKEN;
+  if (p) {
+    lua_pushlstring(L, p, len);
+    cfu_stream_consume(r->s, used);
+  } else if (err == UV_ENOBUFS) {
+    lua_pushfstring(L, "stream:read_line: no delimiter within %d bytes", (int)r->spec.n);
+    n = -1;
+  } else if (err) {
+    lua_pushfstring(L, "stream:read: %s", uv_strerror(err));
+    n = -1;
+  } else {
+    lua_pushnil(L); /* end of stream */
+  }
+  read_release(r);
+  return n;
+}
+
+static const cfl_class read_iter_class = {{read_iter_poll, read_drop},
                                           "stream:read",
-                                          read_take_raising,
+                                          read_iter_take,
                                           read_describe,
                                           NULL,
                                           0,
@@ -361,7 +388,7 @@ static int read_step(lua_State *L) {
   }
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(3));
-  return cfl_await(L);
+  return cfl_await_own(L, &r->hdr);
 }
 
 static int push_iterator(lua_State *L, int kind, size_t n) {
@@ -407,10 +434,8 @@ static int s_write(lua_State *L) {
   cfu_handle_ref(&o->s->base);
   f->data = data;
   f->len = len;
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 2); /* the bytes stay put while the future lives */
-  lua_setiuservalue(L, -2, 2);
+  lua_setiuservalue(L, -2, 1);
   return 1;
 }
 
