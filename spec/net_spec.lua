@@ -274,6 +274,31 @@ describe("cf.net TCP", function()
     end))
   end)
 
+  it("leaves nothing behind when the program ends with writes in flight", function()
+    -- a peer that never reads: each 8 MiB write stays pending in the task,
+    -- async function or combinator that polls it until the state closes
+    local out, code, _, err = support.run_lua([[
+      local cf = require "cfuture"
+      local big = ("w"):rep(8 * 2 ^ 20)
+      cf.block_on(function()
+        local l = assert(cf.net.listen("127.0.0.1", 0))
+        local _, port = l:local_address()
+        local held = {}
+        cf.spawn(function() while true do held[#held + 1] = l:accept():await() end end)
+        local c = assert(cf.net.connect("127.0.0.1", port):await())
+        cf.spawn(function() c:write(big):await() end)
+        local via = cf.async(function() return c:write(big):await() end)
+        cf.spawn(function() via():await() end)
+        cf.spawn(cf.join(c:write(big), cf.sleep(1e6)))
+        local _never_polled = c:write(big)
+        cf.sleep(100):await()
+        print("leaving", c:buffered())
+      end)
+    ]])
+    assert.are.equal(0, code, err)
+    assert.matches("leaving\t0", out)
+  end)
+
   it("stops accepting when the listener is closed", function()
     cf.block_on(function()
       local l = assert(net.listen("127.0.0.1", 0))

@@ -143,6 +143,8 @@ struct cf_runtime {
   void *yield_token_ptr;
   int sent;                    /* registry ref: the future a send that went through returns */
   int mt;                      /* registry ref: the future metatable */
+  int mt_light;                /* registry ref: the same without __gc (light classes) */
+  const void *mt_light_ptr;    /* its identity (cfl_tofuture) */
   int cancelled_mt;            /* registry ref: metatable of cancellation errors */
   struct cfl_threads *threads; /* worker threads and pools, created on first use */
   struct cfl_trace *trace;     /* event tracing, when something asked for it */
@@ -184,6 +186,12 @@ int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname);
 
 /* future.c */
 cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size);
+/* The same without a finaliser (a metatable without __gc: finalising costs
+ * the collector more than the object), for a class that holds nothing to
+ * release while fresh, taken or cancelled: what it holds while pending or
+ * ready is released by its poller, which always drops or takes what it
+ * polls (before the collector frees either). */
+cfl_future *cfl_new_light_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size);
 cfl_future *cfl_tofuture(lua_State *L, int idx);
 /* The future at idx, or a coroutine future made from a function at idx
  * (replacing it on the stack); raises naming fname and the argument. */

@@ -11,22 +11,32 @@ static const char *const state_names[] = {"fresh", "pending",   "ready", "failed
 
 const char *cfl_state_name(int state) { return state_names[state]; }
 
-cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size) {
+static cfl_future *new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size,
+                              int mt) {
   cfl_future *f = lua_newuserdatauv(L, size, cls->nuv);
   memset(f, 0, size);
   f->base.vt = &cls->core;
   f->rt = rt;
   f->owner = NULL;
   f->state = CFL_FRESH;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, mt);
   lua_setmetatable(L, -2);
   return f;
+}
+
+cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size) {
+  return new_future(L, rt, cls, size, rt->mt);
+}
+
+cfl_future *cfl_new_light_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size) {
+  return new_future(L, rt, cls, size, rt->mt_light);
 }
 
 cfl_future *cfl_tofuture(lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (!p || !lua_getmetatable(L, idx)) return NULL;
-  int ok = lua_rawequal(L, -1, lua_upvalueindex(CFL_UP_MT));
+  int ok = lua_rawequal(L, -1, lua_upvalueindex(CFL_UP_MT)) ||
+           lua_topointer(L, -1) == cfl_rt(L)->mt_light_ptr;
   lua_pop(L, 1);
   return ok ? p : NULL;
 }
@@ -176,6 +186,15 @@ void cfl_open_future(lua_State *L) {
   lua_newtable(L);
   cfl_setfuncs(L, rt, methods);
   lua_setfield(L, -2, "__index");
+  /* light classes: the same metatable without the finaliser */
+  static const char *const same[] = {"__name", "__tostring", "__index"};
+  lua_createtable(L, 0, 3);
+  for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+    lua_getfield(L, -2, same[i]);
+    lua_setfield(L, -2, same[i]);
+  }
+  rt->mt_light_ptr = lua_topointer(L, -1);
+  rt->mt_light = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   lua_newtable(L);
   lua_createtable(L, 0, 1);

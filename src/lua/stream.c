@@ -132,11 +132,18 @@ static const cfl_class read_class = {
 
 /* ---- write futures --------------------------------------------------------- */
 
+/* A write is a light future (no finaliser; writes are the most frequent
+ * futures of a server): it holds no reference of its own. Until its first
+ * poll it reaches the stream through the stream's Lua object, which it
+ * anchors; from then on only what the kernel did not take is held, by the
+ * request in flight, which references the stream itself, and that request
+ * is orphaned (freed when libuv is done with it) when the future is taken
+ * or dropped. */
 typedef struct cfl_write {
   cfl_future hdr;
-  cfu_stream *s;    /* referenced until dropped */
+  cfl_stream *o;    /* the stream object, anchored in uservalue 1 */
   cfu_write *w;     /* what the kernel did not take at once, in flight */
-  const char *data; /* the Lua string, anchored in uservalue 1 */
+  const char *data; /* the Lua string, anchored in uservalue 2 */
   size_t len;
   int err;
 } cfl_write;
@@ -144,8 +151,8 @@ typedef struct cfl_write {
 /* First poll: hand the bytes to the kernel directly when nothing is queued
  * (no copy, no suspension); queue a copy of the rest. */
 static int write_start(cfl_write *f, cf_context *cx) {
-  cfu_stream *s = f->s;
-  if (s->base.closing) return UV_EBADF;
+  cfu_stream *s = f->o->s; /* NULL once the stream object was finalised */
+  if (!s || s->base.closing) return UV_EBADF;
   if (s->shut) return UV_EPIPE;
   size_t off = 0;
   if (s->h.stream.write_queue_size == 0 && f->len > 0) {
@@ -192,11 +199,6 @@ static void write_release(cfl_write *f) {
     f->w = NULL;
     cfu_write_orphan(w);
   }
-  if (f->s) {
-    cfu_stream *s = f->s;
-    f->s = NULL;
-    cfu_handle_unref(&s->base);
-  }
 }
 
 static void write_drop(cf_future *base) {
@@ -215,7 +217,7 @@ static int write_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class write_class = {
-    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
+    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 2, NULL, NULL, NULL};
 
 /* ---- stream objects ---------------------------------------------------------- */
 
@@ -429,13 +431,14 @@ static int s_write(lua_State *L) {
   const char *data = lua_isstring(L, 2) ? lua_tolstring(L, 2, &len) : NULL;
   if (!data)
     luaL_error(L, "stream:write: argument #2 must be a string (got %s)", luaL_typename(L, 2));
-  cfl_write *f = (cfl_write *)cfl_new_future(L, cfl_rt(L), &write_class, sizeof(cfl_write));
-  f->s = o->s;
-  cfu_handle_ref(&o->s->base);
+  cfl_write *f = (cfl_write *)cfl_new_light_future(L, cfl_rt(L), &write_class, sizeof *f);
+  f->o = o;
   f->data = data;
   f->len = len;
-  lua_pushvalue(L, 2); /* the bytes stay put while the future lives */
+  lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 2); /* the bytes stay put while the future lives */
+  lua_setiuservalue(L, -2, 2);
   return 1;
 }
 
