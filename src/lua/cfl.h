@@ -141,10 +141,11 @@ struct cf_runtime {
   int await_fn;    /* registry ref: the await C closure */
   int yield_token; /* registry ref: the future cf.yield_now() returns */
   void *yield_token_ptr;
-  int sent;                    /* registry ref: the future a send that went through returns */
-  int mt;                      /* registry ref: the future metatable */
-  int mt_light;                /* registry ref: the same without __gc (light classes) */
-  const void *mt_light_ptr;    /* its identity (cfl_tofuture) */
+  int sent;           /* registry ref: the future a send that went through returns */
+  int mt;             /* registry ref: the future metatable */
+  int mt_light;       /* registry ref: the same without __gc (light futures) */
+  const void *mt_ptr; /* identities of the two (cfl_tofuture) */
+  const void *mt_light_ptr;
   int cancelled_mt;            /* registry ref: metatable of cancellation errors */
   struct cfl_threads *threads; /* worker threads and pools, created on first use */
   struct cfl_trace *trace;     /* event tracing, when something asked for it */
@@ -193,6 +194,13 @@ cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, s
  * polls (before the collector frees either). */
 cfl_future *cfl_new_light_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size);
 cfl_future *cfl_tofuture(lua_State *L, int idx);
+/* The same for a userdata p already fetched from idx. */
+static inline cfl_future *cfl_tofuture_p(lua_State *L, int idx, cf_runtime *rt, void *p) {
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  const void *mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return mt == rt->mt_ptr || mt == rt->mt_light_ptr ? p : NULL;
+}
 /* The future at idx, or a coroutine future made from a function at idx
  * (replacing it on the stack); raises naming fname and the argument. */
 cfl_future *cfl_checkawaitable(lua_State *L, int idx, const char *fname);

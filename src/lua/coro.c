@@ -393,7 +393,8 @@ int cfl_await(lua_State *L) {
   cfl_coro *cur = rt->current;
   if (!cur || cur->co != L) return await_outside(L);
   lua_settop(L, 1);
-  if (lua_touserdata(L, 1) == rt->yield_token_ptr) {
+  void *p = lua_touserdata(L, 1);
+  if (p == rt->yield_token_ptr) {
     /* yield_now: queue this task behind the others and suspend once */
     if (!lua_isyieldable(L)) return not_yieldable(L);
     cf_waker_wake_by_ref(rt->current_cx->waker);
@@ -401,7 +402,8 @@ int cfl_await(lua_State *L) {
     cur->in_await = 1;
     return AWAIT_YIELD(L, rt);
   }
-  cfl_future *f = cfl_checkawaitable(L, 1, "await");
+  cfl_future *f = cfl_tofuture_p(L, 1, rt, p);
+  if (!f) f = cfl_checkawaitable(L, 1, "await"); /* a function, or misuse */
   cfl_claim(L, f, cur, "await", 1);
   return await_claimed(L, rt, cur, f);
 }

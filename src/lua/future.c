@@ -33,12 +33,7 @@ cfl_future *cfl_new_light_future(lua_State *L, cf_runtime *rt, const cfl_class *
 }
 
 cfl_future *cfl_tofuture(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (!p || !lua_getmetatable(L, idx)) return NULL;
-  int ok = lua_rawequal(L, -1, lua_upvalueindex(CFL_UP_MT)) ||
-           lua_topointer(L, -1) == cfl_rt(L)->mt_light_ptr;
-  lua_pop(L, 1);
-  return ok ? p : NULL;
+  return cfl_tofuture_p(L, idx, cfl_rt(L), lua_touserdata(L, idx));
 }
 
 cfl_future *cfl_checkawaitable(lua_State *L, int idx, const char *fname) {
@@ -193,6 +188,7 @@ void cfl_open_future(lua_State *L) {
     lua_getfield(L, -2, same[i]);
     lua_setfield(L, -2, same[i]);
   }
+  rt->mt_ptr = lua_topointer(L, -2);
   rt->mt_light_ptr = lua_topointer(L, -1);
   rt->mt_light = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);

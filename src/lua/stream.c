@@ -24,6 +24,7 @@ typedef struct cfl_stream {
 typedef struct cfl_read {
   cfl_future hdr;
   cfu_stream *s; /* referenced until dropped */
+  cfl_stream *o; /* its stream object, anchored in uservalue 1 */
   cfu_read_spec spec;
   char *delim; /* read_until's delimiter (a copy) */
   char *data;  /* the result once ready (read_all accumulates here) */
@@ -237,8 +238,8 @@ cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname) {
   return o->s;
 }
 
-static cfl_stream *check_stream(lua_State *L, const char *fname) {
-  cfl_stream *o = cfl_testudata(L, 1, cfl_rt(L)->stream_mt);
+static cfl_stream *check_stream_rt(lua_State *L, cf_runtime *rt, const char *fname) {
+  cfl_stream *o = cfl_testudata(L, 1, rt->stream_mt);
   if (!o)
     luaL_error(L, "%s: argument #1 must be a stream (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
@@ -246,9 +247,14 @@ static cfl_stream *check_stream(lua_State *L, const char *fname) {
   return o;
 }
 
+static cfl_stream *check_stream(lua_State *L, const char *fname) {
+  return check_stream_rt(L, cfl_rt(L), fname);
+}
+
 static cfl_read *new_read(lua_State *L, cfl_stream *o, int kind, size_t n) {
   cfl_read *r = (cfl_read *)cfl_new_future(L, cfl_rt(L), &read_class, sizeof(cfl_read));
   r->s = o->s;
+  r->o = o;
   cfu_handle_ref(&o->s->base);
   r->spec.kind = kind;
   r->spec.n = n;
@@ -369,11 +375,11 @@ static const cfl_class read_iter_class = {{read_iter_poll, read_drop},
                                           NULL,
                                           NULL};
 
-/* The iterator: upvalues rt, mt (as every module function), the read
- * future, the stream object. */
+/* The iterator: upvalues rt, mt (as every module function) and the read
+ * future, which anchors the stream object. */
 static int read_step(lua_State *L) {
   cfl_read *r = lua_touserdata(L, lua_upvalueindex(3));
-  cfl_stream *o = lua_touserdata(L, lua_upvalueindex(4));
+  cfl_stream *o = r->o;
   const char *fname = r->spec.kind == CFU_TAKE_LINE ? "stream:lines" : "stream:chunks";
   if (r->hdr.state == CFL_PENDING || r->hdr.state == CFL_READY)
     return luaL_error(L, "%s: the iterator is already waiting in another task", fname);
@@ -401,8 +407,7 @@ static int push_iterator(lua_State *L, int kind, size_t n) {
   lua_pushvalue(L, lua_upvalueindex(CFL_UP_MT));
   lua_insert(L, -3);
   lua_insert(L, -3);
-  lua_pushvalue(L, 1);
-  lua_pushcclosure(L, read_step, 4);
+  lua_pushcclosure(L, read_step, 3);
 #if !CFL_LUA54
   cfl_wrap_raising_top(L);
 #endif
@@ -426,12 +431,13 @@ static int s_lines(lua_State *L) {
 
 /* stream:write(data) -> future of true once the bytes are handed to the kernel */
 static int s_write(lua_State *L) {
-  cfl_stream *o = check_stream(L, "stream:write");
+  cf_runtime *rt = cfl_rt(L);
+  cfl_stream *o = check_stream_rt(L, rt, "stream:write");
   size_t len;
   const char *data = lua_isstring(L, 2) ? lua_tolstring(L, 2, &len) : NULL;
   if (!data)
     luaL_error(L, "stream:write: argument #2 must be a string (got %s)", luaL_typename(L, 2));
-  cfl_write *f = (cfl_write *)cfl_new_light_future(L, cfl_rt(L), &write_class, sizeof *f);
+  cfl_write *f = (cfl_write *)cfl_new_light_future(L, rt, &write_class, sizeof *f);
   f->o = o;
   f->data = data;
   f->len = len;
