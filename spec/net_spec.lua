@@ -274,9 +274,10 @@ describe("cf.net TCP", function()
     end))
   end)
 
-  it("leaves nothing behind when the program ends with writes in flight", function()
+  it("leaves nothing behind when the program ends with reads and writes in flight", function()
     -- a peer that never reads: each 8 MiB write stays pending in the task,
-    -- async function or combinator that polls it until the state closes
+    -- async function or combinator that polls it until the state closes;
+    -- reads wait for a line, gather a read_all, or sit ready in a join
     local out, code, _, err = support.run_lua([[
       local cf = require "cfuture"
       local big = ("w"):rep(8 * 2 ^ 20)
@@ -291,12 +292,25 @@ describe("cf.net TCP", function()
         cf.spawn(function() via():await() end)
         cf.spawn(cf.join(c:write(big), cf.sleep(1e6)))
         local _never_polled = c:write(big)
+        local r = assert(cf.net.connect("127.0.0.1", port):await())
+        cf.sleep(20):await()
+        held[2]:write("partial"):await()
+        cf.spawn(function() r:read_line():await() end)
+        local r2 = assert(cf.net.connect("127.0.0.1", port):await())
+        cf.sleep(20):await()
+        held[3]:write("some"):await()
+        cf.spawn(function() r2:read_all():await() end)
+        local r3 = assert(cf.net.connect("127.0.0.1", port):await())
+        cf.sleep(20):await()
+        held[4]:write("ready"):await()
+        cf.spawn(cf.join(r3:read_exact(5), cf.sleep(1e6)))
+        local _until = r3:read_until("--")
         cf.sleep(100):await()
-        print("leaving", c:buffered())
+        print("leaving", c:buffered(), r:buffered(), r2:buffered(), r3:buffered())
       end)
     ]])
     assert.are.equal(0, code, err)
-    assert.matches("leaving\t0", out)
+    assert.matches("leaving\t0\t7\t0\t0", out)
   end)
 
   it("stops accepting when the listener is closed", function()

@@ -1,11 +1,20 @@
 /*
- * stream.c — Lua stream objects (a child's stdin/stdout/stderr; sockets
- * later) and their read and write futures.
+ * stream.c — Lua stream objects (a child's stdin/stdout/stderr, TCP
+ * connections) and their read and write futures.
  *
  * A read future takes its bytes out of the stream's buffer the moment it
  * becomes ready, so another reader polled before it is resumed cannot take
  * them; a read that is dropped before it was ready takes nothing, so a
- * cancelled read loses no data. A write's bytes are copied at the call.
+ * cancelled read loses no data. A write's bytes go to the kernel from the
+ * Lua string at the first poll; what it does not take is copied.
+ *
+ * Reads and writes are the most frequent futures of a server, so they are
+ * light (cfl_new_light_future: no finaliser). They hold no reference on the
+ * stream: they anchor the stream's Lua object, whose reference keeps the
+ * stream while they live, and reach the stream through it at each poll
+ * (NULL once the object was finalised: they end as if it was closed). What
+ * they hold while pending or ready (a read's bytes, a write in flight) is
+ * released by whoever polls them, which always drops or takes them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,19 +32,16 @@ typedef struct cfl_stream {
 
 typedef struct cfl_read {
   cfl_future hdr;
-  cfu_stream *s; /* referenced until dropped */
-  cfl_stream *o; /* its stream object, anchored in uservalue 1 */
-  cfu_read_spec spec;
-  char *delim; /* read_until's delimiter (a copy) */
-  char *data;  /* the result once ready (read_all accumulates here) */
+  cfl_stream *o;      /* the stream object, anchored in uservalue 1 */
+  cfu_read_spec spec; /* read_until's delimiter: the string in uservalue 2 */
+  char *data;         /* the result once ready (read_all accumulates here) */
   size_t len, cap;
   int err;
 } cfl_read;
 
 /* read_all: move what is buffered into the future, so the stream keeps
  * reading past its high-water mark. */
-static int gather(cfl_read *r) {
-  cfu_stream *s = r->s;
+static int gather(cfl_read *r, cfu_stream *s) {
   if (s->len == 0) return 0;
   if (r->len + s->len > r->cap) {
     size_t cap = r->cap ? r->cap : 65536;
@@ -56,22 +62,25 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
   cfl_read *r = (cfl_read *)base;
   if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
   r->hdr.state = CFL_PENDING;
-  if (r->spec.kind == CFU_TAKE_ALL) {
-    if ((r->err = gather(r)) == 0 && !cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
-    if (!r->err && r->s->rerr && r->s->rerr != UV_EOF) r->err = r->s->rerr;
-    if (!r->err && r->s->base.closing && !r->s->eof) r->err = UV_ECANCELED;
-    if (!r->err) r->err = gather(r);
+  cfu_stream *s = r->o->s;
+  if (!s) {
+    r->err = UV_ECANCELED;
+  } else if (r->spec.kind == CFU_TAKE_ALL) {
+    if ((r->err = gather(r, s)) == 0 && !cfu_stream_poll_read(s, &r->spec, cx)) return CF_PENDING;
+    if (!r->err && s->rerr && s->rerr != UV_EOF) r->err = s->rerr;
+    if (!r->err && s->base.closing && !s->eof) r->err = UV_ECANCELED;
+    if (!r->err) r->err = gather(r, s);
   } else {
-    if (!cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
+    if (!cfu_stream_poll_read(s, &r->spec, cx)) return CF_PENDING;
     /* take the bytes now: a combinator may hand them over later, and the
      * readers polled meanwhile must neither get them nor wait for them */
     size_t used;
-    const char *p = cfu_stream_peek(r->s, &r->spec, &r->len, &used, &r->err);
+    const char *p = cfu_stream_peek(s, &r->spec, &r->len, &used, &r->err);
     if (p) {
       r->data = malloc(r->len ? r->len : 1);
       if (r->data) {
         memcpy(r->data, p, r->len);
-        cfu_stream_consume(r->s, used);
+        cfu_stream_consume(s, used);
       } else {
         r->err = UV_ENOMEM;
       }
@@ -84,13 +93,6 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
 static void read_release(cfl_read *r) {
   free(r->data);
   r->data = NULL;
-  free(r->delim);
-  r->delim = NULL;
-  if (r->s) {
-    cfu_stream *s = r->s;
-    r->s = NULL;
-    cfu_handle_unref(&s->base);
-  }
 }
 
 static void read_drop(cf_future *base) {
@@ -130,6 +132,9 @@ static void read_describe(lua_State *L, cfl_future *base) {
 
 static const cfl_class read_class = {
     {read_poll, read_drop}, "stream:read", read_take, read_describe, NULL, 0, 1, NULL, NULL, NULL};
+/* read_until: the same with its delimiter string anchored */
+static const cfl_class read_until_class = {
+    {read_poll, read_drop}, "stream:read", read_take, read_describe, NULL, 0, 2, NULL, NULL, NULL};
 
 /* ---- write futures --------------------------------------------------------- */
 
@@ -251,11 +256,9 @@ static cfl_stream *check_stream(lua_State *L, const char *fname) {
   return check_stream_rt(L, cfl_rt(L), fname);
 }
 
-static cfl_read *new_read(lua_State *L, cfl_stream *o, int kind, size_t n) {
-  cfl_read *r = (cfl_read *)cfl_new_future(L, cfl_rt(L), &read_class, sizeof(cfl_read));
-  r->s = o->s;
+static cfl_read *new_read(lua_State *L, cfl_stream *o, const cfl_class *cls, int kind, size_t n) {
+  cfl_read *r = (cfl_read *)cfl_new_light_future(L, cfl_rt(L), cls, sizeof *r);
   r->o = o;
-  cfu_handle_ref(&o->s->base);
   r->spec.kind = kind;
   r->spec.n = n;
   lua_pushvalue(L, 1);
@@ -274,14 +277,14 @@ static size_t check_count(lua_State *L, int idx, const char *fname, int optional
 /* stream:read([max]) -> future of the next bytes available (at most max), nil at the end */
 static int s_read(lua_State *L) {
   cfl_stream *o = check_stream(L, "stream:read");
-  new_read(L, o, CFU_TAKE_SOME, check_count(L, 2, "stream:read", 1));
+  new_read(L, o, &read_class, CFU_TAKE_SOME, check_count(L, 2, "stream:read", 1));
   return 1;
 }
 
 /* stream:read_exact(n) -> future of exactly n bytes (fewer only at the end) */
 static int s_read_exact(lua_State *L) {
   cfl_stream *o = check_stream(L, "stream:read_exact");
-  new_read(L, o, CFU_TAKE_EXACT, check_count(L, 2, "stream:read_exact", 0));
+  new_read(L, o, &read_class, CFU_TAKE_EXACT, check_count(L, 2, "stream:read_exact", 0));
   return 1;
 }
 
@@ -292,7 +295,7 @@ static int s_read_exact(lua_State *L) {
 static int s_read_line(lua_State *L) {
   cfl_stream *o = check_stream(L, "stream:read_line");
   size_t max = check_count(L, 2, "stream:read_line", 1);
-  new_read(L, o, CFU_TAKE_LINE, max ? max : LINE_MAX_DEFAULT);
+  new_read(L, o, &read_class, CFU_TAKE_LINE, max ? max : LINE_MAX_DEFAULT);
   return 1;
 }
 
@@ -307,19 +310,17 @@ static int s_read_until(lua_State *L) {
     luaL_error(L, "stream:read_until: argument #2 must be a non-empty delimiter string (got %s)",
                d ? "\"\"" : luaL_typename(L, 2));
   size_t max = check_count(L, 3, "stream:read_until", 1);
-  char *copy = malloc(dlen);
-  if (!copy) luaL_error(L, "stream:read_until: out of memory");
-  memcpy(copy, d, dlen);
-  cfl_read *r = new_read(L, o, CFU_TAKE_UNTIL, max ? max : LINE_MAX_DEFAULT);
-  r->delim = copy;
-  r->spec.delim = copy;
+  cfl_read *r = new_read(L, o, &read_until_class, CFU_TAKE_UNTIL, max ? max : LINE_MAX_DEFAULT);
+  r->spec.delim = d;
   r->spec.dlen = dlen;
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 2);
   return 1;
 }
 
 /* stream:read_all() -> future of everything until the end of the stream */
 static int s_read_all(lua_State *L) {
-  new_read(L, check_stream(L, "stream:read_all"), CFU_TAKE_ALL, 0);
+  new_read(L, check_stream(L, "stream:read_all"), &read_class, CFU_TAKE_ALL, 0);
   return 1;
 }
 
@@ -337,7 +338,8 @@ static cf_poll read_iter_poll(cf_future *base, cf_context *cx) {
   cfl_read *r = (cfl_read *)base;
   if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
   r->hdr.state = CFL_PENDING;
-  if (!cfu_stream_poll_read(r->s, &r->spec, cx)) return CF_PENDING;
+  cfu_stream *s = r->o->s;
+  if (s && !cfu_stream_poll_read(s, &r->spec, cx)) return CF_PENDING;
   r->hdr.state = CFL_READY;
   return CF_READY;
 }
@@ -346,11 +348,13 @@ static int read_iter_take(lua_State *L, cfl_future *base) {
   cfl_read *r = (cfl_read *)base;
   size_t len, used;
   int err, n = 1;
-  const char *p = cfu_stream_peek(r->s, &r->spec, &len, &used, &err);
+  cfu_stream *s = r->o->s;
+  const char *p = s ? cfu_stream_peek(s, &r->spec, &len, &used, &err) : NULL;
+  if (!s) err = UV_ECANCELED;
   r->hdr.state = CFL_TAKEN;
   if (p) {
     lua_pushlstring(L, p, len);
-    cfu_stream_consume(r->s, used);
+    cfu_stream_consume(s, used);
   } else if (err == UV_ENOBUFS) {
     lua_pushfstring(L, "stream:read_line: no delimiter within %d bytes", (int)r->spec.n);
     n = -1;
@@ -386,8 +390,6 @@ static int read_step(lua_State *L) {
   if (o->closed || !o->s || o->s->base.closing)
     return luaL_error(L, "%s: the stream is closed", fname);
   if (r->hdr.state != CFL_FRESH) { /* taken or cancelled: everything was released */
-    r->s = o->s;
-    cfu_handle_ref(&o->s->base);
     r->data = NULL;
     r->len = r->cap = 0;
     r->err = 0;
@@ -401,8 +403,7 @@ static int read_step(lua_State *L) {
 
 static int push_iterator(lua_State *L, int kind, size_t n) {
   cfl_stream *o = cfl_testudata(L, 1, cfl_rt(L)->stream_mt); /* checked by the caller */
-  cfl_read *r = new_read(L, o, kind, n);
-  r->hdr.base.vt = &read_iter_class.core;
+  new_read(L, o, &read_iter_class, kind, n);
   lua_pushvalue(L, lua_upvalueindex(CFL_UP_RT));
   lua_pushvalue(L, lua_upvalueindex(CFL_UP_MT));
   lua_insert(L, -3);
