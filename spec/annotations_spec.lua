@@ -103,9 +103,32 @@ describe("library/cfuture.lua (LuaLS annotations)", function()
   it("is a valid Lua chunk marked ---@meta", function()
     assert.is_truthy(meta:match("^%-%-%-@meta cfuture\n"))
     assert.is_function(load(meta, "=library/cfuture.lua"))
-    for _, f in ipairs({ "library/cfuture/thread.lua", "library/cfuture/core.lua", "library/cfuture/luv.lua" }) do
+    for _, f in ipairs({ "library/cfuture/thread.lua", "library/cfuture/core.lua",
+      "library/cfuture/luv.lua", "library/cfuture/nvim.lua" }) do
       assert.is_function(load(read(f), "=" .. f))
     end
+  end)
+
+  it("declares every function of cfuture.nvim, and only those", function()
+    -- the module needs only vim.loop to load (it touches it on attach)
+    local env = setmetatable({ vim = { loop = {} } }, { __index = _G })
+    local chunk = assert(loadfile("lua/cfuture/nvim.lua"))
+    if setfenv then setfenv(chunk, env) else debug.setupvalue(chunk, 1, env) end
+    local M = chunk()
+    local stub = read("library/cfuture/nvim.lua")
+    local missing, extra = {}, {}
+    for k, v in pairs(M) do
+      if type(v) == "function" and not stub:find("\nfunction M%." .. k .. "%(") then
+        missing[#missing + 1] = k
+      end
+    end
+    for k in stub:gmatch("\nfunction M%.([%w_]+)%(") do
+      if type(M[k]) ~= "function" then extra[#extra + 1] = k end
+    end
+    table.sort(missing)
+    assert.are.same({}, missing)
+    assert.are.same({}, extra)
+    assert.is_truthy(stub:find("---@field cf cfuture", 1, true))
   end)
 
   it("declares every exported function on the class of its table", function()
