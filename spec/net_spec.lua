@@ -35,6 +35,10 @@ describe("cf.net TCP", function()
       assert.are.equal("two", c:read_line():await())
       assert.are.equal("three|", c:read_until("|"):await())
       assert.are.equal("four", c:read_exact(4):await())
+      c:write("no bar here"):await()
+      assert.are.same({ nil, "stream:read_until: no delimiter within 8 bytes", "ENOBUFS" },
+        { c:read_until("|", 8):await() })
+      assert.are.equal("no bar here", c:read_exact(11):await()) -- nothing was taken
       c:close()
       l:close()
     end))

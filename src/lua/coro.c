@@ -386,7 +386,19 @@ static int not_yieldable(lua_State *L) {
                        "cannot yield (a metamethod, a table.sort comparator, a gsub callback...)");
 }
 
-static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future *f);
+/* Poll f (owned by cur) from cur's await: its results now, or suspend. */
+static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future *f) {
+  if (!lua_isyieldable(L)) return not_yieldable(L);
+  cf_context cx = {rt->current_cx->waker, cur->waiter};
+  if (cf_future_poll(&f->base, &cx) == CF_READY) {
+    cf_waiter_cancel(cur->waiter);
+    int n = cfl_take(L, f);
+    return n < 0 ? cfl_raise(L) : AWAIT_READY(L, n);
+  }
+  cur->awaiting = f;
+  cur->in_await = 1;
+  return AWAIT_YIELD(L, rt);
+}
 
 int cfl_await(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
@@ -414,19 +426,6 @@ int cfl_await_own(lua_State *L, cfl_future *f) {
   if (!cur || cur->co != L) return await_outside(L);
   f->owner = cur;
   return await_claimed(L, rt, cur, f);
-}
-
-static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future *f) {
-  if (!lua_isyieldable(L)) return not_yieldable(L);
-  cf_context cx = {rt->current_cx->waker, cur->waiter};
-  if (cf_future_poll(&f->base, &cx) == CF_READY) {
-    cf_waiter_cancel(cur->waiter);
-    int n = cfl_take(L, f);
-    return n < 0 ? cfl_raise(L) : AWAIT_READY(L, n);
-  }
-  cur->awaiting = f;
-  cur->in_await = 1;
-  return AWAIT_YIELD(L, rt);
 }
 
 /* cf.defer(fn): fn runs when the running async function ends: returns,

@@ -101,20 +101,27 @@ static void read_drop(cf_future *base) {
   cfl_mark_dropped(&r->hdr);
 }
 
+/* The message of a failed read: no delimiter within the limit (a line or
+ * read_until), or the libuv error. */
+static void push_read_error(lua_State *L, const cfu_read_spec *spec, int err) {
+  if (err == UV_ENOBUFS && (spec->kind == CFU_TAKE_LINE || spec->kind == CFU_TAKE_UNTIL))
+    lua_pushfstring(L, "%s: no delimiter within %d bytes",
+                    spec->kind == CFU_TAKE_LINE ? "stream:read_line" : "stream:read_until",
+                    (int)spec->n);
+  else
+    lua_pushfstring(L, "stream:read: %s", uv_strerror(err));
+}
+
 static int read_take(lua_State *L, cfl_future *base) {
   cfl_read *r = (cfl_read *)base;
   r->hdr.state = CFL_TAKEN;
   int n = 1;
-  if (r->err == UV_ENOBUFS && (r->spec.kind == CFU_TAKE_LINE || r->spec.kind == CFU_TAKE_UNTIL)) {
+  if (r->err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: no delimiter within %d bytes",
-                    r->spec.kind == CFU_TAKE_LINE ? "stream:read_line" : "stream:read_until",
-                    (int)r->spec.n);
-    lua_pushliteral(L, "ENOBUFS");
+    push_read_error(L, &r->spec, r->err);
+    lua_pushstring(L, uv_err_name(r->err));
     n = 3;
-  } else if (r->err)
-    n = cfl_push_ioerr(L, r->err, "stream:read");
-  else if (r->data)
+  } else if (r->data)
     lua_pushlstring(L, r->data, r->len);
   else if (r->spec.kind == CFU_TAKE_ALL)
     lua_pushliteral(L, "");
@@ -355,11 +362,8 @@ static int read_iter_take(lua_State *L, cfl_future *base) {
   if (p) {
     lua_pushlstring(L, p, len);
     cfu_stream_consume(s, used);
-  } else if (err == UV_ENOBUFS) {
-    lua_pushfstring(L, "stream:read_line: no delimiter within %d bytes", (int)r->spec.n);
-    n = -1;
   } else if (err) {
-    lua_pushfstring(L, "stream:read: %s", uv_strerror(err));
+    push_read_error(L, &r->spec, err);
     n = -1;
   } else {
     lua_pushnil(L); /* end of stream */
@@ -389,25 +393,19 @@ static int read_step(lua_State *L) {
     return luaL_error(L, "%s: the iterator is already waiting in another task", fname);
   if (o->closed || !o->s || o->s->base.closing)
     return luaL_error(L, "%s: the stream is closed", fname);
-  if (r->hdr.state != CFL_FRESH) { /* taken or cancelled: everything was released */
-    r->data = NULL;
-    r->len = r->cap = 0;
-    r->err = 0;
-    r->hdr.owner = NULL;
-    r->hdr.state = CFL_FRESH;
-  }
+  /* taken or cancelled: it holds nothing (its take reads the stream's
+   * buffer directly), so starting over is a state change */
+  r->hdr.owner = NULL;
+  r->hdr.state = CFL_FRESH;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(3));
   return cfl_await_own(L, &r->hdr);
 }
 
-static int push_iterator(lua_State *L, int kind, size_t n) {
-  cfl_stream *o = cfl_testudata(L, 1, cfl_rt(L)->stream_mt); /* checked by the caller */
-  new_read(L, o, &read_iter_class, kind, n);
+static int push_iterator(lua_State *L, cfl_stream *o, int kind, size_t n) {
   lua_pushvalue(L, lua_upvalueindex(CFL_UP_RT));
   lua_pushvalue(L, lua_upvalueindex(CFL_UP_MT));
-  lua_insert(L, -3);
-  lua_insert(L, -3);
+  new_read(L, o, &read_iter_class, kind, n);
   lua_pushcclosure(L, read_step, 3);
 #if !CFL_LUA54
   cfl_wrap_raising_top(L);
@@ -418,16 +416,16 @@ static int push_iterator(lua_State *L, int kind, size_t n) {
 /* stream:chunks([max]) -> iterator of the bytes as they arrive (each as
  * read(max) gives them), for use inside a task; a read error is raised */
 static int s_chunks(lua_State *L) {
-  check_stream(L, "stream:chunks");
-  return push_iterator(L, CFU_TAKE_SOME, check_count(L, 2, "stream:chunks", 1));
+  cfl_stream *o = check_stream(L, "stream:chunks");
+  return push_iterator(L, o, CFU_TAKE_SOME, check_count(L, 2, "stream:chunks", 1));
 }
 
 /* stream:lines([max]) -> iterator of lines (as read_line(max) gives them),
  * for use inside a task; a read error or a line over max is raised */
 static int s_lines(lua_State *L) {
-  check_stream(L, "stream:lines");
+  cfl_stream *o = check_stream(L, "stream:lines");
   size_t max = check_count(L, 2, "stream:lines", 1);
-  return push_iterator(L, CFU_TAKE_LINE, max ? max : LINE_MAX_DEFAULT);
+  return push_iterator(L, o, CFU_TAKE_LINE, max ? max : LINE_MAX_DEFAULT);
 }
 
 /* stream:write(data) -> future of true once the bytes are handed to the kernel */
