@@ -156,13 +156,24 @@ struct cf_runtime {
   int in_run;
   int polling; /* inside uv_run */
   int closing;
+  int closed;    /* closed for good: every entry point raises (cfl_rt) */
+  int opened;    /* open_module finished initialising it */
+  unsigned coop; /* ready awaits left before the running task must yield */
 };
 
 /* upvalues of every module function */
 #define CFL_UP_RT 1
 #define CFL_UP_MT 2
+/* Raise "<function>: the cfuture runtime is closed" (never returns). */
+int cfl_raise_closed(lua_State *L);
+/* The runtime of the running module function; raises once it has closed
+ * (a finaliser that runs after the runtime's own, at lua_close, may still
+ * call in: the runtime's memory lives as long as the state, so the check
+ * itself is safe). Every entry point calls it before touching anything. */
 static inline cf_runtime *cfl_rt(lua_State *L) {
-  return (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  if (rt->closed) cfl_raise_closed(L);
+  return rt;
 }
 
 /* The userdata at idx if its metatable is the one whose identity is mt, else
@@ -175,6 +186,17 @@ static inline void *cfl_testudata(lua_State *L, int idx, const void *mt) {
   lua_pop(L, 1);
   return ok ? p : NULL;
 }
+
+/* check.c: argument checks whose errors name the function and the argument.
+ * `what` names the value: "argument #2", "option cwd", "args[3]". */
+/* The string at idx (a number is converted in place), refusing embedded NUL
+ * bytes (a C API would silently cut the string there). The pointer is valid
+ * while the value stays at idx. len may be NULL. */
+const char *cfl_check_cstring(lua_State *L, int idx, const char *fname, const char *what,
+                              size_t *len);
+/* The integer at idx (an integral float is accepted) within [lo, hi]. */
+lua_Integer cfl_check_int_range(lua_State *L, int idx, const char *fname, const char *what,
+                                lua_Integer lo, lua_Integer hi);
 
 /* runtime.c */
 /* Register fns into the table on top, with the module's two upvalues. */

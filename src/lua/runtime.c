@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE /* dladdr */
 #include <dlfcn.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,11 +381,13 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void free_handle(uv_handle_t *h) { free(h); }
 
+/* The runtime lives in its guard's userdata: Lua frees it only after every
+ * finaliser of lua_close has run, so a finaliser that runs after this one
+ * (an object made before require "cfuture") still finds rt->closed set and
+ * gets an error instead of freed memory. */
 static int guard_gc(lua_State *L) {
-  cf_runtime **p = lua_touserdata(L, 1);
-  cf_runtime *rt = *p;
-  if (!rt) return 0;
-  *p = NULL;
+  cf_runtime *rt = lua_touserdata(L, 1);
+  if (!rt->opened || rt->closed) return 0;
   /* cancel first, while Lua can still run: <close> handlers of every task
    * run and errors are reported; only then refuse new work */
   rt->in_run = 1;
@@ -406,14 +409,14 @@ static int guard_gc(lua_State *L) {
   /* on a host's loop, the host's next iteration runs the close callbacks;
    * they free only their own memory, never the runtime */
   cfu_fs_close();
-  free(rt);
+  rt->closed = 1;
   return 0;
 }
 
 cf_runtime *cf_runtime_of(lua_State *L) {
   cf_runtime *rt = NULL;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY);
-  if (lua_isuserdata(L, -1)) rt = *(cf_runtime **)lua_touserdata(L, -1);
+  if (lua_isuserdata(L, -1)) rt = lua_touserdata(L, -1);
   lua_pop(L, 1);
   return rt;
 }
@@ -469,16 +472,32 @@ static void pin_library(void) {
     (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
+/* SIGPIPE: libuv writes with write(2), so a write to a reader that has gone
+ * (a reset peer, an exited child's stdin) raises SIGPIPE, whose default
+ * action kills the process before the write can return EPIPE. Like Node and
+ * luvit, ignore it, so that every such write returns nil, message, "EPIPE";
+ * but only if it still has its default action: a host that installed a
+ * handler (or ignores it already) keeps what it chose. Children started by
+ * cf.process get the default back (libuv resets signals in the child). */
+static void ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) return;
+  if (sa.sa_flags & SA_SIGINFO) return; /* a sa_sigaction handler */
+  sa.sa_handler = SIG_IGN;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
 static int open_module(lua_State *L, uv_loop_t *host_loop) {
   /* A second require in the same state returns the same module. */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
   if (lua_istable(L, -1)) return 1;
   lua_pop(L, 1);
 
-  cf_runtime *rt = calloc(1, sizeof *rt);
-  if (!rt) return luaL_error(L, "cfuture: out of memory");
-  cf_runtime **guard = lua_newuserdatauv(L, sizeof *guard, 0);
-  *guard = rt;
+  ignore_sigpipe();
+  cf_runtime *rt = lua_newuserdatauv(L, sizeof *rt, 0);
+  memset(rt, 0, sizeof *rt);
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, guard_gc);
   lua_setfield(L, -2, "__gc");
@@ -492,19 +511,12 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   rt->ex.clock = loop_clock;
   rt->loop = host_loop ? host_loop : &rt->own_loop;
   cf__list_init(&rt->io);
-  if (!host_loop && uv_loop_init(rt->loop) != 0) {
-    *guard = NULL;
-    free(rt);
+  if (!host_loop && uv_loop_init(rt->loop) != 0)
     return luaL_error(L, "cfuture: cannot initialise the libuv loop");
-  }
   if (host_loop) {
     pin_library();
     rt->kick = malloc(sizeof *rt->kick);
-    if (!rt->kick) {
-      *guard = NULL;
-      free(rt);
-      return luaL_error(L, "cfuture: out of memory");
-    }
+    if (!rt->kick) return luaL_error(L, "cfuture: out of memory");
     uv_idle_init(rt->loop, rt->kick);
     rt->kick->data = rt;
   }
@@ -563,6 +575,7 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   lua_settop(L, module);
   lua_pushvalue(L, module);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+  rt->opened = 1;
   return 1;
 }
 
