@@ -5,9 +5,21 @@
 local cf = require "cfuture.core"
 
 local async, now, sleep_until = cf.async, cf.now, cf.sleep_until
-local floor, type, setmetatable, error, ipairs = math.floor, type, setmetatable, error, ipairs
+local floor, type, setmetatable, getmetatable, error, ipairs =
+  math.floor, type, setmetatable, getmetatable, error, ipairs
 local unpack = table.unpack or unpack -- LuaJIT: the 5.1 names
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+
+-- A method's self must be the object it belongs to: say so, as the C side
+-- does, instead of failing later on a field of the wrong value. `methods`
+-- is the class's method table (the __index of its metatable).
+local function check_self(self, methods, fname, what)
+  local mt = getmetatable(self)
+  if type(mt) ~= "table" or mt.__index ~= methods then
+    error(("%s: argument #1 must be %s (call it with a colon; got %s)"):format(fname, what,
+      type(self)), 3)
+  end
+end
 
 -- Interval timers -----------------------------------------------------------
 
@@ -42,11 +54,13 @@ end)
 
 --- interval:tick() -> future of the tick's scheduled time (cf.now() units)
 function Interval:tick()
+  check_self(self, Interval, "interval:tick", "an interval")
   return tick(self)
 end
 
 --- interval:reset() -> the next tick completes one period from now
 function Interval:reset()
+  check_self(self, Interval, "interval:reset", "an interval")
   self.due = now() + self.period
 end
 
@@ -55,7 +69,9 @@ end
 --- file:lines() -> iterator of lines (without newlines), for use inside a
 -- task: `for line in f:lines() do ... end`. A read error is raised.
 -- (stream:lines and stream:chunks are in C: they reuse one read future.)
-function cf.fs.File.lines(self)
+local File = cf.fs.File
+function File.lines(self)
+  check_self(self, File, "file:lines", "a file")
   return function()
     local line, err = self:read_line():await()
     if line == nil and err then error(err, 2) end
@@ -66,7 +82,9 @@ end
 --- listener:incoming() -> iterator of accepted connections, for use inside
 -- a task: `for conn in listener:incoming() do ... end`. It ends when the
 -- listener is closed; another accept error is raised.
-function cf.net.Listener.incoming(self)
+local Listener = cf.net.Listener
+function Listener.incoming(self)
+  check_self(self, Listener, "listener:incoming", "a listener")
   return function()
     local conn, err, code = self:accept():await()
     if conn then return conn end

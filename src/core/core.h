@@ -97,6 +97,11 @@ size_t cf_executor_run(cf_executor *ex, size_t budget);
 static inline int cf_executor_has_ready(const cf_executor *ex) { return ex->nready > 0; }
 /* Cancel every live task now (runtime shutdown): drop roots, complete. */
 void cf_executor_cancel_all(cf_executor *ex);
+/* A poll was cut short by a non-local exit (a Lua error raised by C code
+ * around a resume): the task it was polling never came back to
+ * cf_executor_run. Hand it back, cancelled, so that its drop runs at the next
+ * run and the executor is consistent again. No-op outside such a cut. */
+void cf_executor_interrupted(cf_executor *ex);
 
 /* Initialise t (refcount 1, owned by the executor's task list) around its
  * root future and schedule it. */

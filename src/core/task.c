@@ -141,3 +141,12 @@ void cf_executor_cancel_all(cf_executor *ex) {
     transition_to_complete(t, 1);
   }
 }
+
+void cf_executor_interrupted(cf_executor *ex) {
+  cf_task *t = ex->current;
+  if (!t) return;
+  ex->current = NULL; /* runs do not nest: a poll cannot drive the executor */
+  t->cancel_requested = 1;
+  t->state = CF_TASK_IDLE;
+  cf_task_wake(t);
+}

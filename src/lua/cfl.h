@@ -142,6 +142,7 @@ struct cf_runtime {
   int yield_token; /* registry ref: the future cf.yield_now() returns */
   void *yield_token_ptr;
   int sent;           /* registry ref: the future a send that went through returns */
+  int run_fn;         /* registry ref: the protected executor run (runtime.c) */
   int mt;             /* registry ref: the future metatable */
   int mt_light;       /* registry ref: the same without __gc (light futures) */
   const void *mt_ptr; /* identities of the two (cfl_tofuture) */

@@ -46,11 +46,27 @@ void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t) {
   lua_pop(S, 2);
 }
 
+/* The error as text for stderr: its __tostring may raise or return a
+ * non-string, so it runs protected and a failure is described instead. */
+static int tostring_p(lua_State *S) {
+  luaL_tolstring(S, 1, NULL);
+  return 1;
+}
+
+static const char *report_text(lua_State *S, int idx) {
+  idx = lua_absindex(S, idx);
+  lua_pushcfunction(S, tostring_p);
+  lua_pushvalue(S, idx);
+  if (lua_pcall(S, 1, 1, 0) == LUA_OK) return lua_tostring(S, -1);
+  const char *why = lua_type(S, -1) == LUA_TSTRING ? lua_tostring(S, -1) : "(not a string)";
+  return lua_pushfstring(S, "(a %s value whose __tostring raised: %s)", luaL_typename(S, idx), why);
+}
+
 static void print_report(lua_State *S, int entry) {
   lua_getfield(S, entry, "id");
   lua_getfield(S, entry, "name");
   lua_getfield(S, entry, "error");
-  const char *err = luaL_tolstring(S, -1, NULL);
+  const char *err = report_text(S, -1);
   if (lua_isnil(S, -4))
     fprintf(stderr, "cfuture: error in a future nobody awaited:\n%s\n", err);
   else if (lua_isnil(S, -3))
@@ -60,7 +76,7 @@ static void print_report(lua_State *S, int entry) {
     fprintf(stderr, "cfuture: task %lld (%s) failed and nobody awaited it:\n%s\n",
             (long long)lua_tointeger(S, -4), lua_tostring(S, -3), err);
   fflush(stderr);
-  lua_pop(S, 4);
+  lua_settop(S, entry);
 }
 
 void cfl_flush_reports(cf_runtime *rt) {
@@ -81,9 +97,8 @@ void cfl_flush_reports(cf_runtime *rt) {
         lua_getfield(S, entry, "error");
         lua_pushvalue(S, entry);
         if (lua_pcall(S, 2, 0, 0) != LUA_OK) {
-          fprintf(stderr, "cfuture: error in the on_error handler: %s\n",
-                  luaL_tolstring(S, -1, NULL));
-          lua_pop(S, 2);
+          fprintf(stderr, "cfuture: error in the on_error handler: %s\n", report_text(S, -1));
+          lua_settop(S, entry);
           print_report(S, entry);
         }
       } else {
@@ -189,12 +204,43 @@ static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
 }
 
 /* Poll at most `budget` ready tasks; returns how many polls ran. */
-static size_t run_ready(cf_runtime *rt, size_t budget) {
-  size_t n = cf_executor_run(&rt->ex, budget);
+typedef struct run_args {
+  cf_runtime *rt;
+  size_t budget, n;
+} run_args;
+
+static int run_ready_p(lua_State *L) {
+  run_args *a = lua_touserdata(L, 1);
+  cf_runtime *rt = a->rt;
+  a->n = cf_executor_run(&rt->ex, a->budget);
   if (rt->trace) cfl_trace_flush(rt);
   if (rt->dump_requested) cfl_dump_to_stderr(rt);
   if (rt->nreports) cfl_flush_reports(rt);
-  return n;
+  return 0;
+}
+
+/* Lua code runs only protected (resumes, handlers), but the C code around
+ * it can still raise: a memory error, an error object's __tostring. Such an
+ * error must not leave the scheduler half-way (a task stuck "running", the
+ * drive flags set, every later block_on refusing): the run is protected, a
+ * poll it cut short is handed back cancelled, and the error is reported
+ * like one nobody awaited. The driver's thread is the one running now, so
+ * lua_pcall on it is allowed. */
+static size_t run_ready(cf_runtime *rt, size_t budget) {
+  lua_State *L = rt->driver;
+  run_args a = {rt, budget, budget};
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->run_fn); /* run_ready_p, allocated once */
+  lua_pushlightuserdata(L, &a);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    cf_executor_interrupted(&rt->ex);
+    rt->current = NULL;
+    rt->current_cx = NULL;
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)";
+    fprintf(stderr, "cfuture: error inside the scheduler (a task was cancelled): %s\n", msg);
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+  return a.n;
 }
 
 /* Poll I/O once: without blocking while tasks are ready (or if `block` is
@@ -531,6 +577,8 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   rt->pool = new_ref_table(L);
   rt->reports = new_ref_table(L);
   rt->handler = LUA_NOREF;
+  lua_pushcfunction(L, run_ready_p);
+  rt->run_fn = luaL_ref(L, LUA_REGISTRYINDEX);
 
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, cancelled_tostring);
