@@ -227,6 +227,8 @@ static int run_ready_p(lua_State *L) {
  * like one nobody awaited. The driver's thread is the one running now, so
  * lua_pcall on it is allowed. */
 static size_t run_ready(cf_runtime *rt, size_t budget) {
+  if (!cf_executor_has_ready(&rt->ex) && !rt->nreports && !rt->trace && !rt->dump_requested)
+    return 0; /* nothing to run: an idle step costs no protected call */
   lua_State *L = rt->driver;
   run_args a = {rt, budget, budget};
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->run_fn); /* run_ready_p, allocated once */
