@@ -275,6 +275,59 @@ static void test_heap(void) {
   free(nodes);
 }
 
+/* Equal deadlines leave the heap in the order they were pushed (a node
+ * pushed again, like a re-armed sleep, goes behind the ones already there),
+ * also after removals reshaped the heap. */
+static void test_heap_fifo_ties(void) {
+  cf_heap h;
+  cf_heap_init(&h);
+  enum { N = 2000 };
+  cf_heap_node *nodes = calloc(N, sizeof *nodes);
+  size_t *order = calloc(N, sizeof *order); /* push rank of each node */
+  /* all equal: first in, first out */
+  for (int i = 0; i < 8; i++) {
+    nodes[i].deadline = 10;
+    nodes[i].index = CF_HEAP_NONE;
+    CHECK(cf_heap_push(&h, &nodes[i]) == 0);
+  }
+  for (int i = 0; i < 8; i++) {
+    CHECK(cf_heap_min(&h) == &nodes[i]);
+    cf_heap_remove(&h, cf_heap_min(&h));
+  }
+  CHECK(h.len == 0);
+  /* mixed: few distinct deadlines, many ties, removals and pushes again */
+  unsigned x = 777;
+  size_t rank = 0;
+  for (int i = 0; i < N; i++) {
+    x = x * 1103515245u + 12345u;
+    nodes[i].deadline = (x >> 8) % 7;
+    nodes[i].index = CF_HEAP_NONE;
+    order[i] = rank++;
+    CHECK(cf_heap_push(&h, &nodes[i]) == 0);
+  }
+  for (int i = 0; i < N; i += 5)
+    cf_heap_remove(&h, &nodes[i]);
+  for (int i = 0; i < N; i += 10) { /* half of them come back, behind the rest */
+    order[i] = rank++;
+    CHECK(cf_heap_push(&h, &nodes[i]) == 0);
+  }
+  cf_heap_node *n, *prev = NULL;
+  size_t popped = 0, bad = 0;
+  while ((n = cf_heap_min(&h))) {
+    if (prev && (n->deadline < prev->deadline ||
+                 (n->deadline == prev->deadline && order[n - nodes] < order[prev - nodes])))
+      bad++;
+    prev = n;
+    cf_heap_remove(&h, n);
+    popped++;
+  }
+  CHECK(bad == 0);
+  CHECK(popped == N - N / 5 + N / 10);
+  cf_heap_free(&h);
+  free(order);
+  free(nodes);
+}
+
 static void test_notify_pass_on(void) {
   cf_waker parent = {&pw_vt, NULL};
   cf_waitlist l;
@@ -361,6 +414,7 @@ int main(void) {
   test_joiners();
   test_group();
   test_heap();
+  test_heap_fifo_ties();
   test_notify_pass_on();
   printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;

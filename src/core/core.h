@@ -161,9 +161,13 @@ void cf_group_release(cf_group *g);
 
 /* ---- deadline heap ----------------------------------------------------- */
 
-/* A binary min-heap of deadlines; nodes are embedded in their owners. */
+/* A binary min-heap of deadlines; nodes are embedded in their owners.
+ * Equal deadlines leave in the order they were pushed (libuv orders its
+ * timers by (timeout, start_id) the same way): a push stamps the node with
+ * the heap's next sequence number, the tie-breaker. */
 typedef struct cf_heap_node {
   uint64_t deadline;
+  uint64_t seq; /* set by cf_heap_push */
   size_t index; /* position in the heap, CF_HEAP_NONE when not in it */
 } cf_heap_node;
 
@@ -172,6 +176,7 @@ typedef struct cf_heap_node {
 typedef struct cf_heap {
   cf_heap_node **items;
   size_t len, cap;
+  uint64_t seq; /* stamp of the next push */
 } cf_heap;
 
 void cf_heap_init(cf_heap *h);

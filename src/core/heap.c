@@ -1,7 +1,8 @@
 /*
  * heap.c — binary min-heap of deadlines with O(log n) removal. Each node
  * records its index so a cancelled sleep leaves the heap at once instead of
- * lingering until it would have fired.
+ * lingering until it would have fired. Nodes are ordered by (deadline, seq):
+ * equal deadlines come out first in, first out.
  */
 #include <stdlib.h>
 
@@ -10,6 +11,7 @@
 void cf_heap_init(cf_heap *h) {
   h->items = NULL;
   h->len = h->cap = 0;
+  h->seq = 0;
 }
 
 void cf_heap_free(cf_heap *h) {
@@ -17,6 +19,11 @@ void cf_heap_free(cf_heap *h) {
     h->items[i]->index = CF_HEAP_NONE;
   free(h->items);
   cf_heap_init(h);
+}
+
+/* a comes out before b */
+static inline int before(const cf_heap_node *a, const cf_heap_node *b) {
+  return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
 }
 
 static void place(cf_heap *h, size_t i, cf_heap_node *n) {
@@ -28,7 +35,7 @@ static void sift_up(cf_heap *h, size_t i) {
   cf_heap_node *n = h->items[i];
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (h->items[p]->deadline <= n->deadline) break;
+    if (!before(n, h->items[p])) break;
     place(h, i, h->items[p]);
     i = p;
   }
@@ -39,9 +46,9 @@ static void sift_down(cf_heap *h, size_t i) {
   cf_heap_node *n = h->items[i];
   for (;;) {
     size_t l = 2 * i + 1, m = i;
-    uint64_t best = n->deadline;
-    if (l < h->len && h->items[l]->deadline < best) m = l, best = h->items[l]->deadline;
-    if (l + 1 < h->len && h->items[l + 1]->deadline < best) m = l + 1;
+    cf_heap_node *best = n;
+    if (l < h->len && before(h->items[l], best)) m = l, best = h->items[l];
+    if (l + 1 < h->len && before(h->items[l + 1], best)) m = l + 1;
     if (m == i) break;
     place(h, i, h->items[m]);
     i = m;
@@ -57,6 +64,7 @@ int cf_heap_push(cf_heap *h, cf_heap_node *n) {
     h->items = items;
     h->cap = cap;
   }
+  n->seq = h->seq++;
   place(h, h->len++, n);
   sift_up(h, h->len - 1);
   return 0;
@@ -69,7 +77,7 @@ void cf_heap_remove(cf_heap *h, cf_heap_node *n) {
   cf_heap_node *last = h->items[--h->len];
   if (i == h->len) return;
   place(h, i, last);
-  if (i > 0 && h->items[(i - 1) / 2]->deadline > last->deadline)
+  if (i > 0 && before(last, h->items[(i - 1) / 2]))
     sift_up(h, i);
   else
     sift_down(h, i);

@@ -6,6 +6,8 @@
  * cancelled sleep neither fires nor keeps the loop alive.
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "cfl.h"
 
@@ -17,14 +19,12 @@ typedef struct cfl_sleep {
   uint8_t oom;
 } cfl_sleep;
 
-static uint64_t ms_to_ns(double ms) { return (uint64_t)ceil(ms * 1e6); }
-
 static cf_poll sleep_poll(cf_future *base, cf_context *cx) {
   cfl_sleep *s = (cfl_sleep *)base;
   switch (s->hdr.state) {
   case CFL_FRESH: {
     uint64_t now = cfu_timers_now(&s->hdr.rt->timers);
-    if (s->ms >= 0) s->deadline = now + ms_to_ns(s->ms);
+    if (s->ms >= 0) s->deadline = cfu_time_after(now, cfu_ms_to_ns(s->ms));
     if (s->deadline <= now) {
       s->hdr.state = CFL_READY;
       return CF_READY;
@@ -72,7 +72,9 @@ static void sleep_describe(lua_State *L, cfl_future *f) {
   if (f->state == CFL_PENDING) {
     uint64_t now = cfu_timers_now(&s->hdr.rt->timers);
     double left = s->deadline > now ? (double)(s->deadline - now) / 1e6 : 0;
-    lua_pushfstring(L, "sleep (%d ms left)", (int)ceil(left));
+    char buf[32]; /* up to 1.8e13 ms: more than an int holds */
+    snprintf(buf, sizeof buf, "%.0f", ceil(left));
+    lua_pushfstring(L, "sleep (%s ms left)", buf);
   } else if (s->ms >= 0) {
     lua_pushfstring(L, "sleep %f ms", s->ms);
   } else {
@@ -90,37 +92,71 @@ cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms) {
   return &s->hdr;
 }
 
+/* What a message shows of the number or numeric string at idx: the string
+ * as given; a number as Lua writes it, or with all its digits if that form
+ * is not exact (1e15 + 1 is not "1e+15"); NaN without its sign. */
+static const char *shown_ms(lua_State *L, int idx, double ms, char *buf, size_t size) {
+  if (lua_type(L, idx) != LUA_TNUMBER) return lua_tostring(L, idx);
+  if (ms != ms) return "nan";
+  const char *s = lua_tostring(L, idx);
+  if (strtod(s, NULL) == ms) return s;
+  snprintf(buf, size, "%.17g", ms);
+  return buf;
+}
+
 double cfl_check_ms(lua_State *L, int idx, const char *fname) {
   int isnum;
   double ms = lua_tonumberx(L, idx, &isnum);
   if (!isnum)
     luaL_error(L, "%s: argument #%d must be a number of milliseconds (got %s)", fname, idx,
                luaL_typename(L, idx));
-  if (!(ms >= 0) || ms > 1e15)
+  if (!(ms >= 0 && ms <= 1e15)) {
+    char buf[32];
+    const char *got = shown_ms(L, idx, ms, buf, sizeof buf);
+    if (ms > 1e15 && ms < HUGE_VAL)
+      luaL_error(L, "%s: argument #%d must be at most 1e15 milliseconds (got %s)", fname, idx, got);
     luaL_error(L, "%s: argument #%d must be a non-negative, finite number of milliseconds (got %s)",
-               fname, idx, lua_tostring(L, idx));
+               fname, idx, got);
+  }
   return ms;
 }
 
 /* cf.sleep(ms) -> future ready after ms milliseconds */
 static int l_sleep(lua_State *L) {
-  double ms = cfl_check_ms(L, 1, "sleep");
-  cfl_new_sleep(L, cfl_rt(L), ms);
+  cf_runtime *rt = cfl_rt(L);
+  cfl_new_sleep(L, rt, cfl_check_ms(L, 1, "sleep"));
   return 1;
+}
+
+/* A cf.now() time in nanoseconds, rounded up, CFU_NEVER past 64 bits. t*1e6
+ * is not exact past 2^53 ns (104 days of uptime): the whole milliseconds are
+ * converted apart, so that the sleep never ends while cf.now() < t. */
+static uint64_t time_to_ns(double t) {
+  if (t >= 18446744073709.0) return cfu_ms_to_ns(t);
+  double whole = floor(t);
+  return (uint64_t)whole * 1000000 + (uint64_t)ceil((t - whole) * 1e6);
 }
 
 /* cf.sleep_until(t) -> future ready when cf.now() >= t */
 static int l_sleep_until(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   double t = cfl_check_ms(L, 1, "sleep_until");
-  cfl_sleep *s = (cfl_sleep *)cfl_new_sleep(L, cfl_rt(L), -1);
-  s->deadline = ms_to_ns(t);
+  cfl_sleep *s = (cfl_sleep *)cfl_new_sleep(L, rt, -1);
+  s->deadline = time_to_ns(t);
   if (s->deadline == 0) s->deadline = 1;
   return 1;
 }
 
+/* Nanoseconds on the runtime's clock as cf.now() milliseconds: whole
+ * milliseconds stay exact (a double holds 2^53 of them; it holds only 2^53
+ * nanoseconds, some 104 days of them). */
+static lua_Number ns_to_ms(uint64_t ns) {
+  return (lua_Number)(ns / 1000000) + (lua_Number)(ns % 1000000) / 1e6;
+}
+
 /* cf.now() -> monotonic milliseconds (fractional) */
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, (double)cfu_timers_now(&cfl_rt(L)->timers) / 1e6);
+  lua_pushnumber(L, ns_to_ms(cfu_timers_now(&cfl_rt(L)->timers)));
   return 1;
 }
 
@@ -140,10 +176,10 @@ static int l_resume(lua_State *L) {
 
 /* cf.time.advance(ms): move a paused clock forward, waking the sleeps due */
 static int l_advance(lua_State *L) {
-  double ms = cfl_check_ms(L, 1, "time.advance");
   cf_runtime *rt = cfl_rt(L);
+  double ms = cfl_check_ms(L, 1, "time.advance");
   if (!rt->timers.paused) return luaL_error(L, "time.advance: the clock is not paused");
-  cfu_timers_advance(&rt->timers, ms_to_ns(ms));
+  cfu_timers_advance(&rt->timers, cfu_ms_to_ns(ms));
   return 0;
 }
 

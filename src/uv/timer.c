@@ -46,7 +46,7 @@ static void rearm(cfu_timers *t, uint64_t now) {
   }
   if (t->armed == n->deadline) return;
   uint64_t left = n->deadline > now ? n->deadline - now : 0;
-  uint64_t ms = (left + 999999) / 1000000;
+  uint64_t ms = left / 1000000 + (left % 1000000 != 0); /* left + 999999 may wrap */
   if (ms == 0) ms = 1;
   uv_update_time(t->handle->loop);
   uv_timer_start(t->handle, on_timer, ms, 0);
@@ -113,18 +113,20 @@ void cfu_timers_pause(cfu_timers *t) {
 
 void cfu_timers_resume(cfu_timers *t) {
   if (!t->paused) return;
-  t->offset = (int64_t)t->paused_at - (int64_t)uv_hrtime();
+  t->offset = t->paused_at - uv_hrtime(); /* modulo 2^64 */
   t->paused = 0;
   rearm(t, cfu_timers_now(t));
 }
 
 void cfu_timers_advance(cfu_timers *t, uint64_t ns) {
   if (!t->paused) return;
-  t->paused_at += ns;
+  uint64_t at = t->paused_at, end = at > CFU_CLOCK_MAX ? at : CFU_CLOCK_MAX;
+  t->paused_at = ns < end - at ? at + ns : end;
   fire_due(t, t->paused_at);
 }
 
 uint64_t cfu_timers_next(const cfu_timers *t) {
   cf_heap_node *n = cf_heap_min(&t->heap);
-  return n ? n->deadline : 0;
+  uint64_t end = t->paused_at > CFU_CLOCK_MAX ? t->paused_at : CFU_CLOCK_MAX;
+  return n && n->deadline <= end ? n->deadline : 0;
 }
