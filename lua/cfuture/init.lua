@@ -31,9 +31,15 @@ Interval.__name = "cfuture.Interval"
 -- milliseconds. The first tick completes at once. Ticks missed because the
 -- task was busy are skipped, keeping to the original schedule. A tick that
 -- is cancelled (select, timeout) does not consume its deadline.
+local MAX_MS = 1e15 -- cf.sleep's limit; past ~1.8e13 ms a deadline never comes
+
 function cf.interval(ms)
   if type(ms) ~= "number" or not (ms > 0) or ms == math.huge then
     error(("interval: argument #1 must be a positive number of milliseconds (got %s)"):format(
+      tostring(ms)), 2)
+  end
+  if ms > MAX_MS then
+    error(("interval: argument #1 must be at most 1e15 milliseconds (got %s)"):format(
       tostring(ms)), 2)
   end
   return setmetatable({ period = ms, due = nil, ticks = 0 }, Interval)
@@ -42,11 +48,14 @@ end
 local tick = async(function(self)
   local t = now()
   local due = self.due or t
-  if due > t then sleep_until(due):await() end
+  if due > t then sleep_until(due < MAX_MS and due or MAX_MS):await() end
   t = now()
   local period = self.period
   local nxt = due + period
-  if nxt <= t then nxt = nxt + floor((t - nxt) / period + 1) * period end
+  if nxt <= t then
+    local k = floor((t - nxt) / period + 1) -- periods missed (huge for a tiny period)
+    nxt = k < math.huge and nxt + k * period or t + period
+  end
   self.due = nxt
   self.ticks = self.ticks + 1
   return due

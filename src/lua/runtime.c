@@ -509,10 +509,12 @@ int cf_runtime_open(lua_State *L, uv_loop_t *loop) {
   return lua_pcall(L, 1, 1, 0) == LUA_OK ? 0 : -1;
 }
 
-/* On a host's loop, cfuture's close callbacks run after lua_close, from
- * the host's next uv_run, and the Lua state may have unloaded this library
- * by then (LuaJIT unloads C modules before other finalisers, such as luv's
- * loop finaliser, run the loop). Keep it mapped for the process's life;
+/* Code of this library can run after the Lua state unloaded it: LuaJIT
+ * unloads C modules before other finalisers run, so a finaliser of an object
+ * made before require "cfuture" that calls a cfuture function (which must
+ * then raise "the runtime is closed") would jump into unmapped code; on a
+ * host's loop, cfuture's close callbacks run from the host's next uv_run
+ * (luv's loop finaliser, for one). Keep it mapped for the process's life;
  * for a host that links cfuture in, this is a no-op. */
 static void pin_library(void) {
   Dl_info info;
@@ -561,8 +563,8 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   cf__list_init(&rt->io);
   if (!host_loop && uv_loop_init(rt->loop) != 0)
     return luaL_error(L, "cfuture: cannot initialise the libuv loop");
+  pin_library();
   if (host_loop) {
-    pin_library();
     rt->kick = malloc(sizeof *rt->kick);
     if (!rt->kick) return luaL_error(L, "cfuture: out of memory");
     uv_idle_init(rt->loop, rt->kick);
