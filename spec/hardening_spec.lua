@@ -167,3 +167,24 @@ describe("a closed runtime", function()
     assert.not_matches("AddressSanitizer", err)
   end)
 end)
+
+describe("functions written in Lua", function()
+  it("name themselves and the argument when self or an argument is wrong", function()
+    local iv = cf.interval(10)
+    local cases = {
+      { iv.tick, { "x" }, "interval:tick: argument #1 must be an interval %(call it with a colon; got string%)" },
+      { iv.reset, {}, "interval:reset: argument #1 must be an interval %(call it with a colon; got nil%)" },
+      { cf.fs.File.lines, { io.stdout }, "file:lines: argument #1 must be a file %(call it with a colon; got userdata%)" },
+      { cf.net.Listener.incoming, { iv }, "listener:incoming: argument #1 must be a listener %(call it with a colon; got table%)" },
+      { cf.test.run, { 42 }, "test.run: argument #1 must be a future or a function %(got number%)" },
+    }
+    for _, c in ipairs(cases) do
+      local ok, err = pcall(c[1], (table.unpack or unpack)(c[2]))
+      assert.is_false(ok)
+      assert.matches(c[3], err)
+    end
+    local ok, err = pcall(cf.block_on, function() return cf.test.run(function() end) end)
+    assert.is_false(ok)
+    assert.matches("test.run: called inside a task", err)
+  end)
+end)

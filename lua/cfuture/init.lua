@@ -151,6 +151,12 @@ cf.test = {}
 -- in the order and at the cf.now() they would have in real time; the clock
 -- runs on afterwards (also when f raises).
 function cf.test.run(f, ...)
+  if type(f) ~= "function" and not cf.is_future(f) then
+    error(("test.run: argument #1 must be a future or a function (got %s)"):format(type(f)), 2)
+  end
+  if cf.current() then
+    error("test.run: called inside a task; await the future instead", 2)
+  end
   local was_paused = cf.time.is_paused()
   cf.time.pause()
   local res = pack(pcall(cf.block_on, f, ...))
