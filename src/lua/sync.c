@@ -15,10 +15,16 @@
  *   an acquire cancelled after its permits were assigned gives them back.
  * - Notify: notify_one promises one waiter (or stores one permit when none
  *   waits); notify_all wakes the current waiters through a generation count.
- * - A channel's messages are a ring in the stack slots of a private Lua
- *   thread (its uservalue): a send or receive copies one slot, with no
- *   table lookups. A waiting send keeps its value in its uservalue table,
- *   found again through cfl_push_self.
+ * - A channel's messages are a ring in the array part of a table that sits
+ *   in stack slot 1 of a private Lua thread (the channel's uservalue), so
+ *   C code that holds only the channel reaches it: a send or receive is one
+ *   array store or load, never a hash lookup. The ring grows by doubling
+ *   (never beyond the capacity) into a new table allocated on the calling
+ *   thread, so running out of memory raises there as a normal Lua error.
+ *   (A ring in the thread's own stack slots stops growing where
+ *   lua_checkstack refuses: at 524,288 messages on 5.4, LUAI_MAXSTACK, and
+ *   at 4,096 on LuaJIT, LUAI_MAXCSTACK.) A waiting send keeps its
+ *   value in its uservalue table, found again through cfl_push_self.
  */
 #include "cfl.h"
 
@@ -40,7 +46,12 @@ typedef struct cfl_chan {
 } cfl_chan;
 
 #define COUNT(ch) ((ch)->count)
-#define MAX_QUEUED 500000 /* a Lua stack holds at most LUAI_MAXSTACK slots */
+/* Most messages a channel holds (the largest capacity, and the bound of an
+ * unbounded channel): 2^27, well below the array limits of 5.4 (2^31) and
+ * LuaJIT (2^28), and 2 GiB of slots on 5.4. */
+#define MAX_QUEUED ((lua_Integer)1 << 27)
+#define RING_MIN 8
+#define RING_KEEP 4096 /* an emptied ring bigger than this is let go */
 
 extern const cfl_class cfl_chan_class;
 
@@ -58,32 +69,42 @@ static lua_Integer send_room(cfl_chan *ch, cf_waiter *w) {
   return ch->cap - COUNT(ch) - ch->room_held - (lua_Integer)ch->sendq.notified + mine;
 }
 
-/* Double the ring, unwrapping it so the messages stay in order. */
-static int buffer_grow(cfl_chan *ch) {
+/* Move the messages into a ring twice the size (at most the capacity), in
+ * order from slot 1. The new table is made on L, the running thread: an
+ * allocation error raises there (never on the ring's thread). */
+static void buffer_grow(lua_State *L, cfl_chan *ch) {
   lua_State *b = ch->buf;
-  lua_Integer size = ch->size, nsize = size ? size * 2 : 8;
-  if (!lua_checkstack(b, (int)(nsize - size) + 2)) return 0;
-  for (lua_Integer i = size; i < nsize; i++)
-    lua_pushnil(b);
-  lua_Integer wrapped = ch->head + ch->count - size;
-  for (lua_Integer i = 1; i <= wrapped; i++) {
-    lua_copy(b, (int)i, (int)(size + i));
-    lua_pushnil(b);
-    lua_replace(b, (int)i);
+  lua_Integer size = ch->size, limit = ch->cap ? ch->cap : MAX_QUEUED;
+  lua_Integer nsize = size ? size * 2 : RING_MIN;
+  if (nsize > limit) nsize = limit;
+  luaL_checkstack(L, 3, NULL);
+  lua_createtable(L, (int)nsize, 0);
+  if (size) {
+    lua_pushvalue(b, 1);
+    lua_xmove(b, L, 1);
+    for (lua_Integer i = 0; i < ch->count; i++) {
+      lua_rawgeti(L, -1, (ch->head + i) % size + 1);
+      lua_rawseti(L, -3, i + 1);
+    }
+    lua_pop(L, 1);
   }
+  lua_settop(b, 0);
+  lua_xmove(L, b, 1);
+  ch->head = 0;
   ch->size = nsize;
-  return 1;
 }
 
 /* Append the value on L's top (popped) to the buffer. */
 static void buffer_push(lua_State *L, cfl_chan *ch) {
-  if (ch->count == ch->size && !buffer_grow(ch)) luaL_error(L, "send: out of memory");
+  if (ch->count == ch->size) buffer_grow(L, ch);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_pushlightuserdata(L, (void *)&NIL_MARK);
   }
+  lua_Integer slot = ch->head + ch->count; /* both < size */
+  if (slot >= ch->size) slot -= ch->size;
   lua_xmove(L, ch->buf, 1);
-  lua_replace(ch->buf, (int)((ch->head + ch->count) % ch->size + 1));
+  lua_rawseti(ch->buf, 1, slot + 1);
   ch->count++;
   cf_waitlist_notify_one(&ch->recvq); /* promise it to a waiting receiver */
 }
@@ -91,16 +112,16 @@ static void buffer_push(lua_State *L, cfl_chan *ch) {
 /* Push the oldest message onto L and remove it from the buffer. */
 static void buffer_pop(lua_State *L, cfl_chan *ch) {
   lua_State *b = ch->buf;
-  int slot = (int)ch->head + 1;
+  lua_Integer slot = ch->head + 1;
   luaL_checkstack(L, 2, NULL);
-  lua_pushvalue(b, slot);
+  lua_rawgeti(b, 1, slot);
   lua_xmove(b, L, 1);
   lua_pushnil(b);
-  lua_replace(b, slot);
-  ch->head = (ch->head + 1) % ch->size;
+  lua_rawseti(b, 1, slot);
+  ch->head = slot == ch->size ? 0 : slot;
   if (--ch->count == 0) {
     ch->head = 0;
-    if (ch->size > 4096) { /* a burst grew the ring: let the slots go */
+    if (ch->size > RING_KEEP) { /* a burst grew the ring: let it go */
       lua_settop(b, 0);
       ch->size = 0;
     }
@@ -315,18 +336,14 @@ static cfl_chan *check_chan(lua_State *L, const char *fname) {
   return (cfl_chan *)f;
 }
 
-/* cf.channel([capacity]) -> channel; no capacity: unbounded */
+/* cf.channel([capacity]) -> channel; no capacity: unbounded. The ring
+ * starts empty and grows with the messages, whatever the capacity. */
 static int l_channel(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   lua_Integer cap = 0;
-  if (!lua_isnoneornil(L, 1)) {
-    int isint;
-    cap = lua_tointegerx(L, 1, &isint);
-    if (!isint || cap < 1)
-      return luaL_error(L,
-                        "channel: argument #1 must be a positive integer capacity or nil (got %s)",
-                        luaL_tolstring(L, 1, NULL));
-  }
-  cfl_chan *ch = (cfl_chan *)cfl_new_future(L, cfl_rt(L), &cfl_chan_class, sizeof(cfl_chan));
+  if (!lua_isnoneornil(L, 1))
+    cap = cfl_check_int_range(L, 1, "channel", "argument #1", 1, MAX_QUEUED);
+  cfl_chan *ch = (cfl_chan *)cfl_new_future(L, rt, &cfl_chan_class, sizeof(cfl_chan));
   ch->cap = cap;
   cf_waitlist_init(&ch->recvq);
   cf_waitlist_init(&ch->sendq);
@@ -367,7 +384,7 @@ static int c_send(lua_State *L) {
     return 1;
   }
   if (ch->cap == 0)
-    return luaL_error(L, "send: the unbounded channel already holds %d messages", MAX_QUEUED);
+    return luaL_error(L, "send: the unbounded channel already holds %d messages", (int)MAX_QUEUED);
   send_op *op = (send_op *)cfl_new_future(L, cfl_rt(L), &send_op_class, sizeof(send_op));
   op->ch = ch;
   cf_waiter_init(&op->waiter);
