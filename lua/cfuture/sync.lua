@@ -2,7 +2,10 @@
 -- mutex, rwlock, oneshot, watch, broadcast, barrier, and channel iteration.
 -- Every wait is a future, so it composes with select, timeout and scopes.
 return function(cf)
-  local async, semaphore, notify, channel = cf.async, cf.semaphore, cf.notify, cf.channel
+  local internal = cf._sync -- C helpers for this file only
+  cf._sync = nil
+  local lock_semaphore, check_iter = internal.lock_semaphore, internal.check_iter
+  local async, notify, channel = cf.async, cf.notify, cf.channel
   local setmetatable, error, type, tostring = setmetatable, error, type, tostring
   local floor, huge = math.floor, math.huge
   local function is_integer(n) -- LuaJIT has no integer subtype
@@ -26,17 +29,17 @@ return function(cf)
 
   --- cf.mutex() -> mutex; m:lock() -> future of a guard (guard:unlock(), or <close>)
   function cf.mutex()
-    return setmetatable({ sem = semaphore(1) }, Mutex)
+    return setmetatable({ sem = lock_semaphore(1) }, Mutex)
   end
 
   function Mutex:lock()
     check_self(self, Mutex, "lock")
-    return self.sem:acquire(1, 1)
+    return self.sem:acquire(1)
   end
 
   function Mutex:try_lock()
     check_self(self, Mutex, "try_lock")
-    return self.sem:try_acquire(1, 1)
+    return self.sem:try_acquire(1)
   end
 
   function Mutex:is_locked()
@@ -51,17 +54,17 @@ return function(cf)
 
   --- cf.rwlock() -> lock; :read() / :write() -> future of a guard
   function cf.rwlock()
-    return setmetatable({ sem = semaphore(MAX_READERS) }, RwLock)
+    return setmetatable({ sem = lock_semaphore(MAX_READERS) }, RwLock)
   end
 
   function RwLock:read()
     check_self(self, RwLock, "read")
-    return self.sem:acquire(1, 2)
+    return self.sem:acquire(1)
   end
 
   function RwLock:write()
     check_self(self, RwLock, "write")
-    return self.sem:acquire(MAX_READERS, 3)
+    return self.sem:acquire(MAX_READERS)
   end
 
   -- Oneshot --------------------------------------------------------------------
@@ -249,6 +252,7 @@ return function(cf)
   --- for i, v in ch:iter() do ... end — inside a task: receive until the
   -- channel is closed and drained (i counts messages, so nil messages work)
   chan_mt.__index.iter = function(ch)
+    check_iter(ch) -- raises "iter: argument #1 must be a channel (got ...)"
     local i = 0
     return function()
       local v, ok = ch:recv():await()
