@@ -2,7 +2,7 @@
 -- counts out of range, closed objects, metamethods called by hand, a closed
 -- runtime. Every refusal names the function and the argument.
 local cf = require "cfuture"
-local support = require "support" -- luacheck: ignore (used by the runtime-closed spec)
+local support = require "support"
 
 local MAX = "9007199254740992" -- 2^53: the most permits, capacities, barrier sizes
 
@@ -139,5 +139,166 @@ describe("C methods and metamethods with a foreign self", function()
     local iter = cf.channel().iter
     assert.are.equal("iter: argument #1 must be a channel (got number)", err_of(iter, 42))
     assert.are.equal("iter: argument #1 must be a channel (got nil)", err_of(iter))
+  end)
+end)
+
+describe("Lua-side methods with a wrong self", function()
+  -- one object of each class, its class name and its methods (with the
+  -- name their messages use)
+  local function objects()
+    local tx, rx = cf.oneshot()
+    local w, b = cf.watch(1), cf.broadcast(2)
+    return {
+      { cf.mutex(), "cfuture.Mutex", "mutex", { "lock", "try_lock", "is_locked" } },
+      { cf.rwlock(), "cfuture.RwLock", "rwlock", { "read", "write" } },
+      { tx, "cfuture.OneshotSender", "oneshot", { "send" } },
+      { rx, "cfuture.OneshotReceiver", "oneshot", { "recv" } },
+      { w, "cfuture.Watch", "watch", { "send", "get", "close", "subscribe" } },
+      { w:subscribe(), "cfuture.WatchReceiver", "watch_receiver", { "changed", "get" } },
+      { b, "cfuture.Broadcast", "broadcast", { "send", "close", "subscribe" } },
+      { b:subscribe(), "cfuture.BroadcastReceiver", "broadcast_receiver", { "recv" } },
+      { cf.barrier(2), "cfuture.Barrier", "barrier", { "wait" } },
+    }
+  end
+
+  it("every method names itself, the argument and what came", function()
+    local objs = objects()
+    local checked = 0
+    for i, o in ipairs(objs) do
+      local obj, cls, prefix, methods = o[1], o[2], o[3], o[4]
+      local other = objs[i % #objs + 1]
+      local forged = setmetatable({}, getmetatable(obj))
+      for _, m in ipairs(methods) do
+        local fn = obj[m]
+        local want = ("%s:%s: argument #1 must be a %s (got %%s)"):format(prefix, m, cls)
+        assert.are.equal(want:format("nil"), err_of(fn))
+        assert.are.equal(want:format("number"), err_of(fn, 42))
+        assert.are.equal(want:format("string"), err_of(fn, "x"))
+        assert.are.equal(want:format(other[2]), err_of(fn, other[1]))
+        assert.are.equal(want:format("cfuture.Semaphore"), err_of(fn, cf.semaphore(1)))
+        assert.are.equal(want:format("table with the metatable of a " .. cls), err_of(fn, forged))
+        checked = checked + 1
+      end
+    end
+    assert.are.equal(18, checked)
+  end)
+
+  it("the message points at the caller", function()
+    local m = cf.mutex()
+    local ok, err = pcall(function() local g = m.lock(); return g end)
+    assert.is_false(ok)
+    assert.matches("sync_input_spec%.lua:%d+: mutex:lock: argument #1 must be a cfuture%.Mutex %(got nil%)$", err)
+  end)
+
+  it("a oneshot sender's finaliser ignores a foreign self", function()
+    local tx, rx = cf.oneshot()
+    local gc = getmetatable(tx).__gc
+    gc({})
+    gc(42)
+    gc(setmetatable({}, getmetatable(tx)))
+    tx:send("v")
+    assert.are.equal("v", cf.block_on(rx:recv()))
+  end)
+
+  it("constructors range-check their counts", function()
+    for _, name in ipairs { "broadcast", "barrier" } do
+      local want = name .. ": argument #1 must be an integer from 1 to " .. MAX .. " (got %s)"
+      assert.are.equal(want:format("0"), err_of(cf[name], 0))
+      assert.are.equal(want:format("1.5"), err_of(cf[name], 1.5))
+      assert.are.equal(want:format(tostring(2 ^ 53 + 2)), err_of(cf[name], 2 ^ 53 + 2))
+      assert.are.equal(want:format(tostring(math.huge)), err_of(cf[name], math.huge))
+      assert.are.equal(want:format("string"), err_of(cf[name], "3"))
+      assert.are.equal(want:format("nil"), err_of(cf[name]))
+      assert.matches("%(got %-?nan%)$", err_of(cf[name], 0 / 0))
+    end
+  end)
+
+  it("a oneshot received twice says so", function()
+    local tx, rx = cf.oneshot()
+    tx:send(7)
+    cf.block_on(function()
+      assert.are.equal(7, rx:recv():await())
+      local ok, err = pcall(function() return rx:recv():await() end)
+      assert.is_false(ok)
+      assert.matches("recv: the oneshot value was already received", err)
+    end)
+  end)
+end)
+
+describe("after the runtime closed", function()
+  -- #lua54: on LuaJIT, lua_close unloads the C module (its package handle is
+  -- finalised first) before a finaliser set before require "cfuture" runs,
+  -- so any call into the module from there crashes, whatever it is.
+  it("every entry point raises naming itself, and finalisers do nothing #lua54", function()
+    -- a finaliser set before require "cfuture" runs after the runtime's own
+    local out, code, _, err = support.run_lua([[
+      local objs, lines = {}, {}
+      local function finaliser()
+        local function try(name, fn, ...)
+          local ok, e = pcall(fn, ...)
+          lines[#lines + 1] = name .. " " .. tostring(ok) .. " " .. tostring(e)
+        end
+        local o = objs
+        try("lock", o.m.lock, o.m)
+        try("try_lock", o.m.try_lock, o.m)
+        try("read", o.rw.read, o.rw)
+        try("oneshot_send", o.tx.send, o.tx, 1)
+        try("watch_get", o.w.get, o.w)
+        try("watch_send", o.w.send, o.w, 2)
+        try("changed", o.wrx.changed, o.wrx)
+        try("bsend", o.b.send, o.b, 1)
+        try("bwait", o.bar.wait, o.bar)
+        try("mutex", o.cf.mutex)
+        try("iter", o.ch.iter, o.ch)
+        try("chan_send", o.ch.send, o.ch, 1)
+        try("channel", o.cf.channel, 3)
+        try("acquire", o.s.acquire, o.s)
+        try("add_permits", o.s.add_permits, o.s, 1)
+        try("release", o.p.release, o.p)
+        try("notify_one", o.n.notify_one, o.n)
+        getmetatable(o.p).__gc(o.p) -- quietly nothing
+        getmetatable(o.tx).__gc(o.tx)
+        io.stdout:write(table.concat(lines, "\n"), "\n")
+      end
+      if newproxy then -- LuaJIT: tables have no __gc
+        keep = newproxy(true)
+        getmetatable(keep).__gc = finaliser
+      else
+        keep = setmetatable({}, { __gc = finaliser })
+      end
+      local cf = require "cfuture"
+      objs.cf = cf
+      objs.m, objs.rw = cf.mutex(), cf.rwlock()
+      objs.tx = cf.oneshot()
+      objs.w = cf.watch(1)
+      objs.wrx = objs.w:subscribe()
+      objs.b, objs.bar = cf.broadcast(2), cf.barrier(2)
+      objs.ch, objs.s, objs.n = cf.channel(), cf.semaphore(2), cf.notify()
+      objs.p = objs.s:try_acquire()
+    ]])
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    local want = {
+      "lock false mutex:lock: the cfuture runtime is closed",
+      "try_lock false mutex:try_lock: the cfuture runtime is closed",
+      "read false rwlock:read: the cfuture runtime is closed",
+      "oneshot_send false oneshot:send: the cfuture runtime is closed",
+      "watch_get false watch:get: the cfuture runtime is closed",
+      "watch_send false watch:send: the cfuture runtime is closed",
+      "changed false watch_receiver:changed: the cfuture runtime is closed",
+      "bsend false broadcast:send: the cfuture runtime is closed",
+      "bwait false barrier:wait: the cfuture runtime is closed",
+      "mutex false mutex: the cfuture runtime is closed",
+      "iter false iter: the cfuture runtime is closed",
+      "chan_send false send: the cfuture runtime is closed",
+      "channel false channel: the cfuture runtime is closed",
+      "acquire false acquire: the cfuture runtime is closed",
+      "add_permits false add_permits: the cfuture runtime is closed",
+      "release false release: the cfuture runtime is closed",
+      "notify_one false notify_one: the cfuture runtime is closed",
+    }
+    local got = {}
+    for line in out:gmatch("[^\n]+") do got[#got + 1] = (line:gsub(" [^ ]*:%d+: ", " ", 1)) end
+    assert.are.same(want, got)
   end)
 end)
