@@ -8,6 +8,7 @@
 -- point raises once the runtime has closed.
 return function(cf)
   local internal = cf._sync -- C helpers for this file only
+  if not internal then return end -- loaded again: cf has what the first load added
   cf._sync = nil
   local lock_semaphore, check_iter, rt_closed = internal.lock_semaphore, internal.check_iter, internal.closed
   local async, semaphore, notify, channel = cf.async, cf.semaphore, cf.notify, cf.channel
