@@ -602,6 +602,9 @@ static cfl_sem *check_sem(lua_State *L, const char *fname) {
 /* A count of permits: an integer from 0 to MAX_PERMITS, dflt when absent. */
 static lua_Integer check_count(lua_State *L, int idx, const char *fname, lua_Integer dflt) {
   if (dflt >= 0 && lua_isnoneornil(L, idx)) return dflt;
+  int isint;
+  lua_Integer n = lua_tointegerx(L, idx, &isint);
+  if (isint && n >= 0 && n <= MAX_PERMITS) return n; /* no message to build */
   char what[16];
   snprintf(what, sizeof what, "argument #%d", idx);
   return cfl_check_int_range(L, idx, fname, what, 0, MAX_PERMITS);
