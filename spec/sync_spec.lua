@@ -35,13 +35,51 @@ describe("channel", function()
     assert.are.same({ table.unpack(expect, 6, n) }, got)
   end)
 
-  it("an unbounded channel refuses a send past 500,000 queued messages #lua54", function()
-    local ch = cf.channel()
-    for i = 1, 500000 do ch:send(i) end
-    assert.has_error(function() ch:send(0) end, "send: the unbounded channel already holds 500000 messages")
+  it("an unbounded channel grows past 524,288 messages and keeps them in order", function()
+    -- the ring once lived in a thread's stack slots: "send: out of memory" at
+    -- 524,288 messages on 5.4 (LUAI_MAXSTACK), at 65,536 on LuaJIT
+    local ch, N = cf.channel(), 600000
+    for i = 1, N do
+      if i % 1000 == 0 then ch:send(nil) else ch:send(i) end
+    end
+    assert.are.equal(N, ch:len())
+    assert.is_true(ch:try_send("more"))
+    local bad
+    for i = 1, N do
+      local ok, v = ch:try_recv()
+      local want = i % 1000 ~= 0 and i or nil
+      if not bad and (not ok or v ~= want) then bad = ("message %d: %s, %s"):format(i, tostring(ok), tostring(v)) end
+    end
+    assert.is_nil(bad)
+    assert.are.same({ true, "more" }, { ch:try_recv() })
+    assert.are.same({ false, "empty" }, { ch:try_recv() })
+    ch:send("again") -- the emptied big ring was let go; a new one starts
+    assert.are.same({ true, "again" }, { ch:try_recv() })
+  end)
+
+  it("a bounded channel holds its capacity past 524,288 messages, then is full", function()
+    local ch, N = cf.channel(600000), 600000
+    for i = 1, N do assert(ch:try_send(i)) end
     assert.are.same({ false, "full" }, { ch:try_send(0) })
     assert.are.same({ true, 1 }, { ch:try_recv() })
-    assert.is_true(ch:try_send(0))
+    assert.is_true(ch:try_send(N + 1)) -- wraps around in the ring
+    for i = 2, N + 1 do
+      local ok, v = ch:try_recv()
+      if v ~= i then assert.are.same({ true, i }, { ok, v }) end
+    end
+    assert.are.equal(0, ch:len())
+  end)
+
+  it("a huge capacity allocates nothing up front", function()
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    local chans = {}
+    for i = 1, 10 do chans[i] = cf.channel(2 ^ 27) end
+    chans[1]:send("x")
+    assert.is_true(collectgarbage("count") - before < 200, collectgarbage("count") - before) -- KiB
+    assert.are.equal(2 ^ 27, chans[1]:capacity())
+    assert.are.same({ true, "x" }, { chans[1]:try_recv() })
   end)
 
   it("try_send / try_recv never wait", function()
@@ -171,11 +209,24 @@ describe("channel", function()
   end)
 
   it("rejects a bad capacity and non-channels", function()
-    assert.has_error(function() cf.channel(0) end,
-      "channel: argument #1 must be a positive integer capacity or nil (got 0)")
-    assert.has_error(function() cf.channel(2.5) end,
-      "channel: argument #1 must be a positive integer capacity or nil (got 2.5)")
-    assert.has_error(function() cf.channel("x") end)
+    local function refused(cap, got)
+      local ok, err = pcall(cf.channel, cap)
+      assert.is_false(ok)
+      assert.are.equal("channel: argument #1 must be an integer from 1 to 134217728 (got " .. got .. ")", err)
+    end
+    refused(0, "0")
+    refused(-1, "-1")
+    refused(2.5, "2.5")
+    refused("x", "string")
+    refused(true, "boolean")
+    refused(134217729, "134217729")
+    refused(math.huge, tostring(math.huge))
+    refused(2 ^ 53 + 2, tostring(2 ^ 53 + 2))
+    local ok, err = pcall(cf.channel, 0 / 0)
+    assert.is_false(ok)
+    assert.matches("^channel: argument #1 must be an integer from 1 to 134217728 %(got %-?nan%)$", err)
+    assert.are.equal(1e6, cf.channel(1e6):capacity())
+    assert.is_nil(cf.channel(nil):capacity())
     assert.has_error(function() cf.sleep(1):send(1) end, "send: argument #1 must be a channel (got sleep)")
   end)
 end)
@@ -394,7 +445,7 @@ describe("oneshot, watch, broadcast, barrier", function()
       assert.are.same({ 3, true }, { s1:recv():await() })
       assert.are.same({ nil, "closed" }, { s1:recv():await() })
     end)
-    assert.has_error(function() cf.broadcast(0) end, "broadcast: argument #1 must be a positive integer capacity (got 0)")
+    assert.has_error(function() cf.broadcast(0) end, "broadcast: argument #1 must be an integer from 1 to 9007199254740992 (got 0)")
   end)
 
   it("barrier releases all at the n-th arrival, one leader; a cancelled wait is withdrawn", function()
@@ -414,6 +465,6 @@ describe("oneshot, watch, broadcast, barrier", function()
     end)
     assert.are.equal(1, leaders)
     assert.are.equal(2, passed)
-    assert.has_error(function() cf.barrier(0) end, "barrier: argument #1 must be a positive integer (got 0)")
+    assert.has_error(function() cf.barrier(0) end, "barrier: argument #1 must be an integer from 1 to 9007199254740992 (got 0)")
   end)
 end)

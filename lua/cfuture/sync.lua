@@ -1,13 +1,23 @@
 -- Synchronisation built on the C primitives (channel, semaphore, notify):
 -- mutex, rwlock, oneshot, watch, broadcast, barrier, and channel iteration.
 -- Every wait is a future, so it composes with select, timeout and scopes.
+--
+-- Every method checks its self by membership in `kinds` (a weak table only
+-- this file writes), so a foreign table, even one given the class's
+-- metatable, is refused with a message naming the method; and every entry
+-- point raises once the runtime has closed.
 return function(cf)
+  local internal = cf._sync -- C helpers for this file only
+  if not internal then return end -- loaded again: cf has what the first load added
+  cf._sync = nil
+  local lock_semaphore, check_iter, rt_closed = internal.lock_semaphore, internal.check_iter, internal.closed
   local async, semaphore, notify, channel = cf.async, cf.semaphore, cf.notify, cf.channel
-  local setmetatable, error, type, tostring = setmetatable, error, type, tostring
-  local floor, huge = math.floor, math.huge
-  local function is_integer(n) -- LuaJIT has no integer subtype
-    return type(n) == "number" and n == floor(n) and n > -huge and n < huge
-  end
+  local setmetatable, getmetatable, rawget, error, type, tostring = setmetatable, getmetatable, rawget,
+    error, type, tostring
+  local floor = math.floor
+  local MAX_COUNT = 2 ^ 53 -- counts and capacities: exact in every Lua number
+
+  local kinds = setmetatable({}, { __mode = "k" }) -- object -> its class
 
   local function class(name)
     local c = { __name = name }
@@ -15,9 +25,36 @@ return function(cf)
     return c
   end
 
-  local function check_self(self, mt, fname)
-    if getmetatable(self) ~= mt then
-      error(("%s: argument #1 must be a %s (call it with a colon)"):format(fname, mt.__name), 3)
+  local function new(c, obj)
+    kinds[obj] = c
+    return setmetatable(obj, c)
+  end
+
+  -- What v is, for messages: its metatable's __name, or its type.
+  local function what_is(v)
+    local mt = getmetatable(v)
+    local name = type(mt) == "table" and rawget(mt, "__name")
+    return type(name) == "string" and name or type(v)
+  end
+
+  local function check_open(fname, level)
+    if rt_closed() then error(fname .. ": the cfuture runtime is closed", level + 1) end
+  end
+
+  -- Raise (in the caller of the method) unless self is an object of class c.
+  local function check(self, c, fname)
+    if kinds[self] ~= c then
+      local got = getmetatable(self) == c and "table with the metatable of a " .. c.__name or what_is(self)
+      error(("%s: argument #1 must be a %s (got %s)"):format(fname, c.__name, got), 3)
+    end
+    check_open(fname, 3)
+  end
+
+  -- An integer count from lo to 2^53, as cfl_check_int_range words it.
+  local function check_count(v, lo, fname)
+    if type(v) ~= "number" or v ~= floor(v) or v < lo or v > MAX_COUNT then
+      error(("%s: argument #1 must be an integer from %d to 9007199254740992 (got %s)"):format(
+        fname, lo, type(v) == "number" and tostring(v) or type(v)), 3)
     end
   end
 
@@ -26,20 +63,22 @@ return function(cf)
 
   --- cf.mutex() -> mutex; m:lock() -> future of a guard (guard:unlock(), or <close>)
   function cf.mutex()
-    return setmetatable({ sem = semaphore(1) }, Mutex)
+    check_open("mutex", 2)
+    return new(Mutex, { sem = lock_semaphore(1) })
   end
 
   function Mutex:lock()
-    check_self(self, Mutex, "lock")
-    return self.sem:acquire(1, 1)
+    check(self, Mutex, "mutex:lock")
+    return self.sem:acquire(1)
   end
 
   function Mutex:try_lock()
-    check_self(self, Mutex, "try_lock")
-    return self.sem:try_acquire(1, 1)
+    check(self, Mutex, "mutex:try_lock")
+    return self.sem:try_acquire(1)
   end
 
   function Mutex:is_locked()
+    check(self, Mutex, "mutex:is_locked")
     return self.sem:available() == 0
   end
 
@@ -51,17 +90,18 @@ return function(cf)
 
   --- cf.rwlock() -> lock; :read() / :write() -> future of a guard
   function cf.rwlock()
-    return setmetatable({ sem = semaphore(MAX_READERS) }, RwLock)
+    check_open("rwlock", 2)
+    return new(RwLock, { sem = lock_semaphore(MAX_READERS) })
   end
 
   function RwLock:read()
-    check_self(self, RwLock, "read")
-    return self.sem:acquire(1, 2)
+    check(self, RwLock, "rwlock:read")
+    return self.sem:acquire(1)
   end
 
   function RwLock:write()
-    check_self(self, RwLock, "write")
-    return self.sem:acquire(MAX_READERS, 3)
+    check(self, RwLock, "rwlock:write")
+    return self.sem:acquire(MAX_READERS)
   end
 
   -- Oneshot --------------------------------------------------------------------
@@ -70,32 +110,39 @@ return function(cf)
   --- cf.oneshot() -> sender, receiver. sender:send(v) once; receiver:recv()
   -- is a future of v; it raises if the sender is collected without sending.
   function cf.oneshot()
+    check_open("oneshot", 2)
     local ch = channel(1)
-    local sender = setmetatable({ ch = ch, sent = false }, Sender)
-    return sender, setmetatable({ ch = ch }, Receiver)
+    local state = { sent = false, received = false }
+    return new(Sender, { ch = ch, state = state }), new(Receiver, { ch = ch, state = state })
   end
 
   function Sender:send(v)
-    check_self(self, Sender, "send")
-    if self.sent then error("send: a oneshot sends only once", 2) end
-    self.sent = true
+    check(self, Sender, "oneshot:send")
+    if self.state.sent then error("send: a oneshot sends only once", 2) end
+    self.state.sent = true
     self.ch:send(v)
     self.ch:close()
   end
 
+  -- A finaliser: a foreign self or a closed runtime makes it do nothing.
   function Sender:__gc()
-    if not self.sent then self.ch:close() end
+    if kinds[self] ~= Sender or rt_closed() then return end
+    if not self.state.sent then self.ch:close() end
   end
 
-  local recv_oneshot = async(function(ch)
-    local v, ok = ch:recv():await()
-    if not ok then error("recv: the oneshot sender was dropped without sending", 0) end
+  local recv_oneshot = async(function(rx)
+    local v, ok = rx.ch:recv():await()
+    if not ok then
+      if rx.state.received then error("recv: the oneshot value was already received", 0) end
+      error("recv: the oneshot sender was dropped without sending", 0)
+    end
+    rx.state.received = true
     return v
   end)
 
   function Receiver:recv()
-    check_self(self, Receiver, "recv")
-    return recv_oneshot(self.ch)
+    check(self, Receiver, "oneshot:recv")
+    return recv_oneshot(self)
   end
 
   -- Notify-based wait loop shared by watch, broadcast and barrier --------------
@@ -110,26 +157,31 @@ return function(cf)
   -- subscriber; w:get(); w:subscribe() -> receiver with :changed() (future of
   -- the newest value once it changed since this receiver last saw it) and :get().
   function cf.watch(initial)
-    return setmetatable({ value = initial, version = 0, n = notify(), closed = false }, Watch)
+    check_open("watch", 2)
+    return new(Watch, { value = initial, version = 0, n = notify(), closed = false })
   end
 
   function Watch:send(v)
-    check_self(self, Watch, "send")
+    check(self, Watch, "watch:send")
     if self.closed then error("send: the watch is closed", 2) end
     self.value, self.version = v, self.version + 1
     self.n:notify_all()
   end
 
-  function Watch:get() return self.value end
+  function Watch:get()
+    check(self, Watch, "watch:get")
+    return self.value
+  end
 
   function Watch:close()
+    check(self, Watch, "watch:close")
     self.closed = true
     self.n:notify_all()
   end
 
   function Watch:subscribe()
-    check_self(self, Watch, "subscribe")
-    return setmetatable({ w = self, seen = self.version }, WatchRx)
+    check(self, Watch, "watch:subscribe")
+    return new(WatchRx, { w = self, seen = self.version })
   end
 
   local function changed_or_closed(rx) return rx.w.version ~= rx.seen or rx.w.closed end
@@ -144,11 +196,12 @@ return function(cf)
 
   --- rx:changed() -> future of (value, true), or (nil, false) once closed
   function WatchRx:changed()
-    check_self(self, WatchRx, "changed")
+    check(self, WatchRx, "watch_receiver:changed")
     return changed(self)
   end
 
   function WatchRx:get()
+    check(self, WatchRx, "watch_receiver:get")
     self.seen = self.w.version
     return self.w.value
   end
@@ -160,15 +213,13 @@ return function(cf)
   -- subscriber; a subscriber more than `capacity` messages behind skips the
   -- oldest ones and its next recv reports how many it lost.
   function cf.broadcast(capacity)
-    if not is_integer(capacity) or capacity < 1 then
-      error(("broadcast: argument #1 must be a positive integer capacity (got %s)"):format(
-        tostring(capacity)), 2)
-    end
-    return setmetatable({ cap = capacity, buf = {}, next = 1, n = notify(), closed = false }, Broadcast)
+    check_open("broadcast", 2)
+    check_count(capacity, 1, "broadcast")
+    return new(Broadcast, { cap = capacity, buf = {}, next = 1, n = notify(), closed = false })
   end
 
   function Broadcast:send(v)
-    check_self(self, Broadcast, "send")
+    check(self, Broadcast, "broadcast:send")
     if self.closed then error("send: the broadcast is closed", 2) end
     local seq = self.next
     self.buf[seq % self.cap] = { v }
@@ -177,13 +228,14 @@ return function(cf)
   end
 
   function Broadcast:close()
+    check(self, Broadcast, "broadcast:close")
     self.closed = true
     self.n:notify_all()
   end
 
   function Broadcast:subscribe()
-    check_self(self, Broadcast, "subscribe")
-    return setmetatable({ b = self, pos = self.next }, BroadcastRx)
+    check(self, Broadcast, "broadcast:subscribe")
+    return new(BroadcastRx, { b = self, pos = self.next })
   end
 
   local function has_news(rx) return rx.pos < rx.b.next or rx.b.closed end
@@ -205,7 +257,7 @@ return function(cf)
 
   --- rx:recv() -> future of (value, true) | (nil, "lagged", n) | (nil, "closed")
   function BroadcastRx:recv()
-    check_self(self, BroadcastRx, "recv")
+    check(self, BroadcastRx, "broadcast_receiver:recv")
     return brecv(self)
   end
 
@@ -216,10 +268,9 @@ return function(cf)
   -- n-th arrives; it returns true in exactly one of them (the leader). A
   -- wait cancelled before the barrier opened is withdrawn.
   function cf.barrier(n)
-    if not is_integer(n) or n < 1 then
-      error(("barrier: argument #1 must be a positive integer (got %s)"):format(tostring(n)), 2)
-    end
-    return setmetatable({ size = n, count = 0, gen = 0, n = notify() }, Barrier)
+    check_open("barrier", 2)
+    check_count(n, 1, "barrier")
+    return new(Barrier, { size = n, count = 0, gen = 0, n = notify() })
   end
 
   local function opened(b, gen) return b.gen ~= gen end
@@ -240,7 +291,7 @@ return function(cf)
   end)
 
   function Barrier:wait()
-    check_self(self, Barrier, "wait")
+    check(self, Barrier, "barrier:wait")
     return bwait(self)
   end
 
@@ -249,6 +300,8 @@ return function(cf)
   --- for i, v in ch:iter() do ... end — inside a task: receive until the
   -- channel is closed and drained (i counts messages, so nil messages work)
   chan_mt.__index.iter = function(ch)
+    check_open("iter", 2)
+    check_iter(ch) -- raises "iter: argument #1 must be a channel (got ...)"
     local i = 0
     return function()
       local v, ok = ch:recv():await()

@@ -15,14 +15,44 @@
  *   an acquire cancelled after its permits were assigned gives them back.
  * - Notify: notify_one promises one waiter (or stores one permit when none
  *   waits); notify_all wakes the current waiters through a generation count.
- * - A channel's messages are a ring in the stack slots of a private Lua
- *   thread (its uservalue): a send or receive copies one slot, with no
- *   table lookups. A waiting send keeps its value in its uservalue table,
- *   found again through cfl_push_self.
+ * - A channel's messages are a ring in the array part of a table that sits
+ *   in stack slot 1 of a private Lua thread (the channel's uservalue), so
+ *   C code that holds only the channel reaches it: a send or receive is one
+ *   array store or load, never a hash lookup. The ring grows by doubling
+ *   (never beyond the capacity) into a new table allocated on the calling
+ *   thread, so running out of memory raises there as a normal Lua error.
+ *   (A ring in the thread's own stack slots stops growing where
+ *   lua_checkstack refuses: at 524,288 messages on 5.4, LUAI_MAXSTACK, and
+ *   at 4,096 on LuaJIT, LUAI_MAXCSTACK.) A waiting send keeps its
+ *   value in its uservalue table, found again through cfl_push_self.
+ * - Counts are range-checked where they enter: a channel holds at most
+ *   MAX_QUEUED messages, a semaphore at most MAX_PERMITS permits in all
+ *   (free and handed out), so no sum can wrap.
  */
+#include <stdio.h>
+
 #include "cfl.h"
 
 static const char NIL_MARK = 'n'; /* stands for a nil message in a buffer */
+
+/* What the value at idx is, for messages: its metatable's __name, or its
+ * type (the metatable keeps the name alive). */
+static const char *what_is(lua_State *L, int idx) {
+  const char *kind = luaL_typename(L, idx);
+  if (luaL_getmetafield(L, idx, "__name")) {
+    if (lua_type(L, -1) == LUA_TSTRING) kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return kind;
+}
+
+/* The runtime, as cfl_rt, but the message names fname (cfl_rt finds no
+ * name for a function called by pcall). */
+static cf_runtime *rt_open(lua_State *L, const char *fname) {
+  cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  if (rt->closed) luaL_error(L, "%s: the cfuture runtime is closed", fname);
+  return rt;
+}
 
 /* ---- channels ------------------------------------------------------------ */
 
@@ -40,7 +70,12 @@ typedef struct cfl_chan {
 } cfl_chan;
 
 #define COUNT(ch) ((ch)->count)
-#define MAX_QUEUED 500000 /* a Lua stack holds at most LUAI_MAXSTACK slots */
+/* Most messages a channel holds (the largest capacity, and the bound of an
+ * unbounded channel): 2^27, well below the array limits of 5.4 (2^31) and
+ * LuaJIT (2^28), and 2 GiB of slots on 5.4. */
+#define MAX_QUEUED ((lua_Integer)1 << 27)
+#define RING_MIN 8
+#define RING_KEEP 4096 /* an emptied ring bigger than this is let go */
 
 extern const cfl_class cfl_chan_class;
 
@@ -58,32 +93,42 @@ static lua_Integer send_room(cfl_chan *ch, cf_waiter *w) {
   return ch->cap - COUNT(ch) - ch->room_held - (lua_Integer)ch->sendq.notified + mine;
 }
 
-/* Double the ring, unwrapping it so the messages stay in order. */
-static int buffer_grow(cfl_chan *ch) {
+/* Move the messages into a ring twice the size (at most the capacity), in
+ * order from slot 1. The new table is made on L, the running thread: an
+ * allocation error raises there (never on the ring's thread). */
+static void buffer_grow(lua_State *L, cfl_chan *ch) {
   lua_State *b = ch->buf;
-  lua_Integer size = ch->size, nsize = size ? size * 2 : 8;
-  if (!lua_checkstack(b, (int)(nsize - size) + 2)) return 0;
-  for (lua_Integer i = size; i < nsize; i++)
-    lua_pushnil(b);
-  lua_Integer wrapped = ch->head + ch->count - size;
-  for (lua_Integer i = 1; i <= wrapped; i++) {
-    lua_copy(b, (int)i, (int)(size + i));
-    lua_pushnil(b);
-    lua_replace(b, (int)i);
+  lua_Integer size = ch->size, limit = ch->cap ? ch->cap : MAX_QUEUED;
+  lua_Integer nsize = size ? size * 2 : RING_MIN;
+  if (nsize > limit) nsize = limit;
+  luaL_checkstack(L, 3, NULL);
+  lua_createtable(L, (int)nsize, 0);
+  if (size) {
+    lua_pushvalue(b, 1);
+    lua_xmove(b, L, 1);
+    for (lua_Integer i = 0; i < ch->count; i++) {
+      lua_rawgeti(L, -1, (ch->head + i) % size + 1);
+      lua_rawseti(L, -3, i + 1);
+    }
+    lua_pop(L, 1);
   }
+  lua_settop(b, 0);
+  lua_xmove(L, b, 1);
+  ch->head = 0;
   ch->size = nsize;
-  return 1;
 }
 
 /* Append the value on L's top (popped) to the buffer. */
 static void buffer_push(lua_State *L, cfl_chan *ch) {
-  if (ch->count == ch->size && !buffer_grow(ch)) luaL_error(L, "send: out of memory");
+  if (ch->count == ch->size) buffer_grow(L, ch);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_pushlightuserdata(L, (void *)&NIL_MARK);
   }
+  lua_Integer slot = ch->head + ch->count; /* both < size */
+  if (slot >= ch->size) slot -= ch->size;
   lua_xmove(L, ch->buf, 1);
-  lua_replace(ch->buf, (int)((ch->head + ch->count) % ch->size + 1));
+  lua_rawseti(ch->buf, 1, slot + 1);
   ch->count++;
   cf_waitlist_notify_one(&ch->recvq); /* promise it to a waiting receiver */
 }
@@ -91,16 +136,16 @@ static void buffer_push(lua_State *L, cfl_chan *ch) {
 /* Push the oldest message onto L and remove it from the buffer. */
 static void buffer_pop(lua_State *L, cfl_chan *ch) {
   lua_State *b = ch->buf;
-  int slot = (int)ch->head + 1;
+  lua_Integer slot = ch->head + 1;
   luaL_checkstack(L, 2, NULL);
-  lua_pushvalue(b, slot);
+  lua_rawgeti(b, 1, slot);
   lua_xmove(b, L, 1);
   lua_pushnil(b);
-  lua_replace(b, slot);
-  ch->head = (ch->head + 1) % ch->size;
+  lua_rawseti(b, 1, slot);
+  ch->head = slot == ch->size ? 0 : slot;
   if (--ch->count == 0) {
     ch->head = 0;
-    if (ch->size > 4096) { /* a burst grew the ring: let the slots go */
+    if (ch->size > RING_KEEP) { /* a burst grew the ring: let it go */
       lua_settop(b, 0);
       ch->size = 0;
     }
@@ -206,8 +251,9 @@ static const cfl_class recv_op_class = {
 
 static cfl_future *own_recv(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  recv_op *op = (recv_op *)cfl_new_future(L, cfl_rt(L), &recv_op_class, sizeof(recv_op));
-  op->ch = lua_touserdata(L, idx);
+  cfl_chan *ch = lua_touserdata(L, idx); /* the caller checked it is one */
+  recv_op *op = (recv_op *)cfl_new_future(L, ch->hdr.rt, &recv_op_class, sizeof(recv_op));
+  op->ch = ch;
   lua_pushvalue(L, idx);
   cfl_setuservalue(L, -2);
   lua_replace(L, idx);
@@ -307,26 +353,24 @@ static int done_take(lua_State *L, cfl_future *f) {
 static const cfl_class done_class = {
     {done_poll, done_drop}, "sent", done_take, NULL, NULL, 1, 0, NULL, NULL, NULL};
 
+/* The channel at index 1. */
 static cfl_chan *check_chan(lua_State *L, const char *fname) {
-  cfl_future *f = cfl_tofuture(L, 1);
+  cf_runtime *rt = rt_open(L, fname);
+  cfl_future *f = cfl_tofuture_p(L, 1, rt, lua_touserdata(L, 1));
   if (!is_chan(f))
     luaL_error(L, "%s: argument #1 must be a channel (got %s)", fname,
-               f ? cfl_class_of(f)->name : luaL_typename(L, 1));
+               f ? cfl_class_of(f)->name : what_is(L, 1));
   return (cfl_chan *)f;
 }
 
-/* cf.channel([capacity]) -> channel; no capacity: unbounded */
+/* cf.channel([capacity]) -> channel; no capacity: unbounded. The ring
+ * starts empty and grows with the messages, whatever the capacity. */
 static int l_channel(lua_State *L) {
+  cf_runtime *rt = rt_open(L, "channel");
   lua_Integer cap = 0;
-  if (!lua_isnoneornil(L, 1)) {
-    int isint;
-    cap = lua_tointegerx(L, 1, &isint);
-    if (!isint || cap < 1)
-      return luaL_error(L,
-                        "channel: argument #1 must be a positive integer capacity or nil (got %s)",
-                        luaL_tolstring(L, 1, NULL));
-  }
-  cfl_chan *ch = (cfl_chan *)cfl_new_future(L, cfl_rt(L), &cfl_chan_class, sizeof(cfl_chan));
+  if (!lua_isnoneornil(L, 1))
+    cap = cfl_check_int_range(L, 1, "channel", "argument #1", 1, MAX_QUEUED);
+  cfl_chan *ch = (cfl_chan *)cfl_new_future(L, rt, &cfl_chan_class, sizeof(cfl_chan));
   ch->cap = cap;
   cf_waitlist_init(&ch->recvq);
   cf_waitlist_init(&ch->sendq);
@@ -363,12 +407,12 @@ static int c_send(lua_State *L) {
   if (ch->closed) return luaL_error(L, "send: the channel is closed");
   if (send_room(ch, NULL) > 0) {
     buffer_push(L, ch);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cfl_rt(L)->sent);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->hdr.rt->sent);
     return 1;
   }
   if (ch->cap == 0)
-    return luaL_error(L, "send: the unbounded channel already holds %d messages", MAX_QUEUED);
-  send_op *op = (send_op *)cfl_new_future(L, cfl_rt(L), &send_op_class, sizeof(send_op));
+    return luaL_error(L, "send: the unbounded channel already holds %d messages", (int)MAX_QUEUED);
+  send_op *op = (send_op *)cfl_new_future(L, ch->hdr.rt, &send_op_class, sizeof(send_op));
   op->ch = ch;
   cf_waiter_init(&op->waiter);
   lua_createtable(L, 2, 0);
@@ -427,9 +471,18 @@ static int c_is_closed(lua_State *L) {
 
 /* ---- semaphores --------------------------------------------------------- */
 
+/* Most permits a semaphore has in all, free and handed out (tokio has
+ * MAX_PERMITS): 2^53, exact as a LuaJIT number. Releases only move permits
+ * back, so no count can wrap. */
+#define MAX_PERMITS ((lua_Integer)1 << 53)
+#define SEM_MT "cfuture.Semaphore"
+#define PERMIT_MT "cfuture.Permit"
+
 typedef struct cfl_sem {
-  lua_Integer permits;
-  cf_link queue; /* acquire ops in arrival order */
+  lua_Integer permits; /* free */
+  lua_Integer total;   /* free and handed out: the initial count plus add_permits */
+  cf_link queue;       /* acquire ops in arrival order */
+  uint8_t lock;        /* a mutex's or rwlock's: its permits are guards */
 } cfl_sem;
 
 typedef struct acq_op {
@@ -438,7 +491,7 @@ typedef struct acq_op {
   lua_Integer n;
   cf_link link;
   cf_waker waker;
-  uint8_t assigned, kind;
+  uint8_t assigned;
 } acq_op;
 
 /* Hand permits to the waiters at the head of the queue, in order. */
@@ -454,7 +507,7 @@ static void sem_assign(cfl_sem *s) {
 }
 
 static void sem_release(cfl_sem *s, lua_Integer n) {
-  s->permits += n;
+  s->permits += n; /* at most total: every permit handed out came from it */
   sem_assign(s);
 }
 
@@ -493,14 +546,23 @@ static void acq_drop(cf_future *base) {
   if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
 }
 
-/* Permit objects: what an acquire gives; releasing returns the permits. */
+/* Permit objects: what an acquire gives; releasing returns the permits. A
+ * lock semaphore's permits are guards: the same object, "unlock" in its
+ * messages. */
 typedef struct cfl_permit {
   cfl_sem *sem; /* kept alive by the uservalue */
   lua_Integer n;
-  uint8_t kind; /* 0 permit, 1 mutex guard, 2 read guard, 3 write guard */
+  uint8_t released; /* released in full: another release raises */
 } cfl_permit;
 
-static const char *const permit_verb[] = {"release", "unlock", "unlock", "unlock"};
+/* Push a permit of n of s's permits (the caller sets its uservalue to s). */
+static void push_permit(lua_State *L, cfl_sem *s, lua_Integer n) {
+  cfl_permit *p = lua_newuserdatauv(L, sizeof *p, 1);
+  p->sem = s;
+  p->n = n;
+  p->released = 0;
+  luaL_setmetatable(L, PERMIT_MT);
+}
 
 static int acq_take(lua_State *L, cfl_future *f) {
   acq_op *op = (acq_op *)f;
@@ -510,11 +572,8 @@ static int acq_take(lua_State *L, cfl_future *f) {
     return -1;
   }
   op->assigned = 0;
-  cfl_permit *p = lua_newuserdatauv(L, sizeof *p, 1);
-  p->sem = op->sem;
-  p->n = op->n;
-  p->kind = op->kind;
-  luaL_setmetatable(L, "cfuture.Permit");
+  luaL_checkstack(L, 3, NULL);
+  push_permit(L, op->sem, op->n);
   cfl_push_self(L, op);
   cfl_getuservalue(L, -1);
   lua_remove(L, -2);
@@ -524,50 +583,57 @@ static int acq_take(lua_State *L, cfl_future *f) {
 
 static void acq_describe(lua_State *L, cfl_future *f) {
   acq_op *op = (acq_op *)f;
-  lua_pushfstring(L, "%s (%d permit(s), %d free)", op->kind ? "lock" : "acquire", (int)op->n,
-                  (int)op->sem->permits);
+  char buf[96];
+  snprintf(buf, sizeof buf, "%s (%lld permit(s), %lld free)", op->sem->lock ? "lock" : "acquire",
+           (long long)op->n, (long long)op->sem->permits);
+  lua_pushstring(L, buf);
 }
 
 static const cfl_class acq_class = {
     {acq_poll, acq_drop}, "acquire", acq_take, acq_describe, NULL, 0, 1, NULL, NULL, NULL};
 
 static cfl_sem *check_sem(lua_State *L, const char *fname) {
-  cfl_sem *s = luaL_testudata(L, 1, "cfuture.Semaphore");
-  if (!s) luaL_error(L, "%s: argument #1 must be a semaphore (got %s)", fname, luaL_typename(L, 1));
+  rt_open(L, fname);
+  cfl_sem *s = luaL_testudata(L, 1, SEM_MT);
+  if (!s) luaL_error(L, "%s: argument #1 must be a semaphore (got %s)", fname, what_is(L, 1));
   return s;
 }
 
+/* A count of permits: an integer from 0 to MAX_PERMITS, dflt when absent. */
 static lua_Integer check_count(lua_State *L, int idx, const char *fname, lua_Integer dflt) {
-  if (lua_isnoneornil(L, idx)) return dflt;
+  if (dflt >= 0 && lua_isnoneornil(L, idx)) return dflt;
   int isint;
   lua_Integer n = lua_tointegerx(L, idx, &isint);
-  if (!isint || n < 0)
-    luaL_error(L, "%s: argument #%d must be a non-negative integer (got %s)", fname, idx,
-               luaL_tolstring(L, idx, NULL));
-  return n;
+  if (isint && n >= 0 && n <= MAX_PERMITS) return n; /* no message to build */
+  char what[16];
+  snprintf(what, sizeof what, "argument #%d", idx);
+  return cfl_check_int_range(L, idx, fname, what, 0, MAX_PERMITS);
 }
 
-/* cf.semaphore(permits) -> semaphore */
-static int l_semaphore(lua_State *L) {
-  lua_Integer n = check_count(L, 1, "semaphore", -1);
-  if (n < 0)
-    return luaL_error(L, "semaphore: argument #1 must be a non-negative integer (got no value)");
+static int new_semaphore(lua_State *L, const char *fname, int lock) {
+  rt_open(L, fname);
+  lua_Integer n = check_count(L, 1, fname, -1);
   cfl_sem *s = lua_newuserdatauv(L, sizeof *s, 0);
-  s->permits = n;
+  s->permits = s->total = n;
+  s->lock = (uint8_t)lock;
   cf__list_init(&s->queue);
-  luaL_setmetatable(L, "cfuture.Semaphore");
+  luaL_setmetatable(L, SEM_MT);
   return 1;
 }
 
+/* cf.semaphore(permits) -> semaphore */
+static int l_semaphore(lua_State *L) { return new_semaphore(L, "semaphore", 0); }
+
+/* The semaphore under a mutex or rwlock (sync.lua only): guards. */
+static int l_lock_semaphore(lua_State *L) { return new_semaphore(L, "lock_semaphore", 1); }
+
 /* sem:acquire([n = 1]) -> future of a permit (release it, or let <close> do) */
 static int s_acquire(lua_State *L) {
-  check_sem(L, "acquire");
+  cfl_sem *s = check_sem(L, "acquire");
   lua_Integer n = check_count(L, 2, "acquire", 1);
-  int kind = (int)luaL_optinteger(L, 3, 0);
   acq_op *op = (acq_op *)cfl_new_future(L, cfl_rt(L), &acq_class, sizeof(acq_op));
-  op->sem = lua_touserdata(L, 1);
+  op->sem = s;
   op->n = n;
-  op->kind = (uint8_t)kind;
   op->link.next = op->link.prev = NULL;
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
@@ -579,22 +645,31 @@ static int s_acquire(lua_State *L) {
 static int s_try_acquire(lua_State *L) {
   cfl_sem *s = check_sem(L, "try_acquire");
   lua_Integer n = check_count(L, 2, "try_acquire", 1);
-  int kind = (int)luaL_optinteger(L, 3, 0);
   if (!cf__list_empty(&s->queue) || s->permits < n) return 0;
   s->permits -= n;
-  cfl_permit *p = lua_newuserdatauv(L, sizeof *p, 1);
-  p->sem = s;
-  p->n = n;
-  p->kind = (uint8_t)kind;
-  luaL_setmetatable(L, "cfuture.Permit");
+  push_permit(L, s, n);
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
   return 1;
 }
 
-/* sem:add_permits(n) */
+/* sem:add_permits([n = 1]) */
 static int s_add_permits(lua_State *L) {
-  sem_release(check_sem(L, "add_permits"), check_count(L, 2, "add_permits", 1));
+  cfl_sem *s = check_sem(L, "add_permits");
+  lua_Integer n = check_count(L, 2, "add_permits", 1);
+  if (s->lock)
+    return luaL_error(L, "add_permits: argument #1 is the semaphore of a mutex or rwlock, "
+                         "which takes no permits");
+  if (n > MAX_PERMITS - s->total) {
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "add_permits: cannot add %lld permit(s): the semaphore has %lld (free and held) "
+             "and may have at most %lld",
+             (long long)n, (long long)s->total, (long long)MAX_PERMITS);
+    return luaL_error(L, "%s", msg);
+  }
+  s->total += n;
+  sem_release(s, n);
   return 0;
 }
 
@@ -603,30 +678,54 @@ static int s_available(lua_State *L) {
   return 1;
 }
 
-/* permit:release([n = all]) — also unlock for guards, and <close> */
-static int p_release(lua_State *L) {
-  cfl_permit *p = luaL_checkudata(L, 1, "cfuture.Permit");
-  const char *verb = permit_verb[p->kind];
-  if (p->n == 0) {
-    if (lua_toboolean(L, lua_upvalueindex(1))) return 0; /* __close / __gc */
-    return luaL_error(L, "%s: the %s was already %s", verb, p->kind ? "guard" : "permit",
-                      p->kind ? "unlocked" : "released");
+static cfl_permit *check_permit(lua_State *L, const char *fname) {
+  rt_open(L, fname);
+  cfl_permit *p = luaL_testudata(L, 1, PERMIT_MT);
+  if (!p) luaL_error(L, "%s: argument #1 must be a permit (got %s)", fname, what_is(L, 1));
+  return p;
+}
+
+/* Give back k of p's permits (all when k < 0). */
+static void permit_release(cfl_permit *p, lua_Integer k) {
+  if (k < 0) k = p->n;
+  p->n -= k;
+  if (p->n == 0) p->released = 1;
+  sem_release(p->sem, k);
+}
+
+/* permit:release([k = all]), guard:unlock() */
+static int permit_method(lua_State *L, const char *fname) {
+  cfl_permit *p = check_permit(L, fname);
+  const char *verb = p->sem->lock ? "unlock" : "release";
+  if (p->released)
+    return luaL_error(L, "%s: the %s was already %s", verb, p->sem->lock ? "guard" : "permit",
+                      p->sem->lock ? "unlocked" : "released");
+  lua_Integer k = check_count(L, 2, verb, p->n);
+  if (k > p->n) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: cannot release %lld permit(s): only %lld held", verb,
+             (long long)k, (long long)p->n);
+    return luaL_error(L, "%s", msg);
   }
-  lua_Integer n = p->n;
-  if (!lua_isnoneornil(L, 2) && !lua_toboolean(L, lua_upvalueindex(1))) {
-    n = check_count(L, 2, verb, p->n);
-    if (n > p->n)
-      return luaL_error(L, "%s: cannot release %d permit(s): only %d held", verb, (int)n,
-                        (int)p->n);
-  }
-  p->n -= n;
-  sem_release(p->sem, n);
+  permit_release(p, k);
   return 0;
 }
 
+static int p_release(lua_State *L) { return permit_method(L, "release"); }
+static int p_unlock(lua_State *L) { return permit_method(L, "unlock"); }
+
 static int p_count(lua_State *L) {
-  lua_pushinteger(L, ((cfl_permit *)luaL_checkudata(L, 1, "cfuture.Permit"))->n);
+  lua_pushinteger(L, check_permit(L, "count")->n);
   return 1;
+}
+
+/* __close and __gc give back what is left, quietly; a foreign value or a
+ * closed runtime (nothing waits any more) makes them do nothing. */
+static int p_finish(lua_State *L) {
+  cf_runtime *rt = lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  cfl_permit *p = luaL_testudata(L, 1, PERMIT_MT);
+  if (p && !rt->closed && !p->released) permit_release(p, -1);
+  return 0;
 }
 
 /* ---- notify --------------------------------------------------------------- */
@@ -697,12 +796,14 @@ static const cfl_class wait_class = {
     {wait_poll, wait_drop}, "notify wait", wait_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
 
 static cfl_notify *check_notify(lua_State *L, const char *fname) {
+  rt_open(L, fname);
   cfl_notify *n = luaL_testudata(L, 1, "cfuture.Notify");
-  if (!n) luaL_error(L, "%s: argument #1 must be a notify (got %s)", fname, luaL_typename(L, 1));
+  if (!n) luaL_error(L, "%s: argument #1 must be a notify (got %s)", fname, what_is(L, 1));
   return n;
 }
 
 static int l_notify(lua_State *L) {
+  rt_open(L, "notify");
   cfl_notify *n = lua_newuserdatauv(L, sizeof *n, 0);
   cf_waitlist_init(&n->q);
   n->gen = 0;
@@ -737,10 +838,31 @@ static int n_notify_all(lua_State *L) {
   return 1;
 }
 
+/* ---- what sync.lua builds on ------------------------------------------------ */
+
+/* _sync.closed() -> has the runtime closed? (Lua-side methods check it) */
+static int l_closed(lua_State *L) {
+  cf_runtime *rt = lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  lua_pushboolean(L, rt->closed);
+  return 1;
+}
+
+/* _sync.check_iter(ch): raise unless ch is a channel (ch:iter()) */
+static int l_check_iter(lua_State *L) {
+  check_chan(L, "iter");
+  return 0;
+}
+
 /* ---- registration ----------------------------------------------------------- */
 
 static const luaL_Reg funcs[] = {
     {"channel", l_channel}, {"semaphore", l_semaphore}, {"notify", l_notify}, {NULL, NULL}};
+
+/* cf._sync: taken (and removed from the module) by lua/cfuture/sync.lua */
+static const luaL_Reg internal_funcs[] = {{"lock_semaphore", l_lock_semaphore},
+                                          {"check_iter", l_check_iter},
+                                          {"closed", l_closed},
+                                          {NULL, NULL}};
 
 static const luaL_Reg chan_methods[] = {
     {"recv", c_recv},         {"try_recv", c_try_recv},   {"send", c_send},
@@ -756,31 +878,41 @@ static const luaL_Reg sem_methods[] = {{"acquire", s_acquire},
 static const luaL_Reg notify_methods[] = {
     {"wait", n_wait}, {"notify_one", n_notify_one}, {"notify_all", n_notify_all}, {NULL, NULL}};
 
+static const luaL_Reg permit_methods[] = {
+    {"release", p_release}, {"unlock", p_unlock}, {"count", p_count}, {NULL, NULL}};
+
+/* <close> and __gc give back what is left */
+static const luaL_Reg permit_meta[] = {{"__close", p_finish}, {"__gc", p_finish}, {NULL, NULL}};
+
+/* __name for messages (5.1's luaL_newmetatable sets none) */
+static void set_name(lua_State *L, const char *name) {
+  luaL_getmetatable(L, name);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
 void cfl_open_sync(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, internal_funcs);
+  lua_setfield(L, -2, "_sync");
   /* channel methods live on the shared future metatable */
   cfl_add_methods(L, rt, chan_methods);
-  cfl_new_class(L, rt, "cfuture.Semaphore", sem_methods, NULL, NULL, NULL);
+  cfl_new_class(L, rt, SEM_MT, sem_methods, NULL, NULL, NULL);
   cfl_new_class(L, rt, "cfuture.Notify", notify_methods, NULL, NULL, NULL);
   lua_pop(L, 2);
+  set_name(L, SEM_MT);
+  set_name(L, "cfuture.Notify");
   /* permits: release / unlock, <close> and __gc release what is left */
-  luaL_newmetatable(L, "cfuture.Permit");
+  luaL_newmetatable(L, PERMIT_MT);
+  cfl_setfuncs(L, rt, permit_meta);
   lua_newtable(L);
-  lua_pushboolean(L, 0);
-  lua_pushcclosure(L, p_release, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "release");
-  lua_setfield(L, -2, "unlock");
-  lua_pushcfunction(L, p_count);
-  lua_setfield(L, -2, "count");
+  cfl_setfuncs(L, rt, permit_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushboolean(L, 1);
-  lua_pushcclosure(L, p_release, 1);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__close");
-  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
+  set_name(L, PERMIT_MT);
   /* the shared "already sent" future */
   cfl_new_future(L, rt, &done_class, sizeof(cfl_future));
   rt->sent = luaL_ref(L, LUA_REGISTRYINDEX);
