@@ -608,7 +608,7 @@ function test.run(f_or_fn, ...) end
 
 -- Synchronisation -------------------------------------------------------------
 
----@param capacity? integer unbounded when absent
+---@param capacity? integer 1..2^27; unbounded (up to 2^27 messages) when absent
 ---@return cfuture.Channel
 function cf.channel(capacity) end
 

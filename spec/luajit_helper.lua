@@ -8,8 +8,7 @@
 --   <close> kill guard; examples/shutdown.lua), sync (permit and guard
 --   release through <close>: 5), sync_stress;
 -- - the collector: sync's dropped oneshot sender (LuaJIT's stack slot keeps
---   it reachable) and the 500,000-message unbounded channel ("out of
---   memory" on LuaJIT's heap).
+--   it reachable).
 if not jit then return end
 
 table.unpack = table.unpack or unpack
