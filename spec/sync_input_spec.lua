@@ -226,10 +226,7 @@ describe("Lua-side methods with a wrong self", function()
 end)
 
 describe("after the runtime closed", function()
-  -- #lua54: on LuaJIT, lua_close unloads the C module (its package handle is
-  -- finalised first) before a finaliser set before require "cfuture" runs,
-  -- so any call into the module from there crashes, whatever it is.
-  it("every entry point raises naming itself, and finalisers do nothing #lua54", function()
+  it("every entry point raises naming itself, and finalisers do nothing", function()
     -- a finaliser set before require "cfuture" runs after the runtime's own
     local out, code, _, err = support.run_lua([[
       local objs, lines = {}, {}
