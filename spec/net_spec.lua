@@ -336,9 +336,9 @@ describe("cf.net TCP", function()
     assert.has_error(function() net.connect(nil, 80) end,
       "net.connect: argument #1 must be a host name or address string (got nil)")
     assert.has_error(function() net.connect("localhost", 70000) end,
-      "net.connect: argument #2 must be a port number 0-65535 (got 70000)")
+      "net.connect: argument #2 (port) must be an integer from 0 to 65535 (got 70000)")
     assert.has_error(function() net.listen("127.0.0.1", "x") end,
-      "net.listen: argument #2 must be a port number 0-65535 (got x)")
+      "net.listen: argument #2 (port) must be an integer from 0 to 65535 (got string)")
     assert.are.same({ nil, "net.listen: 'example.com' is not a numeric IPv4 or IPv6 address", "EINVAL" },
       { net.listen("example.com", 0) })
   end)

@@ -5,7 +5,9 @@
  * nil, message, code. Connected and accepted sockets are streams (see
  * stream.c) with a few TCP methods added. listen and udp bind at the call.
  */
+#include <limits.h>
 #include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,17 +20,19 @@
 /* ---- addresses ------------------------------------------------------------------- */
 
 static int check_port(lua_State *L, int idx, const char *fname) {
-  if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0 || lua_tointeger(L, idx) > 65535)
-    luaL_error(L, "%s: argument #%d must be a port number 0-65535 (got %s)", fname, idx,
-               luaL_tolstring(L, idx, NULL));
-  return (int)lua_tointeger(L, idx);
+  char what[32];
+  snprintf(what, sizeof what, "argument #%d (port)", idx);
+  return (int)cfl_check_int_range(L, idx, fname, what, 0, 65535);
 }
 
+/* A host string; an embedded NUL would cut it short in the C calls. */
 static const char *check_host(lua_State *L, int idx, const char *fname) {
   if (lua_type(L, idx) != LUA_TSTRING)
     luaL_error(L, "%s: argument #%d must be a host name or address string (got %s)", fname, idx,
                luaL_typename(L, idx));
-  return lua_tostring(L, idx);
+  char what[32];
+  snprintf(what, sizeof what, "argument #%d (host)", idx);
+  return cfl_check_cstring(L, idx, fname, what, NULL);
 }
 
 /* A numeric address ("127.0.0.1", "::1"; "localhost"; "*" or "" for any). */
@@ -145,9 +149,10 @@ static const cfl_class connect_class = {{connect_poll, connect_drop},
 
 /* cf.net.connect(host, port) -> future of a stream */
 static int l_connect(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   const char *host = check_host(L, 1, "net.connect");
   int port = check_port(L, 2, "net.connect");
-  cfl_connect *f = (cfl_connect *)cfl_new_future(L, cfl_rt(L), &connect_class, sizeof *f);
+  cfl_connect *f = (cfl_connect *)cfl_new_future(L, rt, &connect_class, sizeof *f);
   f->c = calloc(1, sizeof *f->c);
   lua_pushfstring(L, "%s:%d", host, port);
   f->what = strdup(lua_tostring(L, -1));
@@ -256,11 +261,21 @@ static const cfl_class lookup_class = {{lookup_poll, lookup_drop},
 
 /* cf.net.lookup(name [, family]) -> future of a list of addresses ("inet", "inet6") */
 static int l_lookup(lua_State *L) {
-  static const char *const fams[] = {"any", "inet", "inet6", NULL};
+  static const char *const fams[] = {"any", "inet", "inet6"};
   static const int famv[] = {AF_UNSPEC, AF_INET, AF_INET6};
+  cf_runtime *rt = cfl_rt(L);
   const char *host = check_host(L, 1, "net.lookup");
-  int fam = luaL_checkoption(L, 2, "any", fams);
-  cfl_lookup *f = (cfl_lookup *)cfl_new_future(L, cfl_rt(L), &lookup_class, sizeof *f);
+  int fam = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    for (fam = 0; name && fam < 3 && strcmp(name, fams[fam]) != 0; fam++) {
+    }
+    if (!name || fam == 3)
+      return luaL_error(L,
+                        "net.lookup: argument #2 must be \"any\", \"inet\" or \"inet6\" (got %s)",
+                        name ? name : luaL_typename(L, 2));
+  }
+  cfl_lookup *f = (cfl_lookup *)cfl_new_future(L, rt, &lookup_class, sizeof *f);
   f->l = calloc(1, sizeof *f->l);
   f->host = strdup(host);
   f->family = famv[fam];
@@ -302,6 +317,7 @@ static const cfl_job_kind reverse_kind = {"reverse lookup", reverse_push, NULL, 
 
 /* cf.net.reverse(address) -> future of a host name */
 static int l_reverse(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   const char *host = check_host(L, 1, "net.reverse");
   reverse_job *j = calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "net.reverse: out of memory");
@@ -311,7 +327,7 @@ static int l_reverse(lua_State *L) {
   }
   cfu_job_init(&j->job, &reverse_vt);
   strncpy(j->what, host, sizeof j->what - 1);
-  cfl_new_job(L, cfl_rt(L), &reverse_kind, &j->job);
+  cfl_new_job(L, rt, &reverse_kind, &j->job);
   return 1;
 }
 
@@ -321,11 +337,21 @@ typedef struct cfl_listener {
   cfu_listener *l;
 } cfl_listener;
 
-static cfu_listener *check_listener(lua_State *L, const char *fname) {
-  cfl_listener *o = luaL_testudata(L, 1, LISTENER_MT);
+/* The listener object at idx, or NULL: by metatable identity. */
+static cfl_listener *to_listener(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, LISTENER_MT);
+}
+
+static cfl_listener *check_listener_obj(lua_State *L, const char *fname) {
+  cfl_listener *o = to_listener(L, 1);
   if (!o)
     luaL_error(L, "%s: argument #1 must be a listener (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
+  return o;
+}
+
+static cfu_listener *check_listener(lua_State *L, const char *fname) {
+  cfl_listener *o = check_listener_obj(L, fname);
   if (!o->l || o->l->base.closing) luaL_error(L, "%s: the listener is closed", fname);
   return o->l;
 }
@@ -338,7 +364,8 @@ static int l_listen(lua_State *L) {
   int backlog = 511, flags = 0;
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "backlog");
-    if (!lua_isnil(L, -1)) backlog = (int)luaL_checkinteger(L, -1);
+    if (!lua_isnil(L, -1))
+      backlog = (int)cfl_check_int_range(L, -1, "net.listen", "option backlog", 0, INT_MAX);
     lua_getfield(L, 3, "ipv6only");
     if (lua_toboolean(L, -1)) flags |= UV_TCP_IPV6ONLY;
     lua_pop(L, 2);
@@ -372,7 +399,18 @@ typedef struct cfl_accept {
   cfu_listener *l;
   cfu_stream *got;
   int err;
+  uint8_t waiting; /* counted in the listener's waiting (it keeps the loop alive) */
 } cfl_accept;
+
+/* A pending accept keeps the listener's handle (and so the loop) alive. */
+static void accept_wait(cfl_accept *f, int on) {
+  if (f->waiting == on || !f->l) return;
+  f->waiting = (uint8_t)on;
+  if (on)
+    cfu_listener_wait_begin(f->l);
+  else
+    cfu_listener_wait_end(f->l);
+}
 
 static cf_poll accept_poll(cf_future *base, cf_context *cx) {
   cfl_accept *f = (cfl_accept *)base;
@@ -392,13 +430,16 @@ static cf_poll accept_poll(cf_future *base, cf_context *cx) {
     l->err = 0;
   } else {
     cf_waitlist_register(&l->acceptors, cx);
+    accept_wait(f, 1);
     return CF_PENDING;
   }
+  accept_wait(f, 0);
   f->hdr.state = CFL_READY;
   return CF_READY;
 }
 
 static void accept_release(cfl_accept *f) {
+  accept_wait(f, 0);
   if (f->got) {
     cfu_handle_unref(&f->got->base); /* accepted for nobody: closed */
     f->got = NULL;
@@ -433,19 +474,82 @@ static int accept_take(lua_State *L, cfl_future *base) {
 static const cfl_class accept_class = {
     {accept_poll, accept_drop}, "accept", accept_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
 
-/* listener:accept() -> future of a stream */
-static int li_accept(lua_State *L) {
-  cfu_listener *l = check_listener(L, "listener:accept");
-  cfl_accept *f = (cfl_accept *)cfl_new_future(L, cfl_rt(L), &accept_class, sizeof *f);
+/* incoming()'s accepts: the end of the loop when the listener closes, and
+ * any other accept error raised (the loop cannot mistake it for the end) */
+static int incoming_take(lua_State *L, cfl_future *base) {
+  cfl_accept *f = (cfl_accept *)base;
+  if (f->got || f->err == 0 || f->err == UV_ECANCELED) {
+    if (!f->got) {
+      f->hdr.state = CFL_TAKEN;
+      accept_release(f);
+      lua_pushnil(L);
+      return 1;
+    }
+    return accept_take(L, base);
+  }
+  f->hdr.state = CFL_TAKEN;
+  lua_pushfstring(L, "listener:incoming: %s", uv_strerror(f->err));
+  accept_release(f);
+  return -1;
+}
+
+static const cfl_class incoming_class = {
+    {accept_poll, accept_drop}, "accept", incoming_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
+
+/* A fresh accept future on the listener object at idx (which it anchors). */
+static cfl_accept *new_accept(lua_State *L, cf_runtime *rt, int idx, cfu_listener *l,
+                              const cfl_class *cls) {
+  idx = lua_absindex(L, idx);
+  cfl_accept *f = (cfl_accept *)cfl_new_future(L, rt, cls, sizeof *f);
   f->l = l;
   cfu_handle_ref(&l->base);
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, idx);
   cfl_setuservalue(L, -2);
+  return f;
+}
+
+/* listener:accept() -> future of a stream */
+static int li_accept(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  cfu_listener *l = check_listener(L, "listener:accept");
+  new_accept(L, rt, 1, l, &accept_class);
+  return 1;
+}
+
+/* The iterator: upvalues rt, mt (as every module function) and the
+ * listener object. A closed listener ends it, whether it was closed before
+ * the first step, while the loop's body ran, or while the accept waited. */
+static int incoming_step(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  cfl_listener *o = lua_touserdata(L, lua_upvalueindex(3));
+  lua_settop(L, 0);
+  if (!o->l || o->l->base.closing) {
+    lua_pushnil(L);
+    return cfl_results(L, 1);
+  }
+  cfl_accept *f = new_accept(L, rt, lua_upvalueindex(3), o->l, &incoming_class);
+  return cfl_await_own(L, &f->hdr);
+}
+
+/* listener:incoming() -> iterator of accepted connections, for use inside a
+ * task: `for conn in l:incoming() do ... end`; it ends when the listener is
+ * closed, and another accept error is raised */
+static int li_incoming(lua_State *L) {
+  cfl_rt(L);
+  check_listener_obj(L, "listener:incoming");
+  lua_pushvalue(L, lua_upvalueindex(CFL_UP_RT));
+  lua_pushvalue(L, lua_upvalueindex(CFL_UP_MT));
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, incoming_step, 3);
+#if !CFL_LUA54
+  cfl_wrap_raising_top(L);
+#endif
   return 1;
 }
 
 /* listener:local_address() -> host, port */
 static int li_local_address(lua_State *L) {
+  cfl_rt(L);
   cfu_listener *l = check_listener(L, "listener:local_address");
   struct sockaddr_storage ss;
   int len = sizeof ss;
@@ -454,15 +558,35 @@ static int li_local_address(lua_State *L) {
   return push_addr(L, (struct sockaddr *)&ss);
 }
 
-static int li_close(lua_State *L) {
-  cfl_listener *o = luaL_checkudata(L, 1, LISTENER_MT);
+static void listener_release(cfl_listener *o) {
   if (o->l) {
     cfu_listener *l = o->l;
     o->l = NULL;
     cfu_handle_close(&l->base);
     cfu_handle_unref(&l->base);
   }
+}
+
+/* listener:close() (also __close) */
+static int li_close(lua_State *L) {
+  cfl_rt(L);
+  listener_release(check_listener_obj(L, "listener:close"));
   return 0;
+}
+
+/* __gc: never raises; a foreign self is ignored. After the runtime closed
+ * the handle is closing already: this only drops the reference. */
+static int li_gc(lua_State *L) {
+  cfl_listener *o = to_listener(L, 1);
+  if (o) listener_release(o);
+  return 0;
+}
+
+static int li_tostring(lua_State *L) {
+  cfl_listener *o = check_listener_obj(L, "listener:__tostring");
+  lua_pushfstring(L, "cfuture.Listener(%s): %p", o->l && !o->l->base.closing ? "open" : "closed",
+                  (void *)o);
+  return 1;
 }
 
 /* ---- TCP stream methods --------------------------------------------------------------- */
@@ -504,7 +628,12 @@ static int s_set_nodelay(lua_State *L) {
 /* stream:set_keepalive(on [, delay_s = 60]) -> true */
 static int s_set_keepalive(lua_State *L) {
   uv_tcp_t *t = check_tcp(L, "stream:set_keepalive");
-  int r = uv_tcp_keepalive(t, lua_toboolean(L, 2), (unsigned)luaL_optinteger(L, 3, 60));
+  /* TCP_KEEPIDLE: 1 s to 32767 s on Linux */
+  unsigned delay = lua_isnoneornil(L, 3)
+                       ? 60
+                       : (unsigned)cfl_check_int_range(L, 3, "stream:set_keepalive",
+                                                       "argument #3 (delay in seconds)", 1, 32767);
+  int r = uv_tcp_keepalive(t, lua_toboolean(L, 2), delay);
   if (r != 0) return cfl_push_ioerr(L, r, "stream:set_keepalive");
   lua_pushboolean(L, 1);
   return 1;
@@ -513,7 +642,7 @@ static int s_set_keepalive(lua_State *L) {
 /* stream:reset(): close at once with a TCP reset (the peer sees ECONNRESET) */
 static int s_reset(lua_State *L) {
   check_tcp(L, "stream:reset");
-  cfu_stream *s = cfl_check_stream(L, 1, "stream:reset");
+  cfu_stream *s = cfl_check_stream(L, 1, "stream:reset"); /* the same checks: never fails */
   int r = cfu_handle_close_reset(&s->base);
   if (r != 0) return cfl_push_ioerr(L, r, "stream:reset");
   lua_pushboolean(L, 1);
@@ -526,11 +655,20 @@ typedef struct cfl_udp {
   cfu_udp *u;
 } cfl_udp;
 
-static cfu_udp *check_udp(lua_State *L, const char *fname) {
-  cfl_udp *o = luaL_testudata(L, 1, UDP_MT);
+static cfl_udp *to_udp(lua_State *L, int idx) { return luaL_testudata(L, idx, UDP_MT); }
+
+static cfl_udp *check_udp_obj(lua_State *L, const char *fname) {
+  cfl_udp *o = to_udp(L, 1);
   if (!o)
     luaL_error(L, "%s: argument #1 must be a UDP socket (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
+  return o;
+}
+
+/* Every UDP method: the runtime first, then the open socket at 1. */
+static cfu_udp *check_udp(lua_State *L, const char *fname) {
+  cfl_rt(L);
+  cfl_udp *o = check_udp_obj(L, fname);
   if (!o->u || o->u->base.closing) luaL_error(L, "%s: the socket is closed", fname);
   return o->u;
 }
@@ -567,13 +705,28 @@ typedef struct cfl_recv {
   cfu_udp *u;
   cfu_datagram *d;
   int err;
+  uint8_t waiting; /* counted in the socket's waiting (it keeps the loop alive) */
 } cfl_recv;
+
+/* A pending receive keeps the socket's handle (and so the loop) alive. */
+static void recv_wait(cfl_recv *f, int on) {
+  if (f->waiting == on || !f->u) return;
+  f->waiting = (uint8_t)on;
+  if (on)
+    cfu_udp_wait_begin(f->u);
+  else
+    cfu_udp_wait_end(f->u);
+}
 
 static cf_poll recv_poll(cf_future *base, cf_context *cx) {
   cfl_recv *f = (cfl_recv *)base;
   if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
   f->hdr.state = CFL_PENDING;
-  if (!cfu_udp_poll_recv(f->u, cx)) return CF_PENDING;
+  if (!cfu_udp_poll_recv(f->u, cx)) {
+    recv_wait(f, 1);
+    return CF_PENDING;
+  }
+  recv_wait(f, 0);
   f->d = cfu_udp_take(f->u);
   if (!f->d) f->err = f->u->rerr ? f->u->rerr : UV_ECANCELED;
   f->hdr.state = CFL_READY;
@@ -581,6 +734,7 @@ static cf_poll recv_poll(cf_future *base, cf_context *cx) {
 }
 
 static void recv_release(cfl_recv *f) {
+  recv_wait(f, 0);
   free(f->d);
   f->d = NULL;
   if (f->u) {
@@ -698,13 +852,12 @@ static int u_send_to(lua_State *L) {
   struct sockaddr_storage to;
   if (parse_addr(host, port, &to) != 0 || !*host || !strcmp(host, "*"))
     return bad_addr(L, "udp:send_to", host);
-  cfu_udp_send *sr = cfu_udp_send_new(data, len);
-  if (!sr) return luaL_error(L, "udp:send_to: out of memory");
   cfl_send *f = (cfl_send *)cfl_new_future(L, cfl_rt(L), &send_class, sizeof *f);
   f->u = u;
   cfu_handle_ref(&u->base);
-  f->sr = sr;
   f->to = to;
+  f->sr = cfu_udp_send_new(data, len); /* after the future: its __gc frees it */
+  if (!f->sr) return luaL_error(L, "udp:send_to: out of memory");
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
   return 1;
@@ -731,7 +884,8 @@ static int u_set_broadcast(lua_State *L) {
 }
 static int u_set_ttl(lua_State *L) {
   cfu_udp *u = check_udp(L, "udp:set_ttl");
-  return u_result(L, uv_udp_set_ttl(&u->h, (int)luaL_checkinteger(L, 2)), "udp:set_ttl");
+  int ttl = (int)cfl_check_int_range(L, 2, "udp:set_ttl", "argument #2 (ttl)", 1, 255);
+  return u_result(L, uv_udp_set_ttl(&u->h, ttl), "udp:set_ttl");
 }
 static int u_set_multicast_loop(lua_State *L) {
   cfu_udp *u = check_udp(L, "udp:set_multicast_loop");
@@ -740,35 +894,63 @@ static int u_set_multicast_loop(lua_State *L) {
 }
 static int u_set_multicast_ttl(lua_State *L) {
   cfu_udp *u = check_udp(L, "udp:set_multicast_ttl");
-  return u_result(L, uv_udp_set_multicast_ttl(&u->h, (int)luaL_checkinteger(L, 2)),
-                  "udp:set_multicast_ttl");
+  int ttl = (int)cfl_check_int_range(L, 2, "udp:set_multicast_ttl", "argument #2 (ttl)", 0, 255);
+  return u_result(L, uv_udp_set_multicast_ttl(&u->h, ttl), "udp:set_multicast_ttl");
 }
 static int membership(lua_State *L, uv_membership m, const char *fname) {
   cfu_udp *u = check_udp(L, fname);
   const char *group = check_host(L, 2, fname);
-  const char *iface = luaL_optstring(L, 3, NULL);
+  const char *iface = lua_isnoneornil(L, 3)
+                          ? NULL
+                          : cfl_check_cstring(L, 3, fname, "argument #3 (interface)", NULL);
   return u_result(L, uv_udp_set_membership(&u->h, group, iface, m), fname);
 }
 static int u_join_group(lua_State *L) { return membership(L, UV_JOIN_GROUP, "udp:join_group"); }
 static int u_leave_group(lua_State *L) { return membership(L, UV_LEAVE_GROUP, "udp:leave_group"); }
 
-static int u_close(lua_State *L) {
-  cfl_udp *o = luaL_checkudata(L, 1, UDP_MT);
+static void udp_release(cfl_udp *o) {
   if (o->u) {
     cfu_udp *u = o->u;
     o->u = NULL;
     cfu_handle_close(&u->base);
     cfu_handle_unref(&u->base);
   }
+}
+
+/* udp:close() (also __close) */
+static int u_close(lua_State *L) {
+  cfl_rt(L);
+  udp_release(check_udp_obj(L, "udp:close"));
   return 0;
+}
+
+/* __gc: never raises; a foreign self is ignored (see li_gc) */
+static int u_gc(lua_State *L) {
+  cfl_udp *o = to_udp(L, 1);
+  if (o) udp_release(o);
+  return 0;
+}
+
+static int u_tostring(lua_State *L) {
+  cfl_udp *o = check_udp_obj(L, "udp:__tostring");
+  lua_pushfstring(L, "cfuture.UdpSocket(%s): %p", o->u && !o->u->base.closing ? "open" : "closed",
+                  (void *)o);
+  return 1;
 }
 
 /* ---- module ------------------------------------------------------------------------------- */
 
 static const luaL_Reg funcs[] = {{"connect", l_connect}, {"listen", l_listen}, {"lookup", l_lookup},
                                  {"reverse", l_reverse}, {"udp", l_udp},       {NULL, NULL}};
-static const luaL_Reg listener_methods[] = {
-    {"accept", li_accept}, {"local_address", li_local_address}, {"close", li_close}, {NULL, NULL}};
+static const luaL_Reg listener_methods[] = {{"accept", li_accept},
+                                            {"incoming", li_incoming},
+                                            {"local_address", li_local_address},
+                                            {"close", li_close},
+                                            {NULL, NULL}};
+static const luaL_Reg listener_meta[] = {
+    {"__gc", li_gc}, {"__close", li_close}, {"__tostring", li_tostring}, {NULL, NULL}};
+static const luaL_Reg udp_meta[] = {
+    {"__gc", u_gc}, {"__close", u_close}, {"__tostring", u_tostring}, {NULL, NULL}};
 static const luaL_Reg tcp_methods[] = {{"peer_address", s_peer_address},
                                        {"local_address", s_local_address},
                                        {"set_nodelay", s_set_nodelay},
@@ -792,10 +974,17 @@ void cfl_open_net(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  cfl_new_class(L, rt, LISTENER_MT, listener_methods, li_close, li_close, NULL);
+  /* metamethods with the module's upvalues (cfl_new_class registers bare ones) */
+  cfl_new_class(L, rt, LISTENER_MT, listener_methods, NULL, NULL, NULL);
   lua_setfield(L, -2, "Listener"); /* net.Listener, net.Udp: the method tables */
-  cfl_new_class(L, rt, UDP_MT, udp_methods, u_close, u_close, NULL);
+  luaL_getmetatable(L, LISTENER_MT);
+  cfl_setfuncs(L, rt, listener_meta);
+  lua_pop(L, 1);
+  cfl_new_class(L, rt, UDP_MT, udp_methods, NULL, NULL, NULL);
   lua_setfield(L, -2, "Udp");
+  luaL_getmetatable(L, UDP_MT);
+  cfl_setfuncs(L, rt, udp_meta);
+  lua_pop(L, 1);
   lua_setfield(L, -2, "net");
   lua_getfield(L, -1, "Stream");
   cfl_setfuncs(L, rt, tcp_methods);

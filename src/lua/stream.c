@@ -37,7 +37,21 @@ typedef struct cfl_read {
   char *data;         /* the result once ready (read_all accumulates here) */
   size_t len, cap;
   int err;
+  uint8_t waiting; /* counted in the stream's waiting (cfu_stream_wait_begin) */
 } cfl_read;
+
+/* A pending read keeps the stream's handle (and so the loop) alive; a read
+ * that is ready or dropped no longer does. s is NULL once the stream object
+ * was finalised: its stream is closing then, and what it counts is moot. */
+static void read_wait(cfl_read *r, cfu_stream *s, int on) {
+  if (r->waiting == on) return;
+  r->waiting = (uint8_t)on;
+  if (!s) return;
+  if (on)
+    cfu_stream_wait_begin(s);
+  else
+    cfu_stream_wait_end(s);
+}
 
 /* read_all: move what is buffered into the future, so the stream keeps
  * reading past its high-water mark. */
@@ -66,12 +80,18 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
   if (!s) {
     r->err = UV_ECANCELED;
   } else if (r->spec.kind == CFU_TAKE_ALL) {
-    if ((r->err = gather(r, s)) == 0 && !cfu_stream_poll_read(s, &r->spec, cx)) return CF_PENDING;
+    if ((r->err = gather(r, s)) == 0 && !cfu_stream_poll_read(s, &r->spec, cx)) {
+      read_wait(r, s, 1);
+      return CF_PENDING;
+    }
     if (!r->err && s->rerr && s->rerr != UV_EOF) r->err = s->rerr;
     if (!r->err && s->base.closing && !s->eof) r->err = UV_ECANCELED;
     if (!r->err) r->err = gather(r, s);
   } else {
-    if (!cfu_stream_poll_read(s, &r->spec, cx)) return CF_PENDING;
+    if (!cfu_stream_poll_read(s, &r->spec, cx)) {
+      read_wait(r, s, 1);
+      return CF_PENDING;
+    }
     /* take the bytes now: a combinator may hand them over later, and the
      * readers polled meanwhile must neither get them nor wait for them */
     size_t used;
@@ -86,6 +106,7 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
       }
     }
   }
+  read_wait(r, s, 0);
   r->hdr.state = CFL_READY;
   return CF_READY;
 }
@@ -97,6 +118,7 @@ static void read_release(cfl_read *r) {
 
 static void read_drop(cf_future *base) {
   cfl_read *r = (cfl_read *)base;
+  read_wait(r, r->o->s, 0);
   read_release(r);
   cfl_mark_dropped(&r->hdr);
 }
@@ -169,7 +191,9 @@ static int write_start(cfl_write *f, cf_context *cx) {
   if (s->shut) return UV_EPIPE;
   size_t off = 0;
   if (s->h.stream.write_queue_size == 0 && f->len > 0) {
-    uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
+    uv_buf_t b;
+    b.base = (char *)f->data;
+    b.len = f->len; /* not uv_buf_init: its length is an unsigned int */
     int n = uv_try_write(&s->h.stream, &b, 1);
     if (n > 0)
       off = (size_t)n;
@@ -273,12 +297,17 @@ static cfl_read *new_read(lua_State *L, cfl_stream *o, const cfl_class *cls, int
   return r;
 }
 
+/* A byte count: an integer (an integral float too), positive if optional
+ * (absent or nil: 0, the caller's default), else non-negative. */
 static size_t check_count(lua_State *L, int idx, const char *fname, int optional) {
   if (optional && lua_isnoneornil(L, idx)) return 0;
-  if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < (optional ? 1 : 0))
+  int isint = 0;
+  lua_Integer n = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
+  if (!isint || n < (optional ? 1 : 0))
     luaL_error(L, "%s: argument #%d must be a %s byte count (got %s)", fname, idx,
-               optional ? "positive" : "non-negative", luaL_tolstring(L, idx, NULL));
-  return (size_t)lua_tointeger(L, idx);
+               optional ? "positive" : "non-negative",
+               lua_isstring(L, idx) ? luaL_tolstring(L, idx, NULL) : luaL_typename(L, idx));
+  return (size_t)n;
 }
 
 /* stream:read([max]) -> future of the next bytes available (at most max), nil at the end */
@@ -346,7 +375,11 @@ static cf_poll read_iter_poll(cf_future *base, cf_context *cx) {
   if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
   r->hdr.state = CFL_PENDING;
   cfu_stream *s = r->o->s;
-  if (s && !cfu_stream_poll_read(s, &r->spec, cx)) return CF_PENDING;
+  if (s && !cfu_stream_poll_read(s, &r->spec, cx)) {
+    read_wait(r, s, 1);
+    return CF_PENDING;
+  }
+  read_wait(r, s, 0);
   r->hdr.state = CFL_READY;
   return CF_READY;
 }
@@ -386,6 +419,7 @@ static const cfl_class read_iter_class = {{read_iter_poll, read_drop},
 /* The iterator: upvalues rt, mt (as every module function) and the read
  * future, which anchors the stream object. */
 static int read_step(lua_State *L) {
+  cfl_rt(L);
   cfl_read *r = lua_touserdata(L, lua_upvalueindex(3));
   cfl_stream *o = r->o;
   const char *fname = r->spec.kind == CFU_TAKE_LINE ? "stream:lines" : "stream:chunks";
@@ -456,10 +490,18 @@ static int s_shutdown(lua_State *L) {
   return 1;
 }
 
+/* The stream object at 1 for a method that works on closed streams too. */
+static cfl_stream *check_self(lua_State *L, cf_runtime *rt, const char *fname) {
+  cfl_stream *o = cfl_testudata(L, 1, rt->stream_mt);
+  if (!o)
+    luaL_error(L, "%s: argument #1 must be a stream (call it with a colon; got %s)", fname,
+               luaL_typename(L, 1));
+  return o;
+}
+
 /* stream:close(): close now; pending reads end with ECANCELED */
 static int s_close(lua_State *L) {
-  cfl_stream *o = luaL_testudata(L, 1, STREAM_MT);
-  if (!o) return luaL_error(L, "stream:close: argument #1 must be a stream (call it with a colon)");
+  cfl_stream *o = check_self(L, cfl_rt(L), "stream:close");
   if (o->s && !o->closed) {
     o->closed = 1;
     cfu_handle_close(&o->s->base);
@@ -467,9 +509,13 @@ static int s_close(lua_State *L) {
   return 0;
 }
 
+/* __gc: never raises; a foreign self (the metamethod called by hand) is
+ * ignored. After the runtime closed, every handle is closing already, so
+ * dropping the reference only frees. */
 static int s_gc(lua_State *L) {
-  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
-  if (o->s) {
+  cf_runtime *rt = lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  cfl_stream *o = cfl_testudata(L, 1, rt->stream_mt);
+  if (o && o->s) {
     cfu_stream *s = o->s;
     o->s = NULL;
     o->closed = 1;
@@ -480,19 +526,22 @@ static int s_gc(lua_State *L) {
 
 /* stream:buffered() -> bytes received and not read yet (no wait) */
 static int s_buffered(lua_State *L) {
-  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
+  cfl_stream *o = check_self(L, cfl_rt(L), "stream:buffered");
   lua_pushinteger(L, o->s ? (lua_Integer)o->s->len : 0);
   return 1;
 }
 
 static int s_is_closed(lua_State *L) {
-  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
+  cfl_stream *o = check_self(L, cfl_rt(L), "stream:is_closed");
   lua_pushboolean(L, o->closed || !o->s || o->s->base.closing);
   return 1;
 }
 
+/* __tostring: reads only the Lua object, so it works after the runtime
+ * closed (an error message may still print a stream) */
 static int s_tostring(lua_State *L) {
-  cfl_stream *o = luaL_checkudata(L, 1, STREAM_MT);
+  cf_runtime *rt = lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  cfl_stream *o = check_self(L, rt, "stream:__tostring");
   lua_pushfstring(L, "cfuture.Stream(%s): %p", o->closed || !o->s ? "closed" : "open", (void *)o);
   return 1;
 }
@@ -510,13 +559,17 @@ static const luaL_Reg methods[] = {{"read", s_read},
                                    {"is_closed", s_is_closed},
                                    {"buffered", s_buffered},
                                    {NULL, NULL}};
+/* metamethods with the module's upvalues (cfl_new_class registers bare ones) */
+static const luaL_Reg metamethods[] = {
+    {"__gc", s_gc}, {"__close", s_close}, {"__tostring", s_tostring}, {NULL, NULL}};
 
 /* Module table on top: cf.Stream holds the stream methods. */
 void cfl_open_stream(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
-  cfl_new_class(L, rt, STREAM_MT, methods, s_gc, s_close, s_tostring);
+  cfl_new_class(L, rt, STREAM_MT, methods, NULL, NULL, NULL);
   luaL_getmetatable(L, STREAM_MT);
   rt->stream_mt = lua_topointer(L, -1);
+  cfl_setfuncs(L, rt, metamethods);
   lua_pop(L, 1);
   lua_setfield(L, -2, "Stream");
 }

@@ -198,7 +198,16 @@ static void on_connection(uv_stream_t *server, int status) {
 int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags) {
   int r = uv_tcp_bind(&l->h, addr, (unsigned)flags);
   if (r == 0) r = uv_listen((uv_stream_t *)&l->h, backlog, on_connection);
+  if (r == 0 && l->waiting == 0) uv_unref((uv_handle_t *)&l->h);
   return r;
+}
+
+void cfu_listener_wait_begin(cfu_listener *l) {
+  if (l->waiting++ == 0 && !l->base.closing) uv_ref((uv_handle_t *)&l->h);
+}
+
+void cfu_listener_wait_end(cfu_listener *l) {
+  if (--l->waiting == 0 && !l->base.closing) uv_unref((uv_handle_t *)&l->h);
 }
 
 int cfu_listener_accept(cfu_listener *l, cfu_stream **out) {
@@ -294,9 +303,18 @@ int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx) {
       return 1;
     }
     u->receiving = 1;
+    if (u->waiting == 0) uv_unref((uv_handle_t *)&u->h); /* the receiver's wait_begin refs it */
   }
   cf_waitlist_register(&u->receivers, cx);
   return 0;
+}
+
+void cfu_udp_wait_begin(cfu_udp *u) {
+  if (u->waiting++ == 0 && !u->base.closing) uv_ref((uv_handle_t *)&u->h);
+}
+
+void cfu_udp_wait_end(cfu_udp *u) {
+  if (--u->waiting == 0 && !u->base.closing) uv_unref((uv_handle_t *)&u->h);
 }
 
 cfu_datagram *cfu_udp_take(cfu_udp *u) {
@@ -333,7 +351,9 @@ static void on_udp_sent(uv_udp_send_t *req, int status) {
 int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to,
                         const cf_waker *w) {
   if (u->base.closing) return UV_EBADF;
-  uv_buf_t b = uv_buf_init(sr->data, (unsigned)sr->len);
+  uv_buf_t b;
+  b.base = sr->data;
+  b.len = sr->len; /* not uv_buf_init: its length is an unsigned int */
   sr->req.data = sr;
   int r = uv_udp_send(&sr->req, &u->h, &b, 1, to, on_udp_sent);
   if (r != 0) return r;

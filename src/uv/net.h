@@ -55,8 +55,9 @@ void cfu_connect_free(cfu_connect *c);
 typedef struct cfu_listener {
   cfu_handle base; /* refs: the Lua object and pending accepts */
   uv_tcp_t h;
-  uint8_t pending; /* libuv holds an accepted connection for uv_accept */
-  int err;         /* a failed accept, reported to the next acceptor */
+  uint8_t pending;  /* libuv holds an accepted connection for uv_accept */
+  unsigned waiting; /* accepts pending (cfu_listener_wait_begin) */
+  int err;          /* a failed accept, reported to the next acceptor */
   cf_waitlist acceptors;
 } cfu_listener;
 
@@ -64,6 +65,12 @@ cfu_listener *cfu_listener_new(uv_loop_t *loop);
 int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags);
 /* Accept the pending connection into a new stream (one reference). */
 int cfu_listener_accept(cfu_listener *l, cfu_stream **out);
+/* An accept is pending on l (begin) or no longer is (end). Only while one
+ * is does the listener keep the loop alive: a listener nobody accepts on
+ * wakes nobody, so it must not hide a deadlock (nor end a program later or
+ * sooner depending on when the collector finds it). */
+void cfu_listener_wait_begin(cfu_listener *l);
+void cfu_listener_wait_end(cfu_listener *l);
 
 /* ---- UDP ---------------------------------------------------------------------- */
 
@@ -78,6 +85,7 @@ typedef struct cfu_udp {
   cfu_handle base; /* refs: the Lua object, receives, sends in flight */
   uv_udp_t h;
   uint8_t receiving;
+  unsigned waiting; /* receives pending (cfu_udp_wait_begin) */
   int rerr;
   cfu_datagram *head, *tail; /* received, not yet taken */
   size_t queued;
@@ -90,6 +98,11 @@ cfu_udp *cfu_udp_new(uv_loop_t *loop);
  * register cx and return 0. */
 int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx);
 cfu_datagram *cfu_udp_take(cfu_udp *u); /* caller frees */
+/* A receive is pending on u (begin) or no longer is (end): as for a
+ * listener, only then does the socket keep the loop alive (sends in flight
+ * do as requests). */
+void cfu_udp_wait_begin(cfu_udp *u);
+void cfu_udp_wait_end(cfu_udp *u);
 
 typedef struct cfu_udp_send {
   uv_udp_send_t req;

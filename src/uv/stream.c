@@ -98,6 +98,8 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
 static const char *find_delim(cfu_stream *s, const cfu_read_spec *r, int *over) {
   const char *d = r->kind == CFU_TAKE_LINE ? "\n" : r->delim;
   size_t dlen = r->kind == CFU_TAKE_LINE ? 1 : r->dlen;
+  *over = 0;
+  if (s->len == 0) return NULL; /* s->buf may be NULL: never hand it to memchr */
   size_t window = s->len < r->n + dlen ? s->len : r->n + dlen;
   const char *at =
       dlen == 1 ? memchr(s->buf + s->off, d[0], window) : memmem(s->buf + s->off, window, d, dlen);
@@ -126,6 +128,7 @@ int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx) 
       return 1;
     }
     s->reading = 1;
+    if (s->waiting == 0) uv_unref(&s->h.handle); /* the reader's wait_begin refs it */
   }
   cf_waitlist_register(&s->readers, cx);
   return 0;
@@ -175,6 +178,14 @@ const char *cfu_stream_peek(cfu_stream *s, const cfu_read_spec *r, size_t *len, 
   return s->buf + s->off;
 }
 
+void cfu_stream_wait_begin(cfu_stream *s) {
+  if (s->waiting++ == 0 && !s->base.closing) uv_ref(&s->h.handle);
+}
+
+void cfu_stream_wait_end(cfu_stream *s) {
+  if (--s->waiting == 0 && !s->base.closing) uv_unref(&s->h.handle);
+}
+
 void cfu_stream_consume(cfu_stream *s, size_t n) {
   s->off += n;
   s->len -= n;
@@ -208,7 +219,9 @@ static void on_write(uv_write_t *req, int status) {
 int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker) {
   if (s->base.closing) return UV_EBADF;
   if (s->shut) return UV_EPIPE;
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  uv_buf_t b;
+  b.base = w->data;
+  b.len = w->len; /* not uv_buf_init: its length is an unsigned int */
   w->req.data = w;
   int r = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
   if (r != 0) return r;

@@ -18,12 +18,13 @@ typedef struct cfu_stream {
     uv_pipe_t pipe;
     uv_tcp_t tcp;
   } h;
-  uint8_t eof;     /* the peer finished writing */
-  uint8_t reading; /* uv_read_start is on */
-  uint8_t shut;    /* the write side was shut down */
-  uint8_t tcp;     /* h.tcp is the handle */
-  int rerr;        /* read error, sticky (negative libuv error) */
-  char *buf;       /* received bytes [off, off + len) not yet taken */
+  uint8_t eof;      /* the peer finished writing */
+  uint8_t reading;  /* uv_read_start is on */
+  uint8_t shut;     /* the write side was shut down */
+  uint8_t tcp;      /* h.tcp is the handle */
+  unsigned waiting; /* reads pending (cfu_stream_wait_begin) */
+  int rerr;         /* read error, sticky (negative libuv error) */
+  char *buf;        /* received bytes [off, off + len) not yet taken */
   size_t off, len, cap;
   cf_waitlist readers;
 } cfu_stream;
@@ -61,6 +62,12 @@ int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx);
 const char *cfu_stream_peek(cfu_stream *s, const cfu_read_spec *r, size_t *len, size_t *used,
                             int *err);
 void cfu_stream_consume(cfu_stream *s, size_t n);
+/* A read future is pending on s (begin) or no longer is (end). Only while
+ * some read is pending does the handle keep the loop alive: a stream that
+ * reads ahead for nobody cannot wake anyone, so it must not hide a
+ * deadlock (writes in flight keep the loop alive as requests). */
+void cfu_stream_wait_begin(cfu_stream *s);
+void cfu_stream_wait_end(cfu_stream *s);
 
 /* A write in flight: its bytes are a copy owned by the request. */
 typedef struct cfu_write {
