@@ -88,20 +88,6 @@ function File.lines(self)
   end
 end
 
---- listener:incoming() -> iterator of accepted connections, for use inside
--- a task: `for conn in listener:incoming() do ... end`. It ends when the
--- listener is closed; another accept error is raised.
-local Listener = cf.net.Listener
-function Listener.incoming(self)
-  check_self(self, Listener, "listener:incoming", "a listener")
-  return function()
-    local conn, err, code = self:accept():await()
-    if conn then return conn end
-    if code == "ECANCELED" then return nil end
-    error(err, 2)
-  end
-end
-
 local spawn_process = cf.process.spawn
 
 --- cf.process.run(cmd [, args [, opts]]) -> future of code, stdout, stderr
