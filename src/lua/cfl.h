@@ -87,6 +87,7 @@ struct cfl_coro {
                            function and arguments in the stage table */
   uint8_t in_await;     /* suspended by await (5.1: resume with a status token) */
   int defers;           /* registry ref of its cf.defer functions, or LUA_NOREF */
+  int await_ref;        /* anchor of `awaiting` (not only co's stack), or LUA_NOREF */
   cfl_future *awaiting; /* what it is suspended on (anchored by co's stack) */
   cf_waiter *waiter;    /* its poll-site node for `awaiting` */
 };

@@ -228,6 +228,7 @@ static cfl_multi *new_multi(lua_State *L, int kind, int first, int n, int argbas
 
 static int variadic(lua_State *L, int kind, int min) {
   int n = lua_gettop(L);
+  cfl_rt(L);
   if (n < min) return luaL_error(L, "%s: needs at least %d future(s)", kind_names[kind], min);
   new_multi(L, kind, 1, n, 1, "argument");
   return 1;
@@ -242,7 +243,10 @@ static int l_select(lua_State *L) { return variadic(L, K_SELECT, 1); }
 
 /* cf.join_all(list) -> future of a list of first results (with field n) */
 static int l_join_all(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  cfl_rt(L);
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "join_all: argument #1 must be a table of futures (got %s)",
+                      luaL_typename(L, 1));
   int n = (int)lua_rawlen(L, 1);
   luaL_checkstack(L, n + 4, "too many futures");
   for (int i = 1; i <= n; i++)
@@ -253,6 +257,7 @@ static int l_join_all(lua_State *L) {
 
 /* cf.timeout(ms, f) -> future of f's results, or nil, "timeout" */
 static int l_timeout(lua_State *L) {
+  cfl_rt(L);
   double ms = cfl_check_ms(L, 1, "timeout");
   lua_settop(L, 2);
   if (!cfl_tofuture(L, 2) && lua_type(L, 2) != LUA_TFUNCTION)

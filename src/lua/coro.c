@@ -19,6 +19,9 @@
 
 #include "cfl.h"
 
+/* ready awaits a task may complete in one poll before it must yield */
+#define COOP_BUDGET 128
+
 #if !CFL_LUA54
 /* the status await is resumed with on 5.1 (see cfl_wrap_raising) */
 static const char CFL_AWAIT_OK = 'o', CFL_AWAIT_ERR = 'e';
@@ -59,6 +62,7 @@ void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref, cf_waite
   c->staged = 0;
   c->in_await = 0;
   c->defers = LUA_NOREF;
+  c->await_ref = LUA_NOREF;
 }
 
 /* Run c's cf.defer functions, last first, on the scratch thread in
@@ -105,6 +109,104 @@ static void coro_fail(cf_runtime *rt, cfl_coro *c) {
   c->hdr.state = CFL_FAILED;
 }
 
+/* The future a coroutine is suspended on is also anchored in a slot of a
+ * table of its own, not only by the coroutine's stack: coroutine.close, or a
+ * resume from outside the scheduler, can clear that stack while the poller
+ * still points at the future. The coroutine future takes the slot at its
+ * first suspension and keeps it to its end; a suspension writes the future
+ * there, its completion writes false (not nil: the slot stays in the
+ * table's array part). await reaches the table as its closure's third
+ * upvalue, C callers of cfl_await_own (and 5.1) through the registry. */
+#define UP_AWAITED 3
+static const char AWAITED_KEY = 'a'; /* registry: the table of awaited futures */
+
+/* c->raise: what await does when the scheduler resumes it */
+#define RAISE_ERROR 1   /* raise the error value on top */
+#define RAISE_RELEASE 2 /* the await completed: clear the slot */
+
+/* f is at index 1 of L */
+static void anchor_awaited(lua_State *L, cfl_coro *c, int own) {
+  int tbl = lua_upvalueindex(UP_AWAITED);
+  if (own) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &AWAITED_KEY);
+    tbl = lua_gettop(L);
+  }
+  lua_pushvalue(L, 1);
+  if (c->await_ref == LUA_NOREF)
+    c->await_ref = luaL_ref(L, tbl);
+  else
+    lua_rawseti(L, tbl, c->await_ref);
+  if (own) lua_pop(L, 1);
+}
+
+/* The await completed: its slot lets go of the future. */
+__attribute__((noinline)) static void release_awaited(lua_State *L, cfl_coro *c, int own) {
+  lua_checkstack(L, 2);
+  if (own) lua_rawgetp(L, LUA_REGISTRYINDEX, &AWAITED_KEY);
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, own ? -2 : lua_upvalueindex(UP_AWAITED), c->await_ref);
+  if (own) lua_pop(L, 1);
+}
+
+/* The coroutine future ends (ready, failed, cancelled): free its slot. */
+static void free_await_ref(cf_runtime *rt, cfl_coro *c) {
+  if (c->await_ref == LUA_NOREF) return;
+  lua_State *S = rt->S;
+  lua_checkstack(S, 2);
+  lua_rawgetp(S, LUA_REGISTRYINDEX, &AWAITED_KEY);
+  luaL_unref(S, -1, c->await_ref);
+  lua_pop(S, 1);
+  c->await_ref = LUA_NOREF;
+}
+
+/* c stops awaiting (cancelled or lost): its waiter leaves, the future loses
+ * its anchor. */
+static void unanchor_awaited(cf_runtime *rt, cfl_coro *c) {
+  cf_waiter_cancel(c->waiter);
+  c->awaiting = NULL;
+  free_await_ref(rt, c);
+}
+
+/* co is running or resuming another coroutine right now, under a resume
+ * that is not the scheduler's (a coroutine.resume from outside). */
+static int co_busy(lua_State *co) {
+  lua_Debug ar;
+  return lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar);
+}
+
+/* A pending coroutine that is no longer suspended where the scheduler left
+ * it: coroutine.close closed it, or a resume from outside ran it to its end
+ * or to an error. Fail it (what it awaited is dropped); if it is running
+ * under that other resume right now, leave it alone and look again later. */
+__attribute__((noinline, cold)) static cf_poll coro_lost(cf_runtime *rt, cfl_coro *c,
+                                                         cf_context *cx) {
+  lua_State *co = c->co;
+  if (co_busy(co)) {
+    cf_waker_wake_by_ref(cx->waker);
+    return CF_PENDING;
+  }
+  cfl_future *a = c->awaiting;
+  unanchor_awaited(rt, c);
+  if (a) cfl_drop(a);
+  int st = lua_status(co);
+  c->woke = c->raise = c->in_await = 0;
+  c->nres = 0;
+  if (st != LUA_OK) cfl_closethread(co, cfl_from(rt)); /* its <close> variables */
+#if !CFL_LUA54
+  if (st == LUA_OK) /* 5.1: dead frames stay below an error (see coro_fail) */
+#endif
+    lua_settop(co, 0);
+  lua_checkstack(co, 1);
+  lua_pushstring(co, st == LUA_OK ? "the task's coroutine was closed from outside "
+                                    "(coroutine.close, or it was resumed from outside the "
+                                    "scheduler and ran to its end)"
+                                  : "the task's coroutine was resumed from outside the "
+                                    "scheduler and died with an error");
+  c->hdr.state = CFL_FAILED;
+  RUN_DEFERS(rt, c);
+  return CF_READY;
+}
+
 static cf_poll coro_resume(cf_runtime *rt, cfl_coro *c, cf_context *cx, int nargs) {
   lua_State *co = c->co;
   cfl_coro *prev = rt->current;
@@ -128,6 +230,7 @@ static cf_poll coro_resume(cf_runtime *rt, cfl_coro *c, cf_context *cx, int narg
     cf_waker_wake_by_ref(cx->waker);
     return CF_PENDING;
   }
+  free_await_ref(rt, c);
   if (st == LUA_OK) {
     c->nres = nres;
     c->hdr.state = CFL_READY;
@@ -142,6 +245,7 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
   cfl_coro *c = (cfl_coro *)base;
   cf_runtime *rt = c->hdr.rt;
   int nargs = 0;
+  if (c->root) rt->coop = COOP_BUDGET; /* the executor polls the task */
   switch (c->hdr.state) {
   case CFL_FRESH:
     if (c->staged) cfl_task_start(cfl_coro_task(c)); /* a task's first run */
@@ -150,6 +254,7 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
     break;
   case CFL_PENDING:
     if (c->running) return CF_PENDING; /* polled from inside its own body */
+    if (lua_status(c->co) != LUA_YIELD) return coro_lost(rt, c, cx);
     if (c->awaiting) {
       cfl_future *a = c->awaiting;
       cf_context sub = {cx->waker, c->waiter};
@@ -158,8 +263,9 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
       c->awaiting = NULL;
 #if CFL_LUA54
       nargs = cfl_take(c->co, a);
+      c->raise = RAISE_RELEASE; /* there, after the take (which may collect) */
       if (nargs < 0) {
-        c->raise = 1;
+        c->raise |= RAISE_ERROR;
         nargs = 1;
       }
 #else
@@ -172,6 +278,10 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
         nargs = 1;
       }
       nargs++;
+      release_awaited(c->co, c, 1); /* after the take, which may collect */
+    } else if (c->nres) {           /* a budget yield: await's answer is on co's stack */
+      nargs = c->nres;
+      c->nres = 0;
     } else if (c->in_await) { /* yield_now */
       lua_pushlightuserdata(c->co, (void *)&CFL_AWAIT_OK);
       nargs = 1;
@@ -195,12 +305,14 @@ static void coro_drop(cf_future *base) {
     break;
   case CFL_PENDING:
     c->hdr.state = CFL_CANCELLED;
-    if (c->awaiting) {
-      cf_waiter_cancel(c->waiter);
-      cfl_drop(c->awaiting);
-      c->awaiting = NULL;
+    {
+      cfl_future *a = c->awaiting;
+      unanchor_awaited(rt, c);
+      if (a) cfl_drop(a);
     }
-    if (c->running || rt->closing) break;
+    /* running: its own body dropped it (only when the runtime closes from
+     * inside a task); busy: a resume from outside runs it now */
+    if (c->running || rt->closing || co_busy(co)) break;
     /* run the coroutine's <close> handlers; an error there is reported */
     if (cfl_closethread(co, cfl_from(rt)) != LUA_OK) {
       lua_settop(co, 1);
@@ -298,26 +410,35 @@ cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs) {
 /* ---- await ----------------------------------------------------------------- */
 
 #if CFL_LUA54
-static int await_k(lua_State *L, int status, lua_KContext ctx) {
-  cf_runtime *rt = (cf_runtime *)ctx;
+__attribute__((always_inline)) static inline int await_resumed(lua_State *L, cf_runtime *rt,
+                                                               int own) {
   cfl_coro *cur = rt->current;
-  (void)status;
-  if (!cur || cur->co != L)
+  if (!cur || cur->co != L) /* what it awaited stays anchored until it is dropped */
     return luaL_error(L, "await: a task's coroutine was resumed from outside the scheduler");
-  if (cur->raise) {
-    cur->raise = 0;
-    return lua_error(L);
-  }
+  int raise = cur->raise;
+  cur->raise = 0;
+  if (raise & RAISE_RELEASE) release_awaited(L, cur, own);
+  if (raise & RAISE_ERROR) return lua_error(L);
   return lua_gettop(L) - 1;
 }
-#define AWAIT_YIELD(L, rt) lua_yieldk((L), 0, (lua_KContext)(rt), await_k)
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return await_resumed(L, (cf_runtime *)ctx, 0);
+}
+/* the same for cfl_await_own, whose caller's closure has no slot table */
+static int await_own_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return await_resumed(L, (cf_runtime *)ctx, 1);
+}
+#define AWAIT_YIELD(L, rt, own)                                                                    \
+  lua_yieldk((L), 0, (lua_KContext)(rt), (own) ? await_own_k : await_k)
 #define AWAIT_READY(L, n) (n)
 #else
 /* 5.1 has no continuations: await yields, the scheduler resumes it with
  * CFL_AWAIT_OK and the results or CFL_AWAIT_ERR and the error, and its Lua
  * half (cfl_wrap_raising) returns or raises them. A ready future answers
  * the same way without suspending. */
-#define AWAIT_YIELD(L, rt) lua_yield((L), 0)
+#define AWAIT_YIELD(L, rt, own) lua_yield((L), 0)
 #define AWAIT_READY(L, n) cfl_results((L), (n))
 
 int cfl_results(lua_State *L, int n) {
@@ -386,18 +507,41 @@ static int not_yieldable(lua_State *L) {
                        "cannot yield (a metamethod, a table.sort comparator, a gsub callback...)");
 }
 
-/* Poll f (owned by cur) from cur's await: its results now, or suspend. */
-static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future *f) {
+/* The task has used its budget of ready awaits for this poll: await's
+ * answer (n results, or the error value if n < 0) is on L's top; suspend
+ * like yield_now, so the other ready tasks (and I/O) get their turn, and
+ * give the answer when the scheduler comes back (tokio's coop budget). */
+static int await_budget_yield(lua_State *L, cf_runtime *rt, cfl_coro *cur, int n) {
+  cf_waker_wake_by_ref(rt->current_cx->waker);
+  cur->woke = 1;
+#if CFL_LUA54
+  cur->raise = n < 0 ? RAISE_ERROR : 0; /* await_k raises the error value on top */
+  cur->in_await = 1;
+  return lua_yieldk(L, 0, (lua_KContext)rt, await_k);
+#else
+  /* the answer (status token first) waits on co's stack for the resume */
+  int k = n < 0 ? cfl_raise(L) : cfl_results(L, n);
+  cur->nres = k;
+  return lua_yield(L, k);
+#endif
+}
+
+/* Poll f (owned by cur, at index 1 of L) from cur's await: its results
+ * now, or suspend. */
+static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future *f, int own) {
   if (!lua_isyieldable(L)) return not_yieldable(L);
   cf_context cx = {rt->current_cx->waker, cur->waiter};
   if (cf_future_poll(&f->base, &cx) == CF_READY) {
     cf_waiter_cancel(cur->waiter);
     int n = cfl_take(L, f);
+    if (rt->coop <= 1) return await_budget_yield(L, rt, cur, n);
+    rt->coop--;
     return n < 0 ? cfl_raise(L) : AWAIT_READY(L, n);
   }
+  anchor_awaited(L, cur, own);
   cur->awaiting = f;
   cur->in_await = 1;
-  return AWAIT_YIELD(L, rt);
+  return AWAIT_YIELD(L, rt, own);
 }
 
 int cfl_await(lua_State *L) {
@@ -412,12 +556,12 @@ int cfl_await(lua_State *L) {
     cf_waker_wake_by_ref(rt->current_cx->waker);
     cur->woke = 1;
     cur->in_await = 1;
-    return AWAIT_YIELD(L, rt);
+    return AWAIT_YIELD(L, rt, 0);
   }
   cfl_future *f = cfl_tofuture_p(L, 1, rt, p);
   if (!f) f = cfl_checkawaitable(L, 1, "await"); /* a function, or misuse */
   cfl_claim(L, f, cur, "await", 1);
-  return await_claimed(L, rt, cur, f);
+  return await_claimed(L, rt, cur, f, 0);
 }
 
 int cfl_await_own(lua_State *L, cfl_future *f) {
@@ -425,7 +569,7 @@ int cfl_await_own(lua_State *L, cfl_future *f) {
   cfl_coro *cur = rt->current;
   if (!cur || cur->co != L) return await_outside(L);
   f->owner = cur;
-  return await_claimed(L, rt, cur, f);
+  return await_claimed(L, rt, cur, f, 1);
 }
 
 /* cf.defer(fn): fn runs when the running async function ends: returns,
@@ -435,7 +579,7 @@ static int l_defer(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   cfl_coro *cur = rt->current;
   if (!lua_isfunction(L, 1) && !luaL_getmetafield(L, 1, "__call"))
-    return luaL_argerror(L, 1, "function expected");
+    return luaL_error(L, "defer: argument #1 must be a function (got %s)", luaL_typename(L, 1));
   if (!cur || cur->co != L)
     return luaL_error(L, "defer: not inside a task (defer belongs to the async function that "
                          "calls it)");
@@ -462,7 +606,9 @@ static int async_call(lua_State *L) {
 
 /* cf.async(fn) -> afn; afn(...) returns a lazy future of fn(...) */
 static int l_async(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  cfl_rt(L);
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return luaL_error(L, "async: argument #1 must be a function (got %s)", luaL_typename(L, 1));
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(CFL_UP_RT));
   lua_pushvalue(L, lua_upvalueindex(CFL_UP_MT));
@@ -471,25 +617,28 @@ static int l_async(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg funcs[] = {
-    {"async", l_async}, {"await", cfl_await}, {"defer", l_defer}, {NULL, NULL}};
-static const luaL_Reg methods[] = {{"await", cfl_await}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"async", l_async}, {"defer", l_defer}, {NULL, NULL}};
 
 void cfl_open_coro(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
-#if CFL_LUA54
-  lua_getfield(L, -1, "await");
-  cfl_add_methods(L, rt, methods);
-#else
-  cfl_wrap_raising(L, -1, "await");
-  lua_getfield(L, -1, "await");
+  /* await: the module's upvalues and the table of awaited futures */
+  lua_pushlightuserdata(L, rt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &AWAITED_KEY);
+  lua_pushcclosure(L, cfl_await, UP_AWAITED);
+#if !CFL_LUA54
+  cfl_wrap_raising_top(L);
+#endif
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "await");
+  /* f:await() */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
   lua_getfield(L, -1, "__index");
   lua_pushvalue(L, -3);
   lua_setfield(L, -2, "await");
   lua_pop(L, 2);
-  (void)methods;
-#endif
   rt->await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
 }

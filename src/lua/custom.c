@@ -50,6 +50,12 @@ static cf_poll custom_poll(cf_future *base, cf_context *cx) {
   lua_getfield(S, data, "poll");
   lua_getfield(S, data, "waker");
   int st = lua_pcall(S, 1, LUA_MULTRET, data + 1);
+  /* poll may return as many values as a call can: room for the table */
+  if (!lua_checkstack(S, 4)) {
+    lua_settop(S, data);
+    lua_pushliteral(S, "future: the poll function returned too many values");
+    st = LUA_ERRRUN;
+  }
   if (st != LUA_OK) {
     lua_setfield(S, data, "error");
     c->hdr.state = CFL_FAILED;
@@ -164,8 +170,12 @@ static int waker_gc(lua_State *L) {
 /* cf.future(poll [, cancel]) -> future */
 static int l_future(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return luaL_error(L, "future: argument #1 must be a poll function (got %s)",
+                      luaL_typename(L, 1));
+  if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TFUNCTION)
+    return luaL_error(L, "future: argument #2 must be a cancel function or nil (got %s)",
+                      luaL_typename(L, 2));
   lua_settop(L, 2);
   cfl_custom *c = (cfl_custom *)cfl_new_future(L, rt, &custom_class, sizeof(cfl_custom));
   lua_createtable(L, 0, 4);

@@ -100,14 +100,23 @@ void cfl_push_self(lua_State *L, const void *p) {
 
 void cfl_push_describe(lua_State *L, cfl_future *f) {
   const cfl_class *cls = cfl_class_of(f);
+  /* descriptions nest (an async function awaiting a timeout of ...) */
+  luaL_checkstack(L, 4, "future descriptions nest too deep");
   if (cls->describe)
     cls->describe(L, f);
   else
     lua_pushstring(L, cls->name);
 }
 
+/* __gc of the future metatable (futures with a finaliser). Reached with
+ * anything else (getmetatable(f).__gc(x), a table given this metatable, a
+ * light future), it does nothing; after the runtime closed (a finaliser that
+ * runs after the runtime's own), the runtime already released everything. */
 static int f_gc(lua_State *L) {
-  cfl_future *f = lua_touserdata(L, 1);
+  cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  void *p = lua_touserdata(L, 1);
+  if (rt->closed || !cfl_testudata(L, 1, rt->mt_ptr)) return 0;
+  cfl_future *f = p;
   const cfl_class *cls = cfl_class_of(f);
   if (cls->gc)
     cls->gc(L, f);
@@ -117,7 +126,15 @@ static int f_gc(lua_State *L) {
 }
 
 static int f_tostring(lua_State *L) {
-  cfl_future *f = lua_touserdata(L, 1);
+  cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  cfl_future *f = cfl_tofuture_p(L, 1, rt, lua_touserdata(L, 1));
+  if (!f)
+    return luaL_error(L, "__tostring: argument #1 must be a cfuture.Future (got %s)",
+                      luaL_typename(L, 1));
+  if (rt->closed) {
+    lua_pushfstring(L, "cfuture.Future (the runtime is closed): %p", (void *)f);
+    return 1;
+  }
   cfl_push_describe(L, f);
   lua_pushfstring(L, "cfuture.Future(%s, %s): %p", lua_tostring(L, -1), cfl_state_name(f->state),
                   (void *)f);
@@ -127,7 +144,7 @@ static int f_tostring(lua_State *L) {
 /* f:state() -> "fresh" | "pending" | "ready" | "failed" | "taken" | "cancelled" | "moved" */
 static int f_state(lua_State *L) {
   cfl_future *f = cfl_tofuture(L, 1);
-  luaL_argcheck(L, f != NULL, 1, "future expected");
+  if (!f) return luaL_error(L, "state: argument #1 must be a future (got %s)", luaL_typename(L, 1));
   lua_pushstring(L, cfl_state_name(f->state));
   return 1;
 }
@@ -174,10 +191,8 @@ void cfl_open_future(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
   lua_pushliteral(L, "cfuture.Future");
   lua_setfield(L, -2, "__name");
-  lua_pushcfunction(L, f_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, f_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {{"__gc", f_gc}, {"__tostring", f_tostring}, {NULL, NULL}};
+  cfl_setfuncs(L, rt, meta);
   lua_newtable(L);
   cfl_setfuncs(L, rt, methods);
   lua_setfield(L, -2, "__index");

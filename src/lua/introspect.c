@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cfl.h"
 
@@ -75,17 +76,20 @@ static void dump_task(lua_State *L, luaL_Buffer *b, cf_runtime *rt, cfl_task *t,
   lua_remove(L, -2);
   luaL_addvalue(b);
   if (co && lua_status(co) == LUA_YIELD && co != L) {
+    /* the traceback indented under its task, made into one value before it
+     * goes into the buffer (a buffer may use the stack top as it grows) */
+    char ind[2 * 66 + 6];
+    int n = depth * 2 + 4;
+    memset(ind, ' ', (size_t)n + 1);
+    ind[0] = '\n';
+    ind[n + 1] = '\0';
     luaL_traceback(L, co, NULL, 0);
-    /* indent the traceback under its task */
-    const char *tb = lua_tostring(L, -1);
-    for (const char *p = tb; *p; p++) {
-      if (p == tb || p[-1] == '\n')
-        for (int i = 0; i < depth * 2 + 4; i++)
-          luaL_addchar(b, ' ');
-      luaL_addchar(b, *p);
-    }
-    lua_pop(L, 1);
-    luaL_addchar(b, '\n');
+    lua_pushlstring(L, ind + 1, (size_t)n);
+    luaL_gsub(L, lua_tostring(L, -2), "\n", ind);
+    lua_pushliteral(L, "\n");
+    lua_concat(L, 3);
+    lua_remove(L, -2);
+    luaL_addvalue(b);
   }
 }
 

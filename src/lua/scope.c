@@ -123,7 +123,8 @@ static const cfl_class scope_class = {
 /* cf.scope(body, ...) -> future; body(s, ...) runs with s:spawn available */
 static int l_scope(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return luaL_error(L, "scope: argument #1 must be a function (got %s)", luaL_typename(L, 1));
   int nargs = lua_gettop(L) - 1;
   cfl_scope *sc = (cfl_scope *)cfl_new_future(L, rt, &scope_class, sizeof(cfl_scope));
   cf__list_init(&sc->children);

@@ -20,8 +20,11 @@
 
 typedef struct cfl_handle {
   cfl_future hdr;
-  cfl_task *task;
+  cfl_task *task; /* NULL once finalised (a finaliser may resurrect it) */
+  uint64_t id;    /* the task's, kept for a finalised handle */
 } cfl_handle;
+
+#define FINALISED "the JoinHandle was finalised (its __gc ran; a finaliser resurrected it)"
 
 static const char NIL_MARK = 'n'; /* stands for nil in an anchor slot */
 
@@ -90,7 +93,10 @@ static void settle(cfl_task *t) {
   if (c->staged) stage_take(rt, t, NULL); /* cancelled before it started */
   if (!co) return;
   int n = c->hdr.state == CFL_FAILED ? 1 : c->hdr.state == CFL_READY ? c->nres : 0;
-  int running = c->running; /* only when the runtime closes from inside a task */
+  /* running: only when the runtime closes from inside a task; or a resume
+   * from outside the scheduler runs the coroutine right now (coro.c) */
+  lua_Debug ar;
+  int running = c->running || (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar));
   luaL_checkstack(S, 6, NULL);
   lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchors);
   int tbl = lua_gettop(S);
@@ -226,22 +232,32 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
     luaL_error(L, "%s: argument #%d must be a function or a future (got no value)", fname, idx);
   if (lua_type(L, idx) == LUA_TTABLE) {
     /* cf.spawn{fn_or_future, args..., name = "..."} */
-    int n = (int)lua_rawlen(L, idx);
-    if (n < 1) luaL_error(L, "%s: a table argument needs the function or future at [1]", fname);
+    size_t len = lua_rawlen(L, idx);
+    if (len < 1) luaL_error(L, "%s: a table argument needs the function or future at [1]", fname);
+    if (len > 1000000)
+      luaL_error(L, "%s: a table argument may hold at most 1000000 values (got %d)", fname,
+                 (int)(len > 0x7fffffff ? 0x7fffffff : len));
+    int n = (int)len;
     lua_getfield(L, idx, "name");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "%s: the task name must be a string (got %s)", fname, luaL_typename(L, -1));
     named = !lua_isnil(L, -1);
-    luaL_checkstack(L, n, "too many arguments");
+    if (named) cfl_check_cstring(L, -1, fname, "the task name", NULL);
+    if (!lua_checkstack(L, n + 2))
+      luaL_error(L, "%s: too many arguments for the task (%d)", fname, n - 1);
     for (int i = 1; i <= n; i++)
       lua_rawgeti(L, idx, i);
     fn = top + 2;
     nargs = n - 1;
   }
   cfl_future *f = cfl_tofuture(L, fn);
-  if (!f && lua_type(L, fn) != LUA_TFUNCTION)
+  if (!f && lua_type(L, fn) != LUA_TFUNCTION) {
+    if (fn != idx)
+      luaL_error(L, "%s: argument #%d: [1] must be a function or a future (got %s)", fname, idx,
+                 luaL_typename(L, fn));
     luaL_error(L, "%s: argument #%d must be a function or a future (got %s)", fname, idx,
                luaL_typename(L, fn));
+  }
   if (!f) cfl_unwrap_async(L, fn);
   int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_FRESH && !f->owner;
   if (f && !adopt) cfl_check_claimable(L, f, NULL, fname, idx);
@@ -293,6 +309,10 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
 static cf_poll handle_poll(cf_future *base, cf_context *cx) {
   cfl_handle *h = (cfl_handle *)base;
   cfl_task *t = h->task;
+  if (!t) { /* handle_take says why */
+    h->hdr.state = CFL_FAILED;
+    return CF_READY;
+  }
   if (cf_task_is_complete(&t->base)) {
     h->hdr.state = (t->base.cancelled || t->root.hdr.state == CFL_FAILED) ? CFL_FAILED : CFL_READY;
     return CF_READY;
@@ -305,13 +325,18 @@ static cf_poll handle_poll(cf_future *base, cf_context *cx) {
 static void handle_drop(cf_future *base) { (void)base; /* detach: the task runs on */ }
 
 static int handle_take(lua_State *L, cfl_future *f) {
-  return cfl_task_take(L, ((cfl_handle *)f)->task);
+  cfl_handle *h = (cfl_handle *)f;
+  if (!h->task) {
+    lua_pushfstring(L, "await: " FINALISED ", so it no longer knows task %d", (int)h->id);
+    return -1;
+  }
+  return cfl_task_take(L, h->task);
 }
 
 static void handle_describe(lua_State *L, cfl_future *f) {
   cfl_task *t = ((cfl_handle *)f)->task;
   if (!t) {
-    lua_pushliteral(L, "JoinHandle");
+    lua_pushliteral(L, "JoinHandle (finalised)");
     return;
   }
   lua_pushliteral(L, "JoinHandle of ");
@@ -345,13 +370,20 @@ const cfl_class cfl_handle_class = {{handle_poll, handle_drop},
 void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
   cfl_handle *h = (cfl_handle *)cfl_new_future(L, rt, &cfl_handle_class, sizeof(cfl_handle));
   h->task = t;
+  h->id = t->base.id;
   cfl_task_hold(t);
 }
 
+/* Only reached through check_abortable, which refuses a finalised handle. */
 static void handle_abort(cfl_future *f) { cf_task_abort(&((cfl_handle *)f)->task->base); }
 
 static int handle_is_finished(cfl_future *f) {
   return cf_task_is_complete(&((cfl_handle *)f)->task->base);
+}
+
+static void check_not_finalised(lua_State *L, cfl_future *f, const char *fname) {
+  if (f->base.vt == &cfl_handle_class.core && !((cfl_handle *)f)->task)
+    luaL_error(L, "%s: " FINALISED, fname);
 }
 
 /* The handle at argument 1: a JoinHandle, or another class with abort. */
@@ -360,6 +392,7 @@ static cfl_future *check_abortable(lua_State *L, const char *fname) {
   if (!f || !cfl_class_of(f)->abort)
     luaL_error(L, "%s: argument #1 must be a JoinHandle (got %s)", fname,
                f ? cfl_class_of(f)->name : luaL_typename(L, 1));
+  check_not_finalised(L, f, fname);
   return f;
 }
 
@@ -383,13 +416,16 @@ static int h_is_finished(lua_State *L) {
   return 1;
 }
 
+/* h:id() -> the task's id (a finalised handle still knows it) */
 static int h_id(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)check_handle(L, "id")->task->base.id);
+  lua_pushinteger(L, (lua_Integer)check_handle(L, "id")->id);
   return 1;
 }
 
 static int h_name(lua_State *L) {
-  cfl_task *t = check_handle(L, "name")->task;
+  cfl_handle *h = check_handle(L, "name");
+  check_not_finalised(L, &h->hdr, "name");
+  cfl_task *t = h->task;
   if (cfl_task_name(t))
     lua_pushstring(L, cfl_task_name(t));
   else
