@@ -26,8 +26,13 @@
 #include "cfuture.h"
 #include "compat.h"
 
-#define CFL_BUDGET 1024  /* task polls per executor run before I/O is polled */
-#define CFL_POOL_MAX 512 /* idle coroutines kept for reuse */
+/* Task polls per executor run in block_on, run and a host loop's kick
+ * before I/O (timers included) is polled again; with the per-poll await
+ * budget (128 ready awaits, coro.c) it bounds how long busy tasks can keep
+ * a due timer waiting, as tokio's event_interval does. */
+#define CFL_BUDGET 128
+#define CFL_STEP_BUDGET 1024 /* cf.step's default: task polls per step */
+#define CFL_POOL_MAX 512     /* idle coroutines kept for reuse */
 
 typedef enum cfl_state {
   CFL_FRESH,     /* never polled */
@@ -77,19 +82,21 @@ struct cfl_future {
 struct cfl_coro {
   cfl_future hdr;
   lua_State *co;
-  int ref;              /* anchor in the runtime's anchor table (task roots) */
-  int nres;             /* results on co's stack when READY */
-  uint8_t raise;        /* resume the await with an error to raise */
-  uint8_t running;      /* its resume is on the C stack */
-  uint8_t woke;         /* suspended by yield_now, which woke it already */
-  uint8_t root;         /* embedded in a cfl_task as its root */
-  uint8_t staged;       /* a task root not started yet: ref and nres locate its
-                           function and arguments in the stage table */
-  uint8_t in_await;     /* suspended by await (5.1: resume with a status token) */
-  int defers;           /* registry ref of its cf.defer functions, or LUA_NOREF */
-  int await_ref;        /* anchor of `awaiting` (not only co's stack), or LUA_NOREF */
-  cfl_future *awaiting; /* what it is suspended on (anchored by co's stack) */
-  cf_waiter *waiter;    /* its poll-site node for `awaiting` */
+  int ref;  /* anchor in the runtime's anchor table (task roots) */
+  int nres; /* results on co's stack when READY */
+  uint8_t
+      raise; /* bit 0: resume the await with an error to raise; bit 1: release the anchor slot */
+  uint8_t running;  /* its resume is on the C stack */
+  uint8_t woke;     /* suspended by yield_now, which woke it already */
+  uint8_t root;     /* embedded in a cfl_task as its root */
+  uint8_t staged;   /* a task root not started yet: ref and nres locate its
+                       function and arguments in the stage table */
+  uint8_t in_await; /* suspended by await (5.1: resume with a status token) */
+  int defers;       /* registry ref of its cf.defer functions, or LUA_NOREF */
+  int await_ref;    /* anchor of `awaiting` (not only co's stack), or LUA_NOREF */
+  cfl_future
+      *awaiting;     /* what it is suspended on (anchored in the awaited table, slot await_ref) */
+  cf_waiter *waiter; /* its poll-site node for `awaiting` */
 };
 
 typedef struct cfl_scope cfl_scope;

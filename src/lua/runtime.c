@@ -379,7 +379,7 @@ int cf_runtime_step_budget(cf_runtime *rt, size_t budget) {
   return step(rt, rt->L, budget);
 }
 
-int cf_runtime_step(cf_runtime *rt) { return cf_runtime_step_budget(rt, CFL_BUDGET); }
+int cf_runtime_step(cf_runtime *rt) { return cf_runtime_step_budget(rt, CFL_STEP_BUDGET); }
 
 int cf_runtime_backend_fd(cf_runtime *rt) { return uv_backend_fd(rt->loop); }
 
@@ -407,7 +407,7 @@ static int l_backend_timeout(lua_State *L) {
 static int l_step(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   check_can_drive(L, rt, "step");
-  lua_Integer budget = CFL_BUDGET;
+  lua_Integer budget = CFL_STEP_BUDGET;
   if (!lua_isnoneornil(L, 1)) {
     int isint = 0;
     budget = lua_tointegerx(L, 1, &isint);
