@@ -566,6 +566,7 @@ describe("cf.thread objects given what they are not", function()
     assert.has_error(function() pool:run(function() end) end, "pool:run: the pool is closed")
     assert.matches("^cfuture.ThreadPool%(closed%)", tostring(pool))
     assert.has_error(function() ch:len() end, "channel:len: the channel was finalised (its __gc was called)")
+    assert.matches("^cfuture.ThreadChannel%(finalised%)", tostring(ch))
     assert.has_error(function() ch:send(1) end, "channel:send: the channel was finalised (its __gc was called)")
     assert.has_error(function() cf.thread.spawn(function() end, ch) end,
       "thread.spawn: argument #2: cannot copy a userdata to another Lua state")

@@ -74,18 +74,14 @@ __attribute__((destructor)) static void stop_jobs_at_exit(void) {
   uv_mutex_unlock(&running_mu);
 }
 
+static _Thread_local blocking_job *tl_job; /* the job this pool thread runs */
+
 static void cancel_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  blocking_job *j;
-  lua_getfield(L, LUA_REGISTRYINDEX, "cfuture.job");
-  j = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (j && atomic_load(&j->job.cancel)) luaL_error(L, "cancelled");
+  if (tl_job && atomic_load(&tl_job->job.cancel)) luaL_error(L, "cancelled");
 }
 
 static void run_in(lua_State *L, blocking_job *j) {
-  lua_pushlightuserdata(L, j);
-  lua_setfield(L, LUA_REGISTRYINDEX, "cfuture.job");
   cfl_hookable_state(L);
   lua_sethook(L, cancel_hook, LUA_MASKCOUNT, 10000);
   lua_pushcfunction(L, cfl_error_handler); /* 1 */
@@ -123,9 +119,11 @@ static void blocking_run(cfu_job *job) {
   int listed = running_add(j);
   lua_State *L = luaL_newstate();
   if (L) {
+    tl_job = j;
     luaL_openlibs(L);
     run_in(L, j);
     lua_close(L);
+    tl_job = NULL;
   } else
     job->err = UV_ENOMEM;
   if (listed) running_remove(j); /* before its after hook can free it */

@@ -1037,6 +1037,11 @@ static int c_len(lua_State *L) {
 }
 
 static int c_tostring(lua_State *L) {
+  cfl_xchan *o = luaL_testudata(L, 1, XCHAN_MT);
+  if (o && !o->ch) {
+    lua_pushfstring(L, "cfuture.ThreadChannel(finalised): %p", (void *)o);
+    return 1;
+  }
   lua_pushfstring(L, "cfuture.ThreadChannel: %p", (void *)check_xchan(L, "channel:__tostring"));
   return 1;
 }
