@@ -69,3 +69,45 @@ describe("cf.blocking", function()
       "blocking: argument #2: tables nested too deeply (or a cycle)")
   end)
 end)
+
+describe("cf.blocking and what it is given", function()
+  local support = require "support"
+  local slow = support.slow
+
+  it("leaves the caller's thread channel its own after passing it to jobs", function()
+    local ch = cf.thread.channel()
+    for i = 1, 3 do
+      assert.are.equal(i, cf.block_on(cf.blocking(function(c, n)
+        c:send_blocking(n)
+        return n
+      end, ch, i)))
+      support.full_gc() -- the job's copies are gone; the caller's channel stays
+    end
+    assert.are.equal(3, ch:len())
+    -- a channel comes back as the same channel
+    local back = cf.block_on(cf.blocking(function(c) return c end, ch))
+    support.full_gc()
+    assert.is_true(cf.block_on(back:send(4)))
+    back = nil
+    support.full_gc()
+    for i = 1, 4 do assert.are.equal(i, ch:try_recv()) end
+    assert.are.same({ nil, "empty" }, { ch:try_recv() })
+    ch:close()
+    assert.is_true(ch:is_closed())
+  end)
+
+  it("lets os.exit(n) end the process at once while jobs run and wait #subprocess", function()
+    local out, code, ms, err = support.run_lua([[
+      local cf = require "cfuture"
+      -- more endless jobs than libuv has pool threads: some run, some wait
+      for _ = 1, 6 do cf.spawn(cf.blocking(function() while true do end end)) end
+      cf.block_on(cf.sleep(50))
+      io.write("exiting\n")
+      io.flush()
+      os.exit(7) -- without closing the state
+    ]], ("timeout -s KILL %d env "):format(math.floor(60 * slow)))
+    assert.are.equal("exiting\n", out, err)
+    assert.are.equal(7, code, err)
+    assert.is_true(ms < 10000 * slow, ms)
+  end)
+end)

@@ -271,9 +271,9 @@ describe("cf.thread.pool", function()
 
   it("refuses bad arguments and jobs after close", function()
     assert.has_error(function() cf.thread.pool(0) end,
-      "thread.pool: argument #1 must be a thread count from 1 to 1024 (got 0)")
+      "thread.pool: argument #1 (thread count) must be an integer from 1 to 1024 (got 0)")
     assert.has_error(function() cf.thread.pool(2, { queue = -1 }) end,
-      "thread.pool: option 'queue' must be a positive integer (got -1)")
+      "thread.pool: option 'queue' must be an integer from 1 to 2147483647 (got -1)")
     local pool = cf.thread.pool(1)
     local up = 1
     assert.has_error(function() pool:run(function() return up end) end,
@@ -300,9 +300,9 @@ describe("cf.thread.pool", function()
 
   it("raises a job's error at the await", function()
     local pool = cf.thread.pool(1)
-    local ok, err = pcall(cf.block_on, pool:run(function() error({}) end))
+    local ok, err = pcall(cf.block_on, pool:run(function() error("job failed") end))
     assert.is_false(ok)
-    assert.matches("error object is a table value", err)
+    assert.matches("thread_spec.lua:%d+: job failed\nstack traceback:", err)
     assert.are.equal("still works", cf.block_on(pool:run(function() return "still works" end)))
   end)
 end)
@@ -402,7 +402,7 @@ describe("cf.thread.channel", function()
       "thread.sleep: would block the event loop (only worker threads may block: "
         .. "inside tasks use the awaitable form)")
     assert.has_error(function() cf.thread.channel(0) end,
-      "thread.channel: argument #1 must be a positive capacity (got 0)")
+      "thread.channel: argument #1 (capacity) must be an integer from 1 to 2147483647 (got 0)")
     assert.has_error(function() ch:send(function() return ch end) end,
       "channel:send: argument #2: cannot copy a function that captures local variables (it uses 'ch')")
     ch:close()
@@ -430,5 +430,231 @@ describe("cf.thread.channel", function()
       cf.thread.spawn(function(c) c:send_blocking("late") end, ch):await()
       assert.are.equal("late", ch:recv():await())
     end)
+  end)
+end)
+
+describe("errors raised on workers (spawn, pool:run, cf.blocking)", function()
+  local pool
+  before_each(function() pool = cf.thread.pool(1) end)
+  after_each(function() pool:close() end)
+  local function runners()
+    return {
+      { "thread.spawn", function(...) return cf.thread.spawn(...) end, "thread" },
+      { "pool:run", function(...) return pool:run(...) end, "thread" },
+      { "cf.blocking", function(...) return cf.blocking(...) end, "blocking" },
+    }
+  end
+
+  it("arrive as copied tables with their fields, the worker's traceback beside them", function()
+    local ch = cf.thread.channel()
+    for _, r in ipairs(runners()) do
+      local name, run = r[1], r[2]
+      local ok, err = pcall(cf.block_on, run(function(reply)
+        local function raise()
+          error({ code = 42, msg = "bad input", list = { 1, "two", { deep = true } }, reply = reply })
+        end
+        raise()
+      end, ch))
+      assert.is_false(ok, name)
+      assert.are.equal("table", type(err), name)
+      assert.are.equal(42, err.code, name)
+      assert.are.equal("bad input", err.msg, name)
+      assert.are.same({ 1, "two", { deep = true } }, err.list, name)
+      -- a channel inside travels by reference: the same channel
+      assert.is_true(cf.block_on(err.reply:send(name)), name)
+      assert.are.equal(name, ch:try_recv(), name)
+      local tb = cf.thread.traceback(err)
+      assert.are.equal("string", type(tb), name)
+      assert.matches("^stack traceback:", tb, name)
+      assert.matches("in %a+ 'raise'", tb, name) -- "local 'raise'" (5.4), "function 'raise'" (LuaJIT)
+      assert.is_nil(cf.thread.traceback({ code = 42 }), name) -- only what came from a worker
+    end
+  end)
+
+  it("keep strings the same strings and other values the same values", function()
+    for _, r in ipairs(runners()) do
+      local name, run, prefix = r[1], r[2], r[3]
+      local ok, err = pcall(cf.block_on, run(function() error("plain message", 0) end))
+      assert.is_false(ok, name)
+      if prefix == "blocking" then
+        -- as raised (the await adds where it was awaited, as for any task's error)
+        assert.are.equal("plain message", err:match("^[^\n]*"), name)
+        assert.is_nil(err:find("thread_spec.lua", 1, true), name)
+      else
+        assert.matches("^plain message\nstack traceback:\n", err, name) -- the traceback appended
+      end
+      assert.is_nil(cf.thread.traceback(err), name)
+      ok, err = pcall(cf.block_on, run(function() error(42, 0) end))
+      assert.is_false(ok, name)
+      assert.are.equal(42, err, name)
+      ok, err = pcall(cf.block_on, run(function() error(false) end))
+      assert.is_false(ok, name)
+      assert.are.equal(false, err, name)
+    end
+  end)
+
+  it("turn a value that cannot travel into a string naming it", function()
+    for _, r in ipairs(runners()) do
+      local name, run, prefix = r[1], r[2], r[3]
+      local ok, err = pcall(cf.block_on, run(function()
+        local function raise() error(io.stdout) end
+        raise()
+      end))
+      assert.is_false(ok, name)
+      assert.are.equal("string", type(err), name)
+      assert.are.equal(prefix .. ": error object is a userdata value that cannot travel "
+        .. "(cannot copy a userdata to another Lua state)", err:match("^[^\n]*"), name)
+      assert.matches("\nstack traceback:\n.*in %a+ 'raise'", err, name)
+      ok, err = pcall(cf.block_on, run(function() error({ fn = print }) end))
+      assert.is_false(ok, name)
+      assert.are.equal(prefix .. ": error object is a table value that cannot travel "
+        .. "(cannot copy a C function)", err:match("^[^\n]*"), name)
+    end
+  end)
+end)
+
+describe("cf.thread objects given what they are not", function()
+  it("check the self of every metamethod and method, and never touch a foreign one", function()
+    local pool, ch = cf.thread.pool(1), cf.thread.channel()
+    local listener = assert(cf.net.listen("127.0.0.1", 0))
+    local pmt, cmt = getmetatable(pool), getmetatable(ch)
+    local foreign = { listener, io.stdout, cf.sleep(1), 42, "x", {}, true }
+    for _, f in ipairs(foreign) do
+      assert.has_no_error(function() pmt.__gc(f) end)
+      assert.has_no_error(function() cmt.__gc(f) end)
+      assert.has_error(function() pmt.__tostring(f) end,
+        "pool:__tostring: argument #1 must be a thread pool (call it with a colon; got " .. type(f) .. ")")
+      assert.has_error(function() cmt.__tostring(f) end,
+        "channel:__tostring: argument #1 must be a thread channel (call it with a colon; got " .. type(f) .. ")")
+      for k, fn in pairs(pmt.__index) do
+        assert.has_error(function() fn(f) end,
+          "pool:" .. k .. ": argument #1 must be a thread pool (call it with a colon; got " .. type(f) .. ")")
+      end
+      for k, fn in pairs(cmt.__index) do
+        assert.has_error(function() fn(f) end,
+          "channel:" .. k .. ": argument #1 must be a thread channel (call it with a colon; got " .. type(f) .. ")")
+      end
+    end
+    assert.has_no_error(function() pmt.__gc(ch) end)
+    assert.has_no_error(function() cmt.__gc(pool) end)
+    assert.has_no_error(function() pmt.__gc() end)
+    assert.has_no_error(function() cmt.__gc() end)
+    assert.has_error(function() pmt.__tostring() end,
+      "pool:__tostring: argument #1 must be a thread pool (call it with a colon; got no value)")
+    -- the real objects were not touched
+    assert.are.equal(1, pool:size())
+    assert.are.equal(7, cf.block_on(pool:run(function() return 7 end)))
+    assert.is_true(cf.block_on(ch:send("still here")))
+    assert.are.equal("still here", ch:try_recv())
+    assert.matches("^cfuture.ThreadPool%(1 threads%)", tostring(pool))
+    listener:close()
+    pool:close()
+  end)
+
+  it("refuse to use a pool or channel finalised by hand, and finalise it once", function()
+    local pool, ch = cf.thread.pool(1), cf.thread.channel()
+    local fresh = pool:run(function() return 1 end) -- not queued yet (futures are lazy)
+    getmetatable(pool).__gc(pool)
+    getmetatable(pool).__gc(pool)
+    getmetatable(ch).__gc(ch)
+    getmetatable(ch).__gc(ch)
+    cf.block_on(cf.sleep(50 * slow)) -- its worker leaves and is joined meanwhile
+    local ok, err = pcall(cf.block_on, fresh)
+    assert.is_false(ok)
+    assert.are.equal("pool:run: the pool is closed", err:match("^[^\n]*"))
+    assert.has_error(function() pool:size() end, "pool:size: the pool is closed")
+    assert.has_error(function() pool:run(function() end) end, "pool:run: the pool is closed")
+    assert.matches("^cfuture.ThreadPool%(closed%)", tostring(pool))
+    assert.has_error(function() ch:len() end, "channel:len: the channel was finalised (its __gc was called)")
+    assert.matches("^cfuture.ThreadChannel%(finalised%)", tostring(ch))
+    assert.has_error(function() ch:send(1) end, "channel:send: the channel was finalised (its __gc was called)")
+    assert.has_error(function() cf.thread.spawn(function() end, ch) end,
+      "thread.spawn: argument #2: cannot copy a userdata to another Lua state")
+    support.full_gc()
+  end)
+
+  it("refuse bad sizes, capacities and delays, naming the function and the argument", function()
+    local function err_of(f, ...)
+      local ok, e = pcall(f, ...)
+      assert.is_false(ok)
+      return e
+    end
+    local cap = "^thread%.channel: argument #1 %(capacity%) must be an integer from 1 to 2147483647 %(got "
+    assert.matches(cap .. "[%d.e+]+%)$", err_of(cf.thread.channel, 2 ^ 40))
+    assert.matches(cap .. "%-?nan%)$", err_of(cf.thread.channel, 0 / 0))
+    assert.matches(cap .. "1%.5%)$", err_of(cf.thread.channel, 1.5))
+    assert.matches(cap .. "%-1%)$", err_of(cf.thread.channel, -1))
+    assert.matches(cap .. "string%)$", err_of(cf.thread.channel, "x"))
+    assert.matches(cap .. "boolean%)$", err_of(cf.thread.channel, true))
+    local n = "^thread%.pool: argument #1 %(thread count%) must be an integer from 1 to 1024 %(got "
+    assert.matches(n .. "%-?nan%)$", err_of(cf.thread.pool, 0 / 0))
+    assert.matches(n .. "no value%)$", err_of(cf.thread.pool))
+    assert.matches(n .. "1025%)$", err_of(cf.thread.pool, 1025))
+    assert.matches(n .. "[%d.e+]+%)$", err_of(cf.thread.pool, 2 ^ 40))
+    local q = "^thread%.pool: option 'queue' must be an integer from 1 to 2147483647 %(got "
+    assert.matches(q .. "[%d.e+]+%)$", err_of(cf.thread.pool, 1, { queue = 2 ^ 40 }))
+    assert.matches(q .. "%-?nan%)$", err_of(cf.thread.pool, 1, { queue = 0 / 0 }))
+    assert.matches(q .. "table%)$", err_of(cf.thread.pool, 1, { queue = {} }))
+    assert.are.equal("thread.pool: argument #2 must be an options table (got string)",
+      err_of(cf.thread.pool, 1, "big"))
+    assert.matches("^thread%.sleep: argument #1 must be a non%-negative, finite number of milliseconds",
+      err_of(cf.thread.sleep, 0 / 0))
+    local ch = cf.thread.channel(2 ^ 31 - 1)
+    assert.are.equal(0, ch:len())
+    -- a very long wait on a worker is a long wait (not a wrapped-around one), and stops
+    cf.block_on(function()
+      for _, body in ipairs({
+        function() require("cfuture.thread").sleep(1e15) end,
+        function(c) c:recv_blocking(1e15) end,
+      }) do
+        local h = cf.thread.spawn(body, ch)
+        cf.sleep(50):await()
+        assert.is_false(h:is_finished())
+        h:abort()
+        local ok, err = pcall(h.await, h)
+        assert.is_false(ok)
+        assert.is_true(cf.is_cancelled(err))
+      end
+    end)
+  end)
+
+  it("raise once the runtime has closed, and touch nothing freed #lua54 #subprocess", function()
+    local out, code, _, err = support.run_lua([[
+      -- made before require "cfuture": finalised after the runtime closed
+      local probe = setmetatable({}, { __gc = function(t)
+        local function try(name, f)
+          local ok, e = pcall(f)
+          print(name, ok, (tostring(e):gsub("^[^:]*:%d+: ", ""))) -- without the position
+        end
+        local cf, pool, ch = t.cf, t.pool, t.ch
+        try("spawn", function() return cf.thread.spawn(function() end) end)
+        try("pool", function() return cf.thread.pool(1) end)
+        try("run", function() return pool:run(function() end) end)
+        try("size", function() return pool:size() end)
+        try("queued", function() return pool:queued() end)
+        try("close", function() return pool:close() end)
+        try("blocking", function() return cf.blocking(function() end) end)
+        try("traceback", function() return cf.thread.traceback({}) end)
+        try("recv", function() return ch:recv() end)
+        try("tostring", function() return (tostring(pool):gsub(": .*", "")) end)
+      end })
+      local cf = require "cfuture"
+      probe.cf, probe.pool, probe.ch = cf, cf.thread.pool(1), cf.thread.channel()
+      print("end")
+    ]])
+    assert.are.equal(0, code, err)
+    assert.are.equal(table.concat({
+      "end",
+      "spawn\tfalse\tspawn: the cfuture runtime is closed",
+      "pool\tfalse\tpool: the cfuture runtime is closed",
+      "run\tfalse\trun: the cfuture runtime is closed",
+      "size\tfalse\tsize: the cfuture runtime is closed",
+      "queued\tfalse\tqueued: the cfuture runtime is closed",
+      "close\tfalse\tclose: the cfuture runtime is closed",
+      "blocking\tfalse\tblocking: the cfuture runtime is closed",
+      "traceback\tfalse\ttraceback: the cfuture runtime is closed",
+      "recv\tfalse\tchannel:recv: the channel was finalised (its __gc was called)",
+      "tostring\ttrue\tcfuture.ThreadPool(closed)",
+      "" }, "\n"), out)
   end)
 end)

@@ -23,33 +23,68 @@
 typedef struct blocking_job {
   cfu_job job;
   cfl_buf code; /* the function (encoded) */
-  cfl_buf args; /* encoded arguments, then the encoded results */
+  cfl_buf args; /* encoded arguments, then the encoded results or error */
   int nargs;
   int nres;
-  int failed; /* the results buffer holds an error message */
+  int failed;      /* the results buffer holds an error (cfl_encode_error) */
+  cf_link running; /* in running_jobs while its run() runs */
 } blocking_job;
+
+/* ---- the jobs running now, stopped when the process exits ----------------------
+ * exit() (os.exit without closing the state) runs libuv's destructor, which
+ * joins every pool thread: a job that never ends would hold the process
+ * forever. This module's destructor runs before libuv's (it depends on
+ * libuv): it asks every running job to stop, and any job that starts
+ * later stops at once. */
+
+static uv_once_t running_once = UV_ONCE_INIT;
+static uv_mutex_t running_mu;
+static cf_link running_jobs;
+static atomic_int running_ready;
+static int exiting; /* running_mu */
+
+static void running_init(void) {
+  if (uv_mutex_init(&running_mu) != 0) return;
+  cf__list_init(&running_jobs);
+  atomic_store(&running_ready, 1);
+}
+
+static int running_add(blocking_job *j) {
+  uv_once(&running_once, running_init);
+  if (!atomic_load(&running_ready)) return 0;
+  uv_mutex_lock(&running_mu);
+  cf__list_push_back(&running_jobs, &j->running);
+  if (exiting) atomic_store(&j->job.cancel, 1);
+  uv_mutex_unlock(&running_mu);
+  return 1;
+}
+
+static void running_remove(blocking_job *j) {
+  uv_mutex_lock(&running_mu);
+  cf__list_remove(&j->running);
+  uv_mutex_unlock(&running_mu);
+}
+
+__attribute__((destructor)) static void stop_jobs_at_exit(void) {
+  if (!atomic_load(&running_ready)) return;
+  uv_mutex_lock(&running_mu);
+  exiting = 1;
+  for (cf_link *l = running_jobs.next; l != &running_jobs; l = l->next)
+    atomic_store(&cf__container_of(l, blocking_job, running)->job.cancel, 1);
+  uv_mutex_unlock(&running_mu);
+}
+
+static _Thread_local blocking_job *tl_job; /* the job this pool thread runs */
 
 static void cancel_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  blocking_job *j;
-  lua_getfield(L, LUA_REGISTRYINDEX, "cfuture.job");
-  j = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (j && atomic_load(&j->job.cancel)) luaL_error(L, "cancelled");
+  if (tl_job && atomic_load(&tl_job->job.cancel)) luaL_error(L, "cancelled");
 }
 
-static void blocking_run(cfu_job *job) {
-  blocking_job *j = (blocking_job *)job;
-  lua_State *L = luaL_newstate();
-  if (!L) {
-    job->err = UV_ENOMEM;
-    return;
-  }
-  luaL_openlibs(L);
-  lua_pushlightuserdata(L, j);
-  lua_setfield(L, LUA_REGISTRYINDEX, "cfuture.job");
+static void run_in(lua_State *L, blocking_job *j) {
   cfl_hookable_state(L);
   lua_sethook(L, cancel_hook, LUA_MASKCOUNT, 10000);
+  lua_pushcfunction(L, cfl_error_handler); /* 1 */
   size_t pos = 0;
   int st = cfl_decode(L, j->code.p, j->code.len, &pos) ? LUA_ERRRUN : LUA_OK;
   if (st != LUA_OK) lua_pushliteral(L, "blocking: cannot load the function");
@@ -59,13 +94,14 @@ static void blocking_run(cfu_job *job) {
       lua_pushliteral(L, "blocking: corrupt arguments");
       st = LUA_ERRRUN;
     }
-  if (st == LUA_OK) st = lua_pcall(L, j->nargs, LUA_MULTRET, 0);
-  cfl_buf_discard(&j->args); /* the arguments were decoded (or are dropped) */
+  /* what was decoded belongs to L now; the rest is released */
+  cfl_buf_consumed(&j->args, pos);
+  if (st == LUA_OK) st = lua_pcall(L, j->nargs, LUA_MULTRET, 1);
   if (st == LUA_OK) {
-    j->nres = lua_gettop(L);
+    j->nres = lua_gettop(L) - 1;
     char err[160];
     for (int i = 1; i <= j->nres; i++)
-      if (cfl_encode(L, i, &j->args, err)) {
+      if (cfl_encode(L, 1 + i, &j->args, err)) {
         cfl_buf_discard(&j->args);
         lua_pushfstring(L, "blocking: result #%d: %s", i, err);
         st = LUA_ERRRUN;
@@ -73,18 +109,29 @@ static void blocking_run(cfu_job *job) {
       }
   }
   if (st != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    if (!msg) msg = "blocking: error object is not a string";
     j->failed = 1;
-    cfl_buf_put(&j->args, msg, strlen(msg));
+    cfl_encode_error(L, -1, &j->args, "blocking");
   }
-  lua_close(L);
+}
+
+static void blocking_run(cfu_job *job) {
+  blocking_job *j = (blocking_job *)job;
+  int listed = running_add(j);
+  lua_State *L = luaL_newstate();
+  if (L) {
+    tl_job = j;
+    luaL_openlibs(L);
+    run_in(L, j);
+    lua_close(L);
+    tl_job = NULL;
+  } else
+    job->err = UV_ENOMEM;
+  if (listed) running_remove(j); /* before its after hook can free it */
 }
 
 static void blocking_free(cfu_job *job) {
   blocking_job *j = (blocking_job *)job;
   cfl_buf_discard(&j->code);
-  if (j->failed) j->args.len = 0; /* a message, not values */
   cfl_buf_discard(&j->args);
   free(j);
 }
@@ -95,17 +142,18 @@ static int blocking_push(lua_State *L, cfu_job *job) {
   blocking_job *j = (blocking_job *)job;
   if (job->err) return cfl_push_ioerr(L, job->err, "blocking");
   if (j->failed) {
-    lua_pushlstring(L, j->args.p, j->args.len);
+    cfl_push_error(L, &j->args, "blocking");
     return -1;
   }
   size_t pos = 0;
   luaL_checkstack(L, j->nres, "too many results");
   for (int i = 0; i < j->nres; i++)
     if (cfl_decode(L, j->args.p, j->args.len, &pos)) {
+      cfl_buf_consumed(&j->args, pos);
       lua_pushliteral(L, "blocking: corrupt results");
       return -1;
     }
-  j->args.len = 0; /* decoded: the channels it held belong to Lua now */
+  cfl_buf_consumed(&j->args, pos); /* decoded: the channels it held belong to Lua now */
   return j->nres;
 }
 
@@ -113,6 +161,7 @@ static const cfl_job_kind blocking_kind = {"blocking", blocking_push, NULL, NULL
 
 /* cf.blocking(fn, ...) -> future of fn's results, computed on a pool thread */
 static int l_blocking(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   if (lua_type(L, 1) != LUA_TFUNCTION || lua_iscfunction(L, 1))
     return luaL_error(L, "blocking: argument #1 must be a Lua function (got %s)",
                       lua_iscfunction(L, 1) ? "a C function" : luaL_typename(L, 1));
@@ -137,7 +186,7 @@ static int l_blocking(lua_State *L) {
                         strchr(err, '(') + 1);
     return luaL_error(L, "blocking: argument #%d: %s", bad, err);
   }
-  cfl_new_job(L, cfl_rt(L), &blocking_kind, &j->job);
+  cfl_new_job(L, rt, &blocking_kind, &j->job);
   return 1;
 }
 
@@ -175,7 +224,7 @@ static const cfl_job_kind host_kind = {"blocking (C)", host_push, NULL, NULL};
 int cf_push_blocking(lua_State *L, void (*run)(void *arg), int (*push)(lua_State *L, void *arg),
                      void (*release)(void *arg), void *arg) {
   cf_runtime *rt = cf_runtime_of(L);
-  if (!rt) return -1;
+  if (!rt || rt->closed) return -1;
   host_job *j = calloc(1, sizeof *j);
   if (!j) return -1;
   cfu_job_init(&j->job, &host_vt);

@@ -234,23 +234,15 @@ struct tpool {
   cfu_mail space;
   cf_link space_waiters; /* loop thread: xwork.swait */
   int nthreads, alive;   /* alive: loop thread, workers not joined yet */
+  int nworks;            /* loop thread: xwork that point here, not freed yet */
   struct cfl_pool *obj;  /* the Lua object, NULL once collected */
   cfl_threads *ts;
 };
 
-static int traceback(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (!msg) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
+/* w failed with the message msg (whatever vals held is released). */
 static void fail_with(xwork *w, const char *msg) {
   w->failed = 1;
-  cfl_buf_put(&w->vals, msg, strlen(msg));
+  cfl_error_msg(&w->vals, msg);
 }
 
 #define LOADED_MAX 64 /* functions a worker state keeps loaded */
@@ -293,12 +285,11 @@ static int load_fn(lua_State *W, const cfl_buf *fn) {
 /* Run w in W (a worker's state), leaving the results or an error in w->vals. */
 static void run_work(lua_State *W, xwork *w) {
   if (!W) {
-    w->vals.len = 0;
     fail_with(w, "thread: cannot create a Lua state (out of memory)");
     return;
   }
   int base = lua_gettop(W);
-  lua_pushcfunction(W, traceback);
+  lua_pushcfunction(W, cfl_error_handler_tb);
   int st = LUA_OK;
   if (load_fn(W, &w->fn) != 0) {
     lua_pushliteral(W, "thread: cannot load the function");
@@ -315,8 +306,8 @@ static void run_work(lua_State *W, xwork *w) {
       lua_pushliteral(W, "thread: corrupt arguments");
       st = LUA_ERRRUN;
     }
-  /* decoded (or lost to corruption): the state owns what they referenced */
-  w->vals.len = 0;
+  /* what was decoded belongs to the state now; the rest is released */
+  cfl_buf_consumed(&w->vals, pos);
   if (st == LUA_OK) st = lua_pcall(W, w->nargs, LUA_MULTRET, base + 1);
   if (st == LUA_OK) {
     char err[160];
@@ -331,11 +322,13 @@ static void run_work(lua_State *W, xwork *w) {
   }
   if (st != LUA_OK) {
     w->cancelled = (uint8_t)stop_requested();
-    const char *msg = lua_tostring(W, -1);
-    fail_with(w, msg ? msg : "thread: the error object is not a string");
+    w->failed = 1;
+    cfl_encode_error(W, -1, &w->vals, "thread");
   }
   lua_settop(W, base);
 }
+
+static void pool_unref(tpool *p);
 
 static void work_free(xwork *w) {
   if (cf__link_linked(&w->all)) cf__list_remove(&w->all);
@@ -343,8 +336,8 @@ static void work_free(xwork *w) {
   cf_waker_drop(&w->swaker);
   if (cf__link_linked(&w->swait)) cf__list_remove(&w->swait);
   cfl_buf_discard(&w->fn);
-  if (w->failed) w->vals.len = 0; /* a message, not values */
   cfl_buf_discard(&w->vals);
+  if (w->pool) pool_unref(w->pool);
   ts_unref(w->ts);
   free(w);
 }
@@ -516,7 +509,7 @@ static int work_take(lua_State *L, cfl_future *base) {
                        w->pool ? "the pool job was aborted" : "the thread was aborted");
     n = -1;
   } else if (w->failed) {
-    lua_pushlstring(L, w->vals.p, w->vals.len);
+    cfl_push_error(L, &w->vals, "thread");
     n = -1;
   } else {
     size_t pos = 0;
@@ -528,7 +521,7 @@ static int work_take(lua_State *L, cfl_future *base) {
         n = -1;
         break;
       }
-    w->vals.len = 0; /* decoded: what they referenced belongs to L now */
+    cfl_buf_consumed(&w->vals, pos); /* decoded: what they referenced belongs to L now */
   }
   work_release(f, 0);
   return n;
@@ -622,6 +615,17 @@ static void pool_free(tpool *p) {
   free(p);
 }
 
+/* A pool goes once its workers are joined, its Lua object collected and
+ * no job (nor a future of one) points at it. */
+static void pool_maybe_free(tpool *p) {
+  if (p->alive == 0 && !p->obj && p->nworks == 0) pool_free(p);
+}
+
+static void pool_unref(tpool *p) {
+  p->nworks--;
+  pool_maybe_free(p);
+}
+
 static void pool_main(void *arg) {
   wthread *t = arg;
   tpool *p = t->pool;
@@ -661,7 +665,8 @@ static void on_exited(cfu_mail *m) {
   tpool *p = t->pool;
   uv_thread_join(&t->tid);
   thread_free(t);
-  if (--p->alive == 0 && !p->obj) pool_free(p);
+  p->alive--;
+  pool_maybe_free(p);
 }
 
 /* loop thread: wake as many waiters for room as there is room (FIFO). If
@@ -691,8 +696,7 @@ static int pool_submit(xwork *w, cf_context *cx) {
   uv_mutex_lock(&p->mu);
   if (p->closing) {
     w->finished = 1;
-    cfl_buf_discard(&w->vals); /* the arguments */
-    fail_with(w, "pool:run: the pool is closed");
+    fail_with(w, "pool:run: the pool is closed"); /* releases the arguments */
   } else if (p->queued >= p->cap) {
     p->want_space = 1;
     cf_waker_set(&w->swaker, cx->waker);
@@ -721,36 +725,39 @@ static void pool_close(tpool *p) {
   uv_mutex_unlock(&p->mu);
 }
 
-static tpool *check_pool(lua_State *L, const char *fname) {
+static cfl_pool *to_pool(lua_State *L, const char *fname) {
   cfl_pool *o = luaL_testudata(L, 1, POOL_MT);
   if (!o)
     luaL_error(L, "%s: argument #1 must be a thread pool (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
-  if (!o->p) luaL_error(L, "%s: the runtime of this pool is closed", fname);
+  return o;
+}
+
+/* The pool of the method's self; its runtime checked first (cfl_rt). */
+static tpool *check_pool(lua_State *L, const char *fname) {
+  cfl_rt(L);
+  cfl_pool *o = to_pool(L, fname);
+  if (!o->p) luaL_error(L, "%s: the pool is closed", fname); /* finalised */
   return o->p;
 }
+
+#define MAX_QUEUE 0x7fffffff /* jobs a pool's queue, messages a channel holds */
 
 /* cf.thread.pool(n [, {queue = size}]) -> pool of n worker threads */
 static int l_pool(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  if (!lua_isinteger(L, 1) || lua_tointeger(L, 1) < 1 || lua_tointeger(L, 1) > 1024)
-    return luaL_error(L, "thread.pool: argument #1 must be a thread count from 1 to 1024 (got %s)",
-                      luaL_tolstring(L, 1, NULL));
-  int n = (int)lua_tointeger(L, 1);
+  int n = (int)cfl_check_int_range(L, 1, "thread.pool", "argument #1 (thread count)", 1, 1024);
   lua_Integer cap = 256;
   if (!lua_isnoneornil(L, 2)) {
     if (!lua_istable(L, 2))
       return luaL_error(L, "thread.pool: argument #2 must be an options table (got %s)",
                         luaL_typename(L, 2));
     lua_getfield(L, 2, "queue");
-    if (!lua_isnil(L, -1)) {
-      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-        return luaL_error(L, "thread.pool: option 'queue' must be a positive integer (got %s)",
-                          luaL_tolstring(L, -1, NULL));
-      cap = lua_tointeger(L, -1);
-    }
+    if (!lua_isnil(L, -1))
+      cap = cfl_check_int_range(L, -1, "thread.pool", "option 'queue'", 1, MAX_QUEUE);
     lua_pop(L, 1);
   }
+  lua_settop(L, 1);
   cfl_threads *ts = threads_of(L, rt);
   cfl_pool *o = lua_newuserdatauv(L, sizeof *o, 0);
   o->p = NULL;
@@ -795,11 +802,12 @@ static int l_pool(lua_State *L) {
 
 /* pool:run(fn_or_source, ...) -> future of fn's results, run by a worker */
 static int p_run(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   tpool *p = check_pool(L, "pool:run");
   if (p->closing) return luaL_error(L, "pool:run: the pool is closed");
-  cf_runtime *rt = cfl_rt(L);
   xwork *w = work_new(L, p->ts, 2, 3, lua_gettop(L), "pool:run");
   w->pool = p;
+  p->nworks++;
   push_work_future(L, rt, w, 1); /* the future keeps the pool object alive */
   return 1;
 }
@@ -825,21 +833,27 @@ static int p_queued(lua_State *L) {
   return 1;
 }
 
+/* __gc (also called by hand: any self that is not a live pool is left alone) */
 static int p_gc(lua_State *L) {
-  cfl_pool *o = lua_touserdata(L, 1);
-  tpool *p = o->p;
+  cfl_pool *o = luaL_testudata(L, 1, POOL_MT);
+  tpool *p = o ? o->p : NULL;
   if (!p) return 0;
   o->p = NULL;
   p->obj = NULL;
   pool_close(p);
-  if (p->alive == 0) pool_free(p);
+  pool_maybe_free(p);
   return 0;
 }
 
 static int p_tostring(lua_State *L) {
-  tpool *p = check_pool(L, "pool:__tostring");
+  cfl_pool *o = to_pool(L, "pool:__tostring");
+  tpool *p = o->p;
+  if (!p) {
+    lua_pushfstring(L, "cfuture.ThreadPool(closed): %p", (void *)o);
+    return 1;
+  }
   lua_pushfstring(L, "cfuture.ThreadPool(%d threads%s): %p", p->nthreads,
-                  p->closing ? ", closed" : "", (void *)p);
+                  p->closing ? ", closed" : "", (void *)o);
   return 1;
 }
 
@@ -854,9 +868,10 @@ static void msg_discard(cfu_xmsg *m) {
   free(m);
 }
 
+/* __gc (also called by hand: any self that is not a channel is left alone) */
 static int xchan_gc(lua_State *L) {
-  cfl_xchan *o = lua_touserdata(L, 1);
-  if (o->ch) {
+  cfl_xchan *o = luaL_testudata(L, 1, XCHAN_MT);
+  if (o && o->ch) {
     cfu_xchan_unref(o->ch);
     o->ch = NULL;
   }
@@ -869,11 +884,21 @@ cfu_xchan *cfl_toxchan(lua_State *L, int idx) {
 }
 
 static cfu_xchan *check_xchan(lua_State *L, const char *fname) {
-  cfu_xchan *ch = cfl_toxchan(L, 1);
-  if (!ch)
+  cfl_xchan *o = luaL_testudata(L, 1, XCHAN_MT);
+  if (!o)
     luaL_error(L, "%s: argument #1 must be a thread channel (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
-  return ch;
+  if (!o->ch) luaL_error(L, "%s: the channel was finalised (its __gc was called)", fname);
+  return o->ch;
+}
+
+/* A checked delay (cfl_check_ms: 0 to 1e15 ms) in nanoseconds, at least 1
+ * and at most about 31 years (1e15 ms would not fit in 64 bits). */
+static uint64_t ms_to_ns(double ms) {
+  double ns = ms * 1e6;
+  if (ns < 1) return 1;
+  if (ns > 1e18) return (uint64_t)1e18;
+  return (uint64_t)ns;
 }
 
 /* The value at idx as a message; raises naming fname. */
@@ -902,6 +927,7 @@ static cfu_xmsg *encode_msg(lua_State *L, int idx, const char *fname) {
 static int push_msg(lua_State *L, cfu_xmsg *m) {
   size_t pos = 0;
   int bad = cfl_decode(L, m->data, m->len, &pos);
+  if (bad) cfl_copy_release(m->data + pos, m->len - pos);
   free(m);
   if (bad) luaL_error(L, "thread channel: corrupt message");
   return 1;
@@ -939,8 +965,7 @@ static int c_recv_blocking(lua_State *L) {
   cfu_xchan *ch = check_xchan(L, "channel:recv_blocking");
   uint64_t timeout = 0;
   if (!lua_isnoneornil(L, 2)) {
-    double ms = cfl_check_ms(L, 2, "channel:recv_blocking");
-    timeout = ms > 0 ? (uint64_t)(ms * 1e6) : 1;
+    timeout = ms_to_ns(cfl_check_ms(L, 2, "channel:recv_blocking"));
   }
   cfu_parker *pk = blocking_parker(L, "channel:recv_blocking");
   uint64_t deadline = timeout ? uv_hrtime() + timeout : 0;
@@ -1012,6 +1037,11 @@ static int c_len(lua_State *L) {
 }
 
 static int c_tostring(lua_State *L) {
+  cfl_xchan *o = luaL_testudata(L, 1, XCHAN_MT);
+  if (o && !o->ch) {
+    lua_pushfstring(L, "cfuture.ThreadChannel(finalised): %p", (void *)o);
+    return 1;
+  }
   lua_pushfstring(L, "cfuture.ThreadChannel: %p", (void *)check_xchan(L, "channel:__tostring"));
   return 1;
 }
@@ -1103,6 +1133,7 @@ static int xop_take(lua_State *L, cfl_future *base) {
     f->msg = NULL;
     size_t pos = 0;
     if (cfl_decode(L, m->data, m->len, &pos)) {
+      cfl_copy_release(m->data + pos, m->len - pos);
       lua_pushliteral(L, "thread channel: corrupt message");
       n = -1;
     }
@@ -1124,6 +1155,7 @@ static int new_xop(lua_State *L, int is_send, const char *fname) {
                       "%s: no cfuture runtime drives this thread (on a worker use %s_blocking, "
                       "or run a runtime there with require \"cfuture\")",
                       fname, is_send ? "send" : "recv");
+  if (rt->closed) return cfl_raise_closed(L);
   cfl_threads *ts = threads_of(L, rt);
   cfu_xmsg *m = is_send ? encode_msg(L, 2, fname) : NULL;
   cfl_xop *f = (cfl_xop *)cfl_new_future(L, rt, &xop_class, sizeof *f);
@@ -1175,12 +1207,8 @@ void cfl_push_xchan(lua_State *L, cfu_xchan *ch) {
 /* cf.thread.channel([capacity]) -> a channel between threads (unbounded without capacity) */
 static int l_channel(lua_State *L) {
   lua_Integer cap = 0;
-  if (!lua_isnoneornil(L, 1)) {
-    if (!lua_isinteger(L, 1) || lua_tointeger(L, 1) < 1)
-      return luaL_error(L, "thread.channel: argument #1 must be a positive capacity (got %s)",
-                        luaL_tolstring(L, 1, NULL));
-    cap = lua_tointeger(L, 1);
-  }
+  if (!lua_isnoneornil(L, 1))
+    cap = cfl_check_int_range(L, 1, "thread.channel", "argument #1 (capacity)", 1, MAX_QUEUE);
   cfl_xchan *o = lua_newuserdatauv(L, sizeof *o, 0);
   o->ch = NULL;
   push_xchan_mt(L);
@@ -1197,7 +1225,7 @@ static int l_channel(lua_State *L) {
 static int l_sleep(lua_State *L) {
   double ms = cfl_check_ms(L, 1, "thread.sleep");
   cfu_parker *pk = blocking_parker(L, "thread.sleep");
-  uint64_t deadline = uv_hrtime() + (uint64_t)(ms * 1e6);
+  uint64_t deadline = uv_hrtime() + ms_to_ns(ms);
   for (;;) {
     uint64_t now = uv_hrtime();
     if (now >= deadline) break;
@@ -1218,6 +1246,15 @@ static int l_check(lua_State *L) {
   return 0;
 }
 
+/* cf.thread.traceback(err) -> the worker's traceback of an error value that
+ * is not a string (a table, say) raised on a worker (spawn, pool:run,
+ * cf.blocking) and copied here, or nil. (A string error of spawn and
+ * pool:run carries its traceback itself.) */
+static int l_traceback(lua_State *L) {
+  cfl_rt(L);
+  return cfl_push_traceback(L, 1);
+}
+
 /* thread.is_worker() -> true on a thread started by cf.thread */
 static int l_is_worker(lua_State *L) {
   lua_pushboolean(L, tl_parker != NULL);
@@ -1236,7 +1273,8 @@ static int open_worker_lib(lua_State *L) {
 /* ---- the module and shutdown
  * --------------------------------------------------------------------- */
 
-static const luaL_Reg spawn_funcs[] = {{"spawn", l_spawn}, {"pool", l_pool}, {NULL, NULL}};
+static const luaL_Reg spawn_funcs[] = {
+    {"spawn", l_spawn}, {"pool", l_pool}, {"traceback", l_traceback}, {NULL, NULL}};
 static const luaL_Reg pool_methods[] = {
     {"run", p_run}, {"close", p_close}, {"size", p_size}, {"queued", p_queued}, {NULL, NULL}};
 
@@ -1290,15 +1328,17 @@ void cfl_close_threads(cf_runtime *rt) {
       continue;
     }
     if (!w->finished) {
-      if (w->failed) w->vals.len = 0;
       cfl_buf_discard(&w->vals);
       w->finished = w->failed = w->cancelled = 1;
     }
+    w->swoken = 0; /* nobody waits for room any more */
+    if (cf__link_linked(&w->swait)) cf__list_remove(&w->swait);
   }
+  /* a pool goes now, or with the last of its Lua object and its jobs */
   while ((l = cf__list_pop_front(&ts->pools))) {
     tpool *p = cf__container_of(l, tpool, link);
     p->alive = 0;
-    pool_free(p);
+    pool_maybe_free(p);
   }
   rt->threads = NULL;
   ts_unref(ts);
