@@ -815,7 +815,7 @@ function thread.spawn(fn_or_source, ...) end
 ---@return cfuture.ThreadPool
 function thread.pool(n, opts) end
 
----@param capacity? integer
+---@param capacity? integer 1..2^31-1
 ---@return cfuture.ThreadChannel
 function thread.channel(capacity) end
 
@@ -828,5 +828,10 @@ function thread.cancelled() end
 function thread.check() end
 ---@return boolean
 function thread.is_worker() end
+---The worker's traceback of an error value (a table) raised on a worker
+---(spawn, pool:run, cf.blocking) and copied here, or nil.
+---@param err any
+---@return string|nil
+function thread.traceback(err) end
 
 return cf

@@ -264,7 +264,7 @@ static int l_warn_slow_polls(lua_State *L) {
   if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TFUNCTION)
     return luaL_error(L, "warn_slow_polls: argument #2 must be a function or nil (got %s)",
                       luaL_typename(L, 2));
-  tr->slow_ns = ms > 0 ? (uint64_t)(ms * 1e6) : 1;
+  tr->slow_ns = ms > 0 ? cfu_ms_to_ns(ms) : 1; /* saturates: no UB cast for 1e15 */
   set_ref(L, &tr->slow_fn, 2);
   return 0;
 }
