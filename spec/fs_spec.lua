@@ -147,7 +147,7 @@ describe("cf.fs path operations", function()
     assert.has_error(function() fs.open("/tmp/x", "rw") end)
     assert.has_error(function() fs.rename("/tmp/x") end,
       "fs.rename: argument #2 must be a path string (got no value)")
-    assert.has_error(function() fs.stat("a\0b") end, "fs.stat: argument #1 must not contain a zero byte")
+    assert.has_error(function() fs.stat("a\0b") end, "fs.stat: argument #1 must not contain a NUL byte")
   end)
 
   it("is lazy: nothing happens before the first poll", function()
