@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -155,17 +156,34 @@ static int file_turn(cfu_job *job, cf_context *cx) { return cfu_fsjob_turn((cfu_
 static const cfl_job_kind path_kind = {"fs", fs_push, NULL, fs_describe};
 static const cfl_job_kind file_kind = {"file", fs_push, file_turn, fs_describe};
 
-/* ---- argument checks ------------------------------------------------------ */
+/* ---- argument checks ------------------------------------------------------
+ * Every entry point checks the runtime (cfl_rt) and all of its arguments
+ * before it allocates anything, so an argument that raises (a bad option, an
+ * option table whose __index raises) leaks nothing. The future is made
+ * before the job it will own: if the job's allocation fails, the future is
+ * dropped by the collector with no job. */
+
+/* Largest count or offset: exact in a double, so 5.4 and LuaJIT agree. */
+#define MAX_EXACT ((lua_Integer)1 << 53)
 
 static const char *check_path(lua_State *L, int idx, const char *fname) {
-  const char *p = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
-  if (!p)
+  if (lua_type(L, idx) != LUA_TSTRING)
     luaL_error(L, "%s: argument #%d must be a path string (got %s)", fname, idx,
                luaL_typename(L, idx));
-  if (!*p) luaL_error(L, "%s: argument #%d must be a non-empty path", fname, idx);
-  if (strlen(p) != lua_rawlen(L, idx))
-    luaL_error(L, "%s: argument #%d must not contain a zero byte", fname, idx);
+  char what[24];
+  snprintf(what, sizeof what, "argument #%d", idx);
+  size_t len;
+  const char *p = cfl_check_cstring(L, idx, fname, what, &len);
+  if (len == 0) luaL_error(L, "%s: argument #%d must be a non-empty path", fname, idx);
   return p;
+}
+
+/* A number (not a string that converts) that is an integer in [lo, hi]. */
+static lua_Integer check_int(lua_State *L, int idx, const char *fname, const char *what,
+                             lua_Integer lo, lua_Integer hi) {
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: %s must be a number (got %s)", fname, what, luaL_typename(L, idx));
+  return cfl_check_int_range(L, idx, fname, what, lo, hi);
 }
 
 static int opt_table(lua_State *L, int idx, const char *fname) {
@@ -188,37 +206,32 @@ static int opt_mode(lua_State *L, int idx, int has, const char *fname) {
   if (!has) return -1;
   lua_getfield(L, idx, "mode");
   int mode = -1;
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 07777)
-      luaL_error(L, "%s: option 'mode' must be permission bits such as 420 (0644) (got %s)", fname,
-                 luaL_tolstring(L, -1, NULL));
-    mode = (int)lua_tointeger(L, -1);
-  }
+  if (!lua_isnil(L, -1)) mode = (int)check_int(L, -1, fname, "option mode", 0, 07777);
   lua_pop(L, 1);
   return mode;
 }
 
-static cfu_fsjob *new_job(lua_State *L, cfu_fs_op op, const char *path) {
+/* Push a future for a path operation, then the job it owns. */
+static cfu_fsjob *path_job(lua_State *L, cf_runtime *rt, cfu_fs_op op, const char *path) {
+  cfl_job *f = cfl_new_job(L, rt, &path_kind, NULL);
   cfu_fsjob *j = cfu_fsjob_new(op, path);
   if (!j) luaL_error(L, "%s: out of memory", op_names[op]);
+  f->job = &j->job;
   return j;
-}
-
-static int push_job(lua_State *L, cfu_fsjob *j, const cfl_job_kind *kind) {
-  cfl_new_job(L, cfl_rt(L), kind, &j->job);
-  return 1;
 }
 
 /* ---- path operations ----------------------------------------------------- */
 
 /* cf.fs.read_file(path) -> future of the contents */
 static int l_read_file(lua_State *L) {
-  const char *p = check_path(L, 1, "fs.read_file");
-  return push_job(L, new_job(L, CFU_FS_READ_FILE, p), &path_kind);
+  cf_runtime *rt = cfl_rt(L);
+  path_job(L, rt, CFU_FS_READ_FILE, check_path(L, 1, "fs.read_file"));
+  return 1;
 }
 
 /* cf.fs.write_file(path, data [, {atomic=, append=, mode=}]) -> future of true */
 static int l_write_file(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   const char *p = check_path(L, 1, "fs.write_file");
   size_t len;
   const char *data = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len) : NULL;
@@ -230,23 +243,20 @@ static int l_write_file(lua_State *L) {
   if ((opts & CFU_FS_ATOMIC) && (opts & CFU_FS_APPEND))
     luaL_error(L, "fs.write_file: options 'atomic' and 'append' exclude each other");
   int mode = opt_mode(L, 3, has, "fs.write_file");
-  cfu_fsjob *j = new_job(L, CFU_FS_WRITE_FILE, p);
+  cfu_fsjob *j = path_job(L, rt, CFU_FS_WRITE_FILE, p);
   j->opts = opts;
   j->mode = mode;
   j->data = malloc(len ? len : 1); /* the pool writes from a copy the GC cannot take */
-  if (!j->data) {
-    j->job.vt->free(&j->job);
-    return luaL_error(L, "fs.write_file: out of memory");
-  }
+  if (!j->data) return luaL_error(L, "fs.write_file: out of memory");
   memcpy(j->data, data, len);
   j->len = len;
-  return push_job(L, j, &path_kind);
+  return 1;
 }
 
 static int stat_common(lua_State *L, const char *fname, int opts) {
-  cfu_fsjob *j = new_job(L, CFU_FS_STAT, check_path(L, 1, fname));
-  j->opts = opts;
-  return push_job(L, j, &path_kind);
+  cf_runtime *rt = cfl_rt(L);
+  path_job(L, rt, CFU_FS_STAT, check_path(L, 1, fname))->opts = opts;
+  return 1;
 }
 /* cf.fs.stat(path) / cf.fs.lstat(path) -> future of a table */
 static int l_stat(lua_State *L) { return stat_common(L, "fs.stat", 0); }
@@ -254,93 +264,122 @@ static int l_lstat(lua_State *L) { return stat_common(L, "fs.lstat", CFU_FS_LSTA
 
 /* cf.fs.mkdir(path [, {parents=, mode=}]) -> future of true */
 static int l_mkdir(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   const char *p = check_path(L, 1, "fs.mkdir");
   int has = opt_table(L, 2, "fs.mkdir");
-  cfu_fsjob *j = new_job(L, CFU_FS_MKDIR, p);
-  j->opts = opt_flag(L, 2, has, "parents", CFU_FS_PARENTS);
-  j->mode = opt_mode(L, 2, has, "fs.mkdir");
-  return push_job(L, j, &path_kind);
+  int opts = opt_flag(L, 2, has, "parents", CFU_FS_PARENTS);
+  int mode = opt_mode(L, 2, has, "fs.mkdir");
+  cfu_fsjob *j = path_job(L, rt, CFU_FS_MKDIR, p);
+  j->opts = opts;
+  j->mode = mode;
+  return 1;
 }
 
 /* cf.fs.readdir(path) -> future of an iterator of name, type */
 static int l_readdir(lua_State *L) {
-  return push_job(L, new_job(L, CFU_FS_READDIR, check_path(L, 1, "fs.readdir")), &path_kind);
+  cf_runtime *rt = cfl_rt(L);
+  path_job(L, rt, CFU_FS_READDIR, check_path(L, 1, "fs.readdir"));
+  return 1;
 }
 
 /* cf.fs.unlink(path) -> future of true */
 static int l_unlink(lua_State *L) {
-  return push_job(L, new_job(L, CFU_FS_UNLINK, check_path(L, 1, "fs.unlink")), &path_kind);
+  cf_runtime *rt = cfl_rt(L);
+  path_job(L, rt, CFU_FS_UNLINK, check_path(L, 1, "fs.unlink"));
+  return 1;
 }
 
 /* cf.fs.rename(from, to) -> future of true */
 static int l_rename(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   const char *from = check_path(L, 1, "fs.rename");
   const char *to = check_path(L, 2, "fs.rename");
-  cfu_fsjob *j = new_job(L, CFU_FS_RENAME, from);
+  cfu_fsjob *j = path_job(L, rt, CFU_FS_RENAME, from);
   j->path2 = strdup(to);
-  if (!j->path2) {
-    j->job.vt->free(&j->job);
-    return luaL_error(L, "fs.rename: out of memory");
-  }
-  return push_job(L, j, &path_kind);
+  if (!j->path2) return luaL_error(L, "fs.rename: out of memory");
+  return 1;
 }
 
 /* cf.fs.rmdir(path [, {recursive=true}]) -> future of true */
 static int l_rmdir(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   const char *p = check_path(L, 1, "fs.rmdir");
   int has = opt_table(L, 2, "fs.rmdir");
-  cfu_fsjob *j = new_job(L, CFU_FS_RMDIR, p);
-  j->opts = opt_flag(L, 2, has, "recursive", CFU_FS_RECURSIVE);
-  return push_job(L, j, &path_kind);
+  int opts = opt_flag(L, 2, has, "recursive", CFU_FS_RECURSIVE);
+  path_job(L, rt, CFU_FS_RMDIR, p)->opts = opts;
+  return 1;
 }
 
 /* cf.fs.mkdtemp([prefix]) -> future of the new directory's path */
 static int l_mkdtemp(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   const char *prefix = "/tmp/cfuture-";
   if (!lua_isnoneornil(L, 1)) prefix = check_path(L, 1, "fs.mkdtemp");
-  return push_job(L, new_job(L, CFU_FS_MKDTEMP, prefix), &path_kind);
+  path_job(L, rt, CFU_FS_MKDTEMP, prefix);
+  return 1;
 }
 
-/* cf.fs.open(path [, mode]) -> future of a file */
-static int l_open(lua_State *L) {
-  const char *p = check_path(L, 1, "fs.open");
-  const char *mode = luaL_optstring(L, 2, "r");
-  int flags, plus = strchr(mode, '+') != NULL, ok = 1;
-  switch (mode[0]) {
-  case 'r': flags = plus ? O_RDWR : O_RDONLY; break;
-  case 'w': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC; break;
-  case 'a': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND; break;
-  default: flags = 0, ok = 0;
-  }
-  for (const char *c = mode + 1; ok && *c; c++) {
-    if (*c == 'x' && mode[0] == 'w')
-      flags |= O_EXCL;
-    else if (*c != '+' && *c != 'b')
+/* The open(2) flags of an io.open mode: [rwa], then '+', 'b' and (after
+ * 'w') 'x', each at most once; anything else is refused. */
+static int open_flags(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return O_RDONLY;
+  size_t len;
+  const char *mode = cfl_check_cstring(L, idx, "fs.open", "argument #2", &len);
+  int plus = 0, bin = 0, excl = 0, ok = len > 0;
+  for (size_t i = 1; ok && i < len; i++) {
+    if (mode[i] == '+' && !plus)
+      plus = 1;
+    else if (mode[i] == 'b' && !bin)
+      bin = 1;
+    else if (mode[i] == 'x' && !excl && mode[0] == 'w')
+      excl = O_EXCL;
+    else
       ok = 0;
   }
-  if (!ok)
+  int flags = 0;
+  switch (ok ? mode[0] : 0) {
+  case 'r': flags = plus ? O_RDWR : O_RDONLY; break;
+  case 'w': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC | excl; break;
+  case 'a': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND; break;
+  default:
     luaL_error(L,
                "fs.open: argument #2 must be a mode such as \"r\", \"w\", \"a\", \"r+\", \"w+\", "
                "\"a+\" or \"wx\" (got \"%s\")",
                mode);
-  cfu_fsjob *j = new_job(L, CFU_FS_OPEN, p);
-  j->opts = flags;
-  return push_job(L, j, &path_kind);
+  }
+  return flags;
+}
+
+/* cf.fs.open(path [, mode]) -> future of a file */
+static int l_open(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
+  const char *p = check_path(L, 1, "fs.open");
+  int flags = open_flags(L, 2);
+  path_job(L, rt, CFU_FS_OPEN, p)->opts = flags;
+  return 1;
 }
 
 /* ---- files ------------------------------------------------------------------ */
 
+/* Take the opened fd into a new file object (the object first: if making
+ * it raises, the job still owns the fd and closes it when freed). */
 static int push_file_object(lua_State *L, cfu_fsjob *j) {
-  cfu_file *cf = cfu_file_new(j->fd, j->path, (j->opts & O_APPEND) != 0);
-  if (!cf) return cfl_push_ioerr(L, UV_ENOMEM, j->path); /* the job's free closes the fd */
-  j->fd = -1;
   cfl_file *o = lua_newuserdatauv(L, sizeof *o, 0);
-  o->f = cf;
+  o->f = NULL;
   o->closed = 0;
   luaL_setmetatable(L, FILE_MT);
+  cfu_file *cf = cfu_file_new(j->fd, j->path, (j->opts & O_APPEND) != 0);
+  if (!cf) {
+    lua_pop(L, 1);
+    return cfl_push_ioerr(L, UV_ENOMEM, j->path); /* the job's free closes the fd */
+  }
+  o->f = cf;
+  j->fd = -1;
   return 1;
 }
 
+/* The file at index 1 (a method's self); raises unless it is an open file.
+ * Callers have checked the runtime (cfl_rt) first. */
 static cfl_file *check_file(lua_State *L, const char *fname) {
   cfl_file *o = luaL_testudata(L, 1, FILE_MT);
   if (!o)
@@ -350,35 +389,42 @@ static cfl_file *check_file(lua_State *L, const char *fname) {
   return o;
 }
 
-/* A future for op on the file at index 1, which it keeps alive. */
-static cfu_fsjob *file_job(lua_State *L, cfl_file *o, cfu_fs_op op) {
-  cfu_fsjob *j = cfu_fsjob_on(op, o->f);
-  if (!j) luaL_error(L, "%s: out of memory", op_names[op]);
-  cfl_new_job(L, cfl_rt(L), &file_kind, &j->job);
+/* Push a future for op on the file at index 1, which it keeps alive, then
+ * the job it owns. */
+static cfu_fsjob *file_job(lua_State *L, cf_runtime *rt, cfl_file *o, cfu_fs_op op) {
+  cfl_job *f = cfl_new_job(L, rt, &file_kind, NULL);
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
+  cfu_fsjob *j = cfu_fsjob_on(op, o->f);
+  if (!j) luaL_error(L, "%s: out of memory", op_names[op]);
+  f->job = &j->job;
   return j;
 }
 
 /* file:read([n | "a" | "l"]) -> future of a string, or nil at end of file */
 static int f_read(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   cfl_file *o = check_file(L, "file:read");
   int mode = CFU_READ_LINE;
   lua_Integer n = 0;
-  if (lua_isinteger(L, 2)) {
-    n = lua_tointeger(L, 2);
-    if (n < 0) luaL_error(L, "file:read: argument #2 must be a non-negative count");
+  int t = lua_type(L, 2);
+  if (t == LUA_TNUMBER) {
+    n = cfl_check_int_range(L, 2, "file:read", "argument #2", 0, MAX_EXACT);
     mode = CFU_READ_N;
-  } else if (!lua_isnoneornil(L, 2)) {
-    const char *m = lua_tostring(L, 2);
-    if (m && *m == '*') m++;
-    if (m && (*m == 'a'))
+  } else if (t == LUA_TSTRING) {
+    size_t len;
+    const char *m = cfl_check_cstring(L, 2, "file:read", "argument #2", &len);
+    if (len == 2 && *m == '*') m++, len--;
+    if (len == 1 && *m == 'a')
       mode = CFU_READ_ALL;
-    else if (!m || *m != 'l')
-      luaL_error(L, "file:read: argument #2 must be a byte count, \"a\" or \"l\" (got %s)",
-                 luaL_tolstring(L, 2, NULL));
+    else if (len != 1 || *m != 'l')
+      luaL_error(L, "file:read: argument #2 must be a byte count, \"a\" or \"l\" (got \"%s\")",
+                 lua_tostring(L, 2));
+  } else if (t != LUA_TNONE && t != LUA_TNIL) {
+    luaL_error(L, "file:read: argument #2 must be a byte count, \"a\" or \"l\" (got %s)",
+               luaL_typename(L, 2));
   }
-  cfu_fsjob *j = file_job(L, o, CFU_FS_READ);
+  cfu_fsjob *j = file_job(L, rt, o, CFU_FS_READ);
   j->mode = mode;
   j->off = n;
   return 1;
@@ -386,88 +432,115 @@ static int f_read(lua_State *L) {
 
 /* file:read_line() -> future of the next line without its newline, or nil */
 static int f_read_line(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   cfl_file *o = check_file(L, "file:read_line");
-  file_job(L, o, CFU_FS_READ)->mode = CFU_READ_LINE;
+  file_job(L, rt, o, CFU_FS_READ)->mode = CFU_READ_LINE;
   return 1;
 }
 
 /* file:read_all() -> future of the rest of the file */
 static int f_read_all(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   cfl_file *o = check_file(L, "file:read_all");
-  file_job(L, o, CFU_FS_READ)->mode = CFU_READ_ALL;
+  file_job(L, rt, o, CFU_FS_READ)->mode = CFU_READ_ALL;
   return 1;
 }
 
 /* file:write(data) -> future of true */
 static int f_write(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   cfl_file *o = check_file(L, "file:write");
   size_t len;
   const char *data = lua_isstring(L, 2) ? lua_tolstring(L, 2, &len) : NULL;
   if (!data)
     luaL_error(L, "file:write: argument #2 must be a string (got %s)", luaL_typename(L, 2));
-  char *copy = malloc(len ? len : 1);
-  if (!copy) luaL_error(L, "file:write: out of memory");
-  memcpy(copy, data, len);
-  cfu_fsjob *j = cfu_fsjob_on(CFU_FS_WRITE, o->f);
-  if (!j) {
-    free(copy);
-    luaL_error(L, "file:write: out of memory");
-  }
-  j->data = copy;
+  cfu_fsjob *j = file_job(L, rt, o, CFU_FS_WRITE);
+  j->data = malloc(len ? len : 1); /* the pool writes from a copy the GC cannot take */
+  if (!j->data) return luaL_error(L, "file:write: out of memory");
+  memcpy(j->data, data, len);
   j->len = len;
-  cfl_new_job(L, cfl_rt(L), &file_kind, &j->job);
-  lua_pushvalue(L, 1);
-  cfl_setuservalue(L, -2);
   return 1;
 }
 
 /* file:seek([whence [, offset]]) -> future of the new position */
 static int f_seek(lua_State *L) {
-  static const char *const whences[] = {"set", "cur", "end", NULL};
-  static const int values[] = {SEEK_SET, SEEK_CUR, SEEK_END};
+  cf_runtime *rt = cfl_rt(L);
   cfl_file *o = check_file(L, "file:seek");
-  int w = luaL_checkoption(L, 2, "cur", whences);
-  lua_Integer off = luaL_optinteger(L, 3, 0);
-  cfu_fsjob *j = file_job(L, o, CFU_FS_SEEK);
-  j->whence = values[w];
+  int whence = SEEK_CUR;
+  if (!lua_isnoneornil(L, 2)) {
+    const char *w = cfl_check_cstring(L, 2, "file:seek", "argument #2", NULL);
+    if (!strcmp(w, "set"))
+      whence = SEEK_SET;
+    else if (!strcmp(w, "end"))
+      whence = SEEK_END;
+    else if (strcmp(w, "cur") != 0)
+      luaL_error(L, "file:seek: argument #2 must be \"set\", \"cur\" or \"end\" (got \"%s\")", w);
+  }
+  lua_Integer off = 0;
+  if (!lua_isnoneornil(L, 3))
+    off = check_int(L, 3, "file:seek", "argument #3", -MAX_EXACT, MAX_EXACT);
+  cfu_fsjob *j = file_job(L, rt, o, CFU_FS_SEEK);
+  j->whence = whence;
   j->off = off;
   return 1;
 }
 
 /* file:sync() -> future of true, once the data is on disk */
 static int f_sync(lua_State *L) {
-  file_job(L, check_file(L, "file:sync"), CFU_FS_SYNC);
+  cf_runtime *rt = cfl_rt(L);
+  file_job(L, rt, check_file(L, "file:sync"), CFU_FS_SYNC);
   return 1;
 }
 
 /* file:stat() -> future of a table */
 static int f_stat(lua_State *L) {
-  file_job(L, check_file(L, "file:stat"), CFU_FS_FSTAT);
+  cf_runtime *rt = cfl_rt(L);
+  file_job(L, rt, check_file(L, "file:stat"), CFU_FS_FSTAT);
   return 1;
 }
 
 /* file:close() -> future of true; the file refuses further use at once */
 static int f_close(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   cfl_file *o = check_file(L, "file:close");
-  file_job(L, o, CFU_FS_CLOSE);
+  file_job(L, rt, o, CFU_FS_CLOSE);
   o->closed = 1;
   return 1;
 }
 
-/* __gc and __close: let go at once; a job still running closes the fd */
-static int f_release(lua_State *L) {
-  cfl_file *o = luaL_checkudata(L, 1, FILE_MT);
-  if (o->f) {
-    cfu_file *f = o->f;
-    o->f = NULL;
-    o->closed = 1;
-    cfu_file_release(f);
-  }
+/* Let go of the C file at once; a job still running on it closes the fd. */
+static void release(cfl_file *o) {
+  if (!o->f) return;
+  cfu_file *f = o->f;
+  o->f = NULL;
+  o->closed = 1;
+  cfu_file_release(f);
+}
+
+/* __gc: never raises. Anything but a file (a direct call with a foreign or
+ * missing self) is left alone. It touches only the object and its C file,
+ * never the runtime, so it also runs after the runtime closed (whose close
+ * waited for the jobs on its own loop): the fd is not leaked. */
+static int f_gc(lua_State *L) {
+  cfl_file *o = luaL_testudata(L, 1, FILE_MT);
+  if (o) release(o);
+  return 0;
+}
+
+/* __close: the file is closed without waiting (as a collected one). */
+static int f_close_var(lua_State *L) {
+  cfl_rt(L);
+  cfl_file *o = luaL_testudata(L, 1, FILE_MT);
+  if (!o) luaL_error(L, "file:__close: argument #1 must be a file (got %s)", luaL_typename(L, 1));
+  release(o);
   return 0;
 }
 
 static int f_tostring(lua_State *L) {
-  cfl_file *o = luaL_checkudata(L, 1, FILE_MT);
+  cfl_rt(L);
+  cfl_file *o = luaL_testudata(L, 1, FILE_MT);
+  if (!o)
+    luaL_error(L, "file:__tostring: argument #1 must be a file (got %s)", luaL_typename(L, 1));
   if (o->f && !o->closed)
     lua_pushfstring(L, "cfuture.File(%s, fd %d)", o->f->path ? o->f->path : "?", o->f->fd);
   else
@@ -477,7 +550,11 @@ static int f_tostring(lua_State *L) {
 
 /* file:is_closed() -> boolean */
 static int f_is_closed(lua_State *L) {
-  cfl_file *o = luaL_checkudata(L, 1, FILE_MT);
+  cfl_rt(L);
+  cfl_file *o = luaL_testudata(L, 1, FILE_MT);
+  if (!o)
+    luaL_error(L, "file:is_closed: argument #1 must be a file (call it with a colon; got %s)",
+               luaL_typename(L, 1));
   lua_pushboolean(L, o->closed || !o->f);
   return 1;
 }
@@ -487,6 +564,9 @@ static const luaL_Reg file_methods[] = {{"read", f_read},           {"read_line"
                                         {"seek", f_seek},           {"sync", f_sync},
                                         {"stat", f_stat},           {"close", f_close},
                                         {"is_closed", f_is_closed}, {NULL, NULL}};
+
+static const luaL_Reg file_meta[] = {
+    {"__close", f_close_var}, {"__tostring", f_tostring}, {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {{"read_file", l_read_file}, {"write_file", l_write_file},
                                  {"stat", l_stat},           {"lstat", l_lstat},
@@ -501,7 +581,11 @@ void cfl_open_fs(lua_State *L) {
   cfu_fs_init();
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  cfl_new_class(L, rt, FILE_MT, file_methods, f_release, f_release, f_tostring);
+  cfl_new_class(L, rt, FILE_MT, file_methods, f_gc, NULL, NULL);
   lua_setfield(L, -2, "File");
+  /* __close and __tostring check the runtime: they need its upvalues */
+  luaL_getmetatable(L, FILE_MT);
+  cfl_setfuncs(L, rt, file_meta);
+  lua_pop(L, 1);
   lua_setfield(L, -2, "fs");
 }

@@ -64,6 +64,9 @@ static void job_describe(lua_State *L, cfl_future *base) {
 static const cfl_class job_class = {
     {job_poll, job_drop}, "job", job_take, job_describe, NULL, 0, 1, NULL, NULL, NULL};
 
+/* j may be NULL: a caller that makes the future first (so that making it
+ * cannot leak the job) sets f->job before the future escapes; until then
+ * its drop and describe have nothing to do. */
 cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu_job *j) {
   cfl_job *f = (cfl_job *)cfl_new_future(L, rt, &job_class, sizeof(cfl_job));
   f->job = j;

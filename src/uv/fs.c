@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,10 +309,15 @@ static int do_open(cfu_fsjob *j) {
 
 /* ---- open files -------------------------------------------------------- */
 
+/* One fill reads at most this much: a huge count (f:read(2^53)) grows the
+ * read-ahead as bytes arrive instead of reserving the count up front. */
+#define FILL_MAX ((size_t)16 << 20)
+
 /* Make room for `more` bytes after the buffered ones. */
 static int file_reserve(cfu_file *f, size_t more) {
   if (f->off > 0 && f->len > 0) memmove(f->buf, f->buf + f->off, f->len);
   f->off = 0;
+  if (more > SIZE_MAX / 4 - f->len) return UV_ENOMEM; /* the doubling below cannot wrap */
   if (f->len + more <= f->cap) return 0;
   size_t cap = f->cap ? f->cap : CHUNK;
   while (cap < f->len + more)
@@ -343,12 +349,14 @@ static int do_read(cfu_fsjob *j) {
   case CFU_READ_N:
     while (f->len < (size_t)j->off && r > 0) {
       size_t need = (size_t)j->off - f->len;
-      r = file_fill(f, need > CHUNK ? need : CHUNK);
+      r = file_fill(f, need < CHUNK ? CHUNK : need > FILL_MAX ? FILL_MAX : need);
     }
     break;
   case CFU_READ_LINE: {
+    /* f->buf is NULL until the first fill: memchr is never given it */
     size_t scanned = 0;
-    while (r > 0 && !memchr(f->buf + f->off + scanned, '\n', f->len - scanned)) {
+    while (r > 0 &&
+           (f->len == scanned || !memchr(f->buf + f->off + scanned, '\n', f->len - scanned))) {
       scanned = f->len;
       r = file_fill(f, CHUNK);
     }
@@ -361,8 +369,10 @@ static int do_read(cfu_fsjob *j) {
       if (pos >= 0 && st.st_size > pos && file_reserve(f, (size_t)(st.st_size - pos) + 1) != 0)
         return UV_ENOMEM;
     }
-    while (r > 0)
-      r = file_fill(f, f->cap - f->len > CHUNK ? f->cap - f->len : CHUNK);
+    while (r > 0) {
+      size_t room = f->cap - f->len;
+      r = file_fill(f, room < CHUNK ? CHUNK : room > FILL_MAX ? FILL_MAX : room);
+    }
     break;
   }
   }
