@@ -65,8 +65,13 @@ function M.read_file(path)
 end
 
 -- Count this process's open file descriptors.
+-- The number of open file descriptors of this process, not counting the
+-- pipe io.popen makes for the count itself: the parent may or may not have
+-- closed its copy of the write end when ls runs, so counting that pipe made
+-- counts off by one at random.
 function M.fd_count()
-  local p = io.popen("ls /proc/" .. M.pid() .. "/fd | wc -l")
+  local p = io.popen(('me=$(readlink /proc/$$/fd/1); ls -l /proc/%d/fd | grep -c -v -F -e "$me" -e total')
+    :format(M.pid()))
   local n = tonumber(p:read("a"))
   p:close()
   return n

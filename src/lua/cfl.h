@@ -313,7 +313,8 @@ typedef struct cfl_job {
   const cfl_job_kind *kind;
 } cfl_job;
 
-/* Push a future over j (whose uservalue may anchor what j works on). */
+/* Push a future over j (whose uservalue may anchor what j works on). j may
+ * be NULL until the caller sets f->job, before the future escapes. */
 cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu_job *j);
 /* Push nil, "<what>: <message>", "<ECODE>" for a negative libuv error. */
 int cfl_push_ioerr(lua_State *L, int err, const char *what);
