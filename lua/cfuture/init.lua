@@ -81,6 +81,7 @@ end
 local File = cf.fs.File
 function File.lines(self)
   check_self(self, File, "file:lines", "a file")
+  if self:is_closed() then error("file:lines: the file is closed", 2) end
   return function()
     local line, err = self:read_line():await()
     if line == nil and err then error(err, 2) end

@@ -158,9 +158,12 @@ static const cfl_class custom_class = {{custom_poll, custom_drop},
 static cfl_waker_obj *check_waker(lua_State *L) { return luaL_checkudata(L, 1, "cfuture.Waker"); }
 
 static int waker_wake(lua_State *L) {
+  cfl_rt(L);
   cf_waker_wake_by_ref(&check_waker(L)->w);
   return 0;
 }
+
+static const luaL_Reg waker_methods[] = {{"wake", waker_wake}, {NULL, NULL}};
 
 static int waker_gc(lua_State *L) {
   cf_waker_drop(&check_waker(L)->w);
@@ -212,8 +215,7 @@ void cfl_open_custom(lua_State *L) {
   lua_pushcfunction(L, waker_gc);
   lua_setfield(L, -2, "__gc");
   lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, waker_wake);
-  lua_setfield(L, -2, "wake");
+  cfl_setfuncs(L, cf_runtime_of(L), waker_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

@@ -696,7 +696,7 @@ static void permit_release(cfl_permit *p, lua_Integer k) {
 /* permit:release([k = all]), guard:unlock() */
 static int permit_method(lua_State *L, const char *fname) {
   cfl_permit *p = check_permit(L, fname);
-  const char *verb = p->sem->lock ? "unlock" : "release";
+  const char *verb = fname; /* the method called: release or unlock */
   if (p->released)
     return luaL_error(L, "%s: the %s was already %s", verb, p->sem->lock ? "guard" : "permit",
                       p->sem->lock ? "unlocked" : "released");
@@ -712,7 +712,10 @@ static int permit_method(lua_State *L, const char *fname) {
 }
 
 static int p_release(lua_State *L) { return permit_method(L, "release"); }
-static int p_unlock(lua_State *L) { return permit_method(L, "unlock"); }
+static int p_unlock(lua_State *L) {
+  lua_settop(L, 1); /* unlock() gives back everything held: no count */
+  return permit_method(L, "unlock");
+}
 
 static int p_count(lua_State *L) {
   lua_pushinteger(L, check_permit(L, "count")->n);

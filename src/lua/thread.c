@@ -393,6 +393,16 @@ static int encode_fn(lua_State *L, int idx, cfl_buf *b, char *err) {
   return 0;
 }
 
+/* Does the source at idx compile? If not, err says why. */
+static int source_compiles(lua_State *L, int idx, char *err, size_t errlen) {
+  size_t n;
+  const char *src = lua_tolstring(L, idx, &n);
+  int ok = luaL_loadbufferx(L, src, n, "=thread", "t") == LUA_OK;
+  if (!ok) snprintf(err, errlen, "the source does not compile: %s", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return ok;
+}
+
 static xwork *work_new(lua_State *L, cfl_threads *ts, int fnidx, int first, int last,
                        const char *fname) {
   xwork *w = calloc(1, sizeof *w);
@@ -408,6 +418,8 @@ static xwork *work_new(lua_State *L, cfl_threads *ts, int fnidx, int first, int 
     snprintf(err, sizeof err, "must be a Lua function or its source: got %s",
              lua_iscfunction(L, fnidx) ? "a C function" : luaL_typename(L, fnidx));
     bad = fnidx;
+  } else if (t == LUA_TSTRING && !source_compiles(L, fnidx, err, sizeof err)) {
+    bad = fnidx; /* said here, where the caller can see it, not on the worker */
   } else if (encode_fn(L, fnidx, &w->fn, err))
     bad = fnidx;
   for (int i = first; !bad && i <= last; i++)
@@ -933,8 +945,16 @@ static int push_msg(lua_State *L, cfu_xmsg *m) {
   return 1;
 }
 
+/* The worker functions and channel methods serve worker states too, which
+ * have no runtime; in a runtime's state they carry its upvalue, and raise
+ * once it has closed, like every other entry point there. */
+static void check_runtime(lua_State *L) {
+  if (lua_type(L, lua_upvalueindex(CFL_UP_RT)) == LUA_TLIGHTUSERDATA) cfl_rt(L);
+}
+
 /* channel:send_blocking(v) -> true, or nil, "closed" (worker threads) */
 static int c_send_blocking(lua_State *L) {
+  check_runtime(L);
   cfu_xchan *ch = check_xchan(L, "channel:send_blocking");
   cfu_parker *pk = blocking_parker(L, "channel:send_blocking");
   cfu_xmsg *m = encode_msg(L, 2, "channel:send_blocking");
@@ -962,6 +982,7 @@ static int c_send_blocking(lua_State *L) {
 /* channel:recv_blocking([timeout_ms]) -> value; nil once closed and drained;
  * nil, "timeout" (worker threads) */
 static int c_recv_blocking(lua_State *L) {
+  check_runtime(L);
   cfu_xchan *ch = check_xchan(L, "channel:recv_blocking");
   uint64_t timeout = 0;
   if (!lua_isnoneornil(L, 2)) {
@@ -1001,6 +1022,7 @@ static int c_recv_blocking(lua_State *L) {
 
 /* channel:try_recv() -> value, or nil, "empty" | "closed" (never waits) */
 static int c_try_recv(lua_State *L) {
+  check_runtime(L);
   cfu_xchan *ch = check_xchan(L, "channel:try_recv");
   cfu_xmsg *m = NULL;
   int r = cfu_xchan_recv(ch, &m, NULL);
@@ -1014,11 +1036,13 @@ static int c_try_recv(lua_State *L) {
 }
 
 static int c_close(lua_State *L) {
+  check_runtime(L);
   cfu_xchan_close(check_xchan(L, "channel:close"));
   return 0;
 }
 
 static int c_is_closed(lua_State *L) {
+  check_runtime(L);
   cfu_xchan *ch = check_xchan(L, "channel:is_closed");
   uv_mutex_lock(&ch->mu);
   int closed = ch->closed;
@@ -1028,6 +1052,7 @@ static int c_is_closed(lua_State *L) {
 }
 
 static int c_len(lua_State *L) {
+  check_runtime(L);
   cfu_xchan *ch = check_xchan(L, "channel:len");
   uv_mutex_lock(&ch->mu);
   lua_Integer n = (lua_Integer)ch->n;
@@ -1170,10 +1195,16 @@ static int new_xop(lua_State *L, int is_send, const char *fname) {
 }
 
 /* channel:send(v) -> future of true once queued, or nil, "closed" */
-static int c_send(lua_State *L) { return new_xop(L, 1, "channel:send"); }
+static int c_send(lua_State *L) {
+  check_runtime(L);
+  return new_xop(L, 1, "channel:send");
+}
 
 /* channel:recv() -> future of the next value, nil once closed and drained */
-static int c_recv(lua_State *L) { return new_xop(L, 0, "channel:recv"); }
+static int c_recv(lua_State *L) {
+  check_runtime(L);
+  return new_xop(L, 0, "channel:recv");
+}
 
 static const luaL_Reg xchan_methods[] = {{"send", c_send},
                                          {"recv", c_recv},
@@ -1206,6 +1237,7 @@ void cfl_push_xchan(lua_State *L, cfu_xchan *ch) {
 
 /* cf.thread.channel([capacity]) -> a channel between threads (unbounded without capacity) */
 static int l_channel(lua_State *L) {
+  check_runtime(L);
   lua_Integer cap = 0;
   if (!lua_isnoneornil(L, 1))
     cap = cfl_check_int_range(L, 1, "thread.channel", "argument #1 (capacity)", 1, MAX_QUEUE);
@@ -1223,6 +1255,7 @@ static int l_channel(lua_State *L) {
 
 /* thread.sleep(ms): block this worker thread (never a runtime's loop thread) */
 static int l_sleep(lua_State *L) {
+  check_runtime(L);
   double ms = cfl_check_ms(L, 1, "thread.sleep");
   cfu_parker *pk = blocking_parker(L, "thread.sleep");
   uint64_t deadline = uv_hrtime() + ms_to_ns(ms);
@@ -1236,12 +1269,14 @@ static int l_sleep(lua_State *L) {
 
 /* thread.cancelled() -> true once this worker was asked to stop */
 static int l_cancelled(lua_State *L) {
+  check_runtime(L);
   lua_pushboolean(L, stop_requested());
   return 1;
 }
 
 /* thread.check(): raise "cancelled" if this worker was asked to stop */
 static int l_check(lua_State *L) {
+  check_runtime(L);
   if (stop_requested()) return raise_cancelled(L);
   return 0;
 }
@@ -1257,6 +1292,7 @@ static int l_traceback(lua_State *L) {
 
 /* thread.is_worker() -> true on a thread started by cf.thread */
 static int l_is_worker(lua_State *L) {
+  check_runtime(L);
   lua_pushboolean(L, tl_parker != NULL);
   return 1;
 }
@@ -1284,8 +1320,18 @@ void cfl_open_thread(lua_State *L) {
   cfl_new_class(L, rt, POOL_MT, pool_methods, p_gc, NULL, p_tostring);
   lua_pop(L, 1);
   lua_newtable(L);
-  luaL_setfuncs(L, worker_funcs, 0);
+  cfl_setfuncs(L, rt, worker_funcs);
   cfl_setfuncs(L, rt, spawn_funcs);
+  /* the channel metatable of this state, its methods with the runtime */
+  luaL_newmetatable(L, XCHAN_MT);
+  lua_pushcfunction(L, xchan_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, c_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  cfl_setfuncs(L, rt, xchan_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   lua_setfield(L, -2, "thread");
   /* require "cfuture.thread" gives the same table here */
   lua_getglobal(L, "package");
