@@ -418,10 +418,14 @@ describe("process hardening", function()
     assert.has_error(function() process.spawn { "echo", env = 1 } end,
       "process.spawn: option 'env' must be a table of names to values (got number)")
     -- an argument list the kernel refuses is an error result, not a crash
+    -- (under valgrind, whose execve differs, the child may start and fail)
     local q, msg, code = process.spawn { "true", ("x"):rep(4 * 1024 * 1024) }
-    assert.is_nil(q)
-    assert.are.equal("E2BIG", code)
-    assert.matches("^process.spawn true: ", msg)
+    if q then
+      cf.block_on(q:wait())
+    else
+      assert.are.equal("E2BIG", code)
+      assert.matches("^process.spawn true: ", msg)
+    end
   end)
 
   -- On a build without the SIGPIPE change these programs die of SIGPIPE
