@@ -39,6 +39,14 @@ local function zombies()
   end)
 end
 
+-- Run a Lua program in a subprocess with a time limit (a regression must not
+-- kill or hang the suite); returns stdout, exit status, stderr.
+local function run_limited(code, seconds)
+  local out, status, _, err = support.run_lua(code,
+    ("timeout -s KILL %d env "):format(math.ceil((seconds or 20) * support.slow)))
+  return out, status, err
+end
+
 describe("cf.process.spawn", function()
   it("reports exit codes and keeps stdout and stderr apart", function()
     cf.block_on(function()
@@ -283,5 +291,194 @@ describe("process groups", function()
       cf.sleep(100):await()
       assert.is_false(alive(child))
     end)
+  end)
+end)
+
+describe("process hardening", function()
+  it("passes numbers in argv and env as their string form, alive until exec", function()
+    -- In a small program whose collector runs all the time, a converted
+    -- string that nothing anchors is freed (and its memory reused by the
+    -- environment's strings) before the child is started. The expected text
+    -- is one string: a string equal to an argument's form must not stay
+    -- alive (the converted copy would be that same interned string).
+    local out, status, err = run_limited([[
+      local cf = require "cfuture"
+      local unpack = table.unpack or unpack
+      local env = {}
+      for i = 1, 500 do env["CF_PAD" .. i] = ("v"):rep(30) end
+      env.CF_NUM = 42
+      local args, want = {}, "42"
+      for i = 1, 50 do
+        args[i] = 1000 + i
+        want = want .. " " .. (1000 + i)
+      end
+      args[51], want = 2.5, want .. " 2.5\n"
+      collectgarbage("collect")
+      collectgarbage("setpause", 0)
+      collectgarbage("setstepmul", 1000)
+      cf.block_on(function()
+        for _ = 1, 5 do
+          local code, out = cf.process.run("sh", { "-c", 'echo "$CF_NUM" "$@"', "sh", unpack(args) },
+            { env = env }):await()
+          assert(code == 0 and out == want, out)
+        end
+      end)
+      print("ok")
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("ok\n", out)
+  end)
+
+  it("leaves the caller's table as it was (numbers stay numbers)", function()
+    local spec = { "true", 1, 2.5 }
+    local p = assert(process.spawn(spec))
+    assert.are.equal("number", type(spec[2]))
+    assert.are.equal("number", type(spec[3]))
+    cf.block_on(p:wait())
+  end)
+
+  it("refuses NUL bytes in arguments, env and cwd instead of cutting the string", function()
+    assert.has_error(function() process.spawn { "echo", "a\0b" } end,
+      "process.spawn: argument #1: element 2 must not contain a NUL byte")
+    assert.has_error(function() process.spawn { "echo\0x" } end,
+      "process.spawn: argument #1: element 1 must not contain a NUL byte")
+    assert.has_error(function() process.spawn { "echo", env = { ["A\0B"] = "1" } } end,
+      "process.spawn: option 'env' name must not contain a NUL byte")
+    assert.has_error(function() process.spawn { "echo", env = { A = "1\0 2" } } end,
+      "process.spawn: option 'env' value must not contain a NUL byte")
+    assert.has_error(function() process.spawn { "echo", env = { ["A=B"] = "1" } } end,
+      "process.spawn: option 'env': name 'A=B' must be non-empty and without '='")
+    assert.has_error(function() process.spawn { "echo", env = { [""] = "1" } } end,
+      "process.spawn: option 'env': name '' must be non-empty and without '='")
+    assert.has_error(function() process.spawn { "pwd", cwd = "/tmp\0/nowhere" } end,
+      "process.spawn: option 'cwd' must not contain a NUL byte")
+    assert.has_error(function() process.spawn { "pwd", cwd = 1 } end,
+      "process.spawn: option 'cwd' must be a path string (got number)")
+    assert.has_error(function() process.spawn { "cat", stdin = "pipe\0x" } end,
+      "process.spawn: option 'stdin' must be \"pipe\", \"inherit\" or \"null\" (got pipe)")
+    assert.has_error(function() process.spawn { "cat", stdout = 1 } end,
+      "process.spawn: option 'stdout' must be \"pipe\", \"inherit\" or \"null\" (got number)")
+    local ok, err = pcall(cf.block_on, process.run("echo", { "a\0b" }))
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("process.spawn: argument #1: element 2 must not contain a NUL byte", 1,
+      true), err)
+    assert.are.equal(0, zombies()) -- nothing was started
+  end)
+
+  it("checks the self of every metamethod", function()
+    local p = assert(process.spawn { "true" })
+    local mt = getmetatable(p)
+    assert.has_error(function() mt.__index(io.stdout, "pid") end,
+      "process: __index: argument #1 must be a process (got userdata)")
+    assert.has_error(function() mt.__index({}, "pid") end,
+      "process: __index: argument #1 must be a process (got table)")
+    assert.has_error(function() mt.__index() end,
+      "process: __index: argument #1 must be a process (got no value)")
+    assert.has_error(function() mt.__tostring(io.stdout) end,
+      "process: __tostring: argument #1 must be a process (got userdata)")
+    assert.has_error(function() mt.__tostring() end,
+      "process: __tostring: argument #1 must be a process (got no value)")
+    mt.__gc({}) -- a foreign value is left alone
+    mt.__gc(io.stdout)
+    mt.__gc()
+    assert.is_truthy(io.stdout:write(""))
+    assert.matches("^cfuture%.Process%(pid %d+, %a+%)$", tostring(p))
+    assert.are.same({ 0 }, { cf.block_on(p:wait()) })
+    mt.__gc(p) -- finalised early: the object is unusable, never freed memory
+    assert.has_error(function() p:wait() end,
+      "process:wait: argument #1 must be a process (call it with a colon; got userdata)")
+    assert.are.equal("cfuture.Process(?)", tostring(p))
+    mt.__gc(p)
+  end)
+
+  it("raises on wrong arguments to every method and on huge or NaN signals", function()
+    local p = assert(process.spawn { "sleep", "10" })
+    for _, m in ipairs { "wait", "kill", "status" } do
+      local msg = "process:" .. m .. ": argument #1 must be a process (call it with a colon; got "
+      assert.has_error(function() p[m]() end, msg .. "no value)")
+      assert.has_error(function() p[m]({}) end, msg .. "table)")
+      assert.has_error(function() p[m](io.stdout) end, msg .. "userdata)")
+    end
+    for _, v in ipairs { 2 ^ 32 + 15, -1, 65, 1.5, 0 / 0, math.huge, -math.huge } do
+      assert.has_error(function() p:kill(v) end,
+        ("process:kill: argument #2 must be a signal number from 0 to 64 (got %s)"):format(tostring(v)))
+    end
+    assert.has_error(function() p:kill({}) end,
+      "process:kill: argument #2 must be a signal name such as \"SIGTERM\" or a number (got table)")
+    assert.has_error(function() p:kill("TERM\0KILL") end,
+      "process:kill: argument #2 must not contain a NUL byte")
+    assert.is_nil(p:status())
+    assert.is_true(p:kill(0)) -- 0: is it there?
+    assert.is_true(p:kill(15.0))
+    assert.are.same({ 143, "SIGTERM" }, { cf.block_on(p:wait()) })
+    assert.has_error(function() process.spawn() end,
+      "process.spawn: argument #1 must be a table {cmd, args...} (got no value)")
+    assert.has_error(function() process.spawn { 1 } end,
+      "process.spawn: argument #1 must start with the program to run")
+    assert.has_error(function() process.spawn { "echo", env = 1 } end,
+      "process.spawn: option 'env' must be a table of names to values (got number)")
+    -- an argument list the kernel refuses is an error result, not a crash
+    -- (under valgrind, whose execve differs, the child may start and fail)
+    local q, msg, code = process.spawn { "true", ("x"):rep(4 * 1024 * 1024) }
+    if q then
+      cf.block_on(q:wait())
+    else
+      assert.are.equal("E2BIG", code)
+      assert.matches("^process.spawn true: ", msg)
+    end
+  end)
+
+  -- On a build without the SIGPIPE change these programs die of SIGPIPE
+  -- (exit status 141): each runs in a subprocess so the suite survives.
+  it("returns EPIPE from writes to the stdin of a child that exited", function()
+    local out, status, err = run_limited([[
+      local cf = require "cfuture"
+      cf.block_on(function()
+        local p = assert(cf.process.spawn { "true", stdin = "pipe" })
+        assert(p:wait():await() == 0)
+        print(p.stdin:write("hello"):await())
+        print(p.stdin:write(("x"):rep(1024 * 1024)):await())
+        -- a write in flight (queued beyond the pipe's buffer) when the child goes
+        local q = assert(cf.process.spawn { "sh", "-c", "head -c 10 >/dev/null", stdin = "pipe" })
+        print(q.stdin:write(("y"):rep(4 * 1024 * 1024)):await())
+        print(q:wait():await())
+      end)
+      print("alive")
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal(table.concat({
+      "nil\tstream:write: broken pipe\tEPIPE",
+      "nil\tstream:write: broken pipe\tEPIPE",
+      "nil\tstream:write: broken pipe\tEPIPE",
+      "0",
+      "alive", "" }, "\n"), out)
+  end)
+
+  it("run() feeds input to a child that stops reading, and returns its result", function()
+    local out, status, err = run_limited([[
+      local cf = require "cfuture"
+      local input = ("line\n"):rep(400000) -- 2 MB
+      print(cf.block_on(cf.process.run("head", { "-1" }, { input = input })))
+      print(cf.block_on(cf.process.run("sh", { "-c", "exit 3" }, { input = input })))
+      print("alive")
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("0\tline\n\t\tnil\n3\t\t\tnil\nalive\n", out)
+  end)
+end)
+
+describe("process handles and deadlock detection", function()
+  it("a process whose child exited does not hide a deadlock", function()
+    local out, status, err = run_limited([[
+      local cf = require "cfuture"
+      local p = assert(cf.process.spawn { "true" })
+      assert(cf.block_on(p:wait()) == 0)
+      local ch = cf.channel()
+      print(pcall(cf.block_on, function() return ch:recv():await() end))
+      print(p:status())
+    ]])
+    assert.are.equal(0, status, err)
+    assert.matches("^false\t[^\n]*block_on: deadlock: the future is still pending", out)
+    assert.matches("\n0\n$", out)
   end)
 end)

@@ -7,6 +7,8 @@
  * future of the exit code and the name of the signal that ended it.
  * Dropping the object does not kill the child; libuv still reaps it.
  */
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,9 +97,13 @@ static const cfl_class pwait_class = {{pwait_poll, pwait_drop},
 
 /* ---- spawn ---------------------------------------------------------------------- */
 
+/* The process at index 1 (a method called with a colon), or NULL. */
+static cfl_process *to_process(lua_State *L) { return luaL_testudata(L, 1, PROCESS_MT); }
+
 static cfl_process *check_process(lua_State *L, const char *fname) {
-  cfl_process *o = luaL_testudata(L, 1, PROCESS_MT);
-  if (!o)
+  (void)cfl_rt(L); /* raises once the runtime closed */
+  cfl_process *o = to_process(L);
+  if (!o || !o->p)
     luaL_error(L, "%s: argument #1 must be a process (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
   return o;
@@ -109,12 +115,13 @@ static int stdio_mode(lua_State *L, const char *key) {
   lua_getfield(L, 1, key);
   int m = 0;
   if (!lua_isnil(L, -1)) {
-    const char *s = lua_tostring(L, -1);
-    for (m = 0; modes[m] && !(s && lua_type(L, -1) == LUA_TSTRING && !strcmp(s, modes[m])); m++) {
+    size_t len = 0;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    for (m = 0; modes[m] && !(s && len == strlen(modes[m]) && !memcmp(s, modes[m], len)); m++) {
     }
     if (!modes[m])
       luaL_error(L, "process.spawn: option '%s' must be \"pipe\", \"inherit\" or \"null\" (got %s)",
-                 key, luaL_tolstring(L, -1, NULL));
+                 key, s ? s : luaL_typename(L, -1));
   }
   lua_pop(L, 1);
   return m;
@@ -149,15 +156,24 @@ static const char **build_env(lua_State *L, int clear) {
                  luaL_typename(L, -1));
     lua_pushnil(L);
     while (lua_next(L, -2)) {
+      /* the key stays a string (lua_next needs it unconverted) */
       if (lua_type(L, -2) != LUA_TSTRING ||
           !(lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER ||
             (lua_isboolean(L, -1) && !lua_toboolean(L, -1))))
         luaL_error(L, "process.spawn: option 'env' must map names to strings (or false to remove)");
+      const char *name = cfl_check_cstring(L, -2, "process.spawn", "option 'env' name", NULL);
+      if (!*name || strchr(name, '='))
+        luaL_error(L, "process.spawn: option 'env': name '%s' must be non-empty and without '='",
+                   name);
       lua_pushvalue(L, -2);
-      if (lua_toboolean(L, -2))
-        lua_pushfstring(L, "%s=%s", lua_tostring(L, -3), lua_tostring(L, -2));
-      else
+      if (lua_toboolean(L, -2)) {
+        lua_pushvalue(L, -2); /* convert a copy of a number, never the table's value */
+        const char *value = cfl_check_cstring(L, -1, "process.spawn", "option 'env' value", NULL);
+        lua_pushfstring(L, "%s=%s", name, value);
+        lua_remove(L, -2);
+      } else {
         lua_pushnil(L);
+      }
       lua_rawset(L, merged);
       lua_pop(L, 1);
     }
@@ -189,24 +205,29 @@ static int l_spawn(lua_State *L) {
   if (argc == 0 || lua_rawgeti(L, 1, 1) != LUA_TSTRING)
     return luaL_error(L, "process.spawn: argument #1 must start with the program to run");
   lua_pop(L, 1);
+  if (argc > INT_MAX - 1) return luaL_error(L, "process.spawn: too many arguments");
+  /* The strings live in `strs` (a number's string form is made there: a
+   * converted copy popped off the stack could be collected before exec). */
+  lua_createtable(L, (int)argc, 0);
+  int strs = lua_gettop(L);
   const char **argv = new_strv(L, argc);
+  lua_rawseti(L, strs, 0); /* anchored with the strings */
   for (size_t i = 0; i < argc; i++) {
-    int t = lua_rawgeti(L, 1, (lua_Integer)i + 1);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER)
-      return luaL_error(L, "process.spawn: argument #1: element %d must be a string (got %s)",
-                        (int)i + 1, luaL_typename(L, -1));
-    argv[i] = lua_tostring(L, -1);
-    lua_pop(L, 1); /* the table keeps the string alive */
+    char what[48];
+    snprintf(what, sizeof what, "argument #1: element %d", (int)i + 1);
+    lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    argv[i] = cfl_check_cstring(L, -1, "process.spawn", what, NULL);
+    lua_rawseti(L, strs, (lua_Integer)i + 1);
   }
   int modes[3] = {stdio_mode(L, "stdin"), stdio_mode(L, "stdout"), stdio_mode(L, "stderr")};
-  lua_getfield(L, 1, "cwd");
   const char *cwd = NULL;
-  if (!lua_isnil(L, -1)) {
+  if (lua_getfield(L, 1, "cwd") != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TSTRING)
       return luaL_error(L, "process.spawn: option 'cwd' must be a path string (got %s)",
                         luaL_typename(L, -1));
-    cwd = lua_tostring(L, -1);
+    cwd = cfl_check_cstring(L, -1, "process.spawn", "option 'cwd'", NULL);
   }
+  lua_rawseti(L, strs, -1); /* keeps cwd alive */
   lua_getfield(L, 1, "group");
   int group = lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -227,7 +248,7 @@ static int l_spawn(lua_State *L) {
   int fields = lua_gettop(L);
   cfu_process *p = cfu_process_new();
   if (!p) return luaL_error(L, "process.spawn: out of memory");
-  o->p = p;
+  o->p = p; /* released by the object's __gc, also if a raise comes first */
 
   static const char *const names[] = {"stdin", "stdout", "stderr"};
   uv_stdio_container_t stdio[3];
@@ -235,7 +256,10 @@ static int l_spawn(lua_State *L) {
   for (int i = 0; i < 3; i++) {
     if (modes[i] == 1) {
       cfu_stream *s = cfu_stream_new();
-      if (!s) return luaL_error(L, "process.spawn: out of memory");
+      if (!s) {
+        cfu_handle_close(&p->base); /* never started: nothing lingers */
+        return luaL_error(L, "process.spawn: out of memory");
+      }
       uv_pipe_init(rt->loop, &s->h.pipe, 0);
       cfu_handle_opened(&s->base, &s->h.handle);
       cfu_handle_track(&rt->io, &s->base);
@@ -283,8 +307,9 @@ static int l_spawn(lua_State *L) {
 
 /* process:wait() -> future of code [, signal name] */
 static int p_wait(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   cfl_process *o = check_process(L, "process:wait");
-  cfl_pwait *w = (cfl_pwait *)cfl_new_future(L, cfl_rt(L), &pwait_class, sizeof *w);
+  cfl_pwait *w = (cfl_pwait *)cfl_new_future(L, rt, &pwait_class, sizeof *w);
   w->p = o->p;
   cfu_handle_ref(&o->p->base);
   lua_pushvalue(L, 1);
@@ -312,18 +337,27 @@ static int p_status(lua_State *L) {
   return push_status(L, o->p);
 }
 
+/* __index: the object's fields (pid, stdin, ...), then the methods */
 static int p_index(lua_State *L) {
+  if (!to_process(L))
+    return luaL_error(L, "process: __index: argument #1 must be a process (got %s)",
+                      luaL_typename(L, 1));
   lua_getiuservalue(L, 1, 1);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  if (lua_istable(L, -1)) { /* not yet while spawn fills it in */
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  }
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   return 1;
 }
 
+/* __gc: a foreign value (getmetatable(p).__gc(x)) is left alone. Also
+ * after the runtime closed: the handle was closed with the others, and its
+ * memory lives while referenced. */
 static int p_gc(lua_State *L) {
-  cfl_process *o = luaL_checkudata(L, 1, PROCESS_MT);
-  if (o->p) {
+  cfl_process *o = to_process(L);
+  if (o && o->p) {
     cfu_process *p = o->p;
     o->p = NULL;
     cfu_handle_unref(&p->base);
@@ -332,8 +366,11 @@ static int p_gc(lua_State *L) {
 }
 
 static int p_tostring(lua_State *L) {
-  cfl_process *o = luaL_checkudata(L, 1, PROCESS_MT);
-  if (o->p)
+  cfl_process *o = to_process(L);
+  if (!o)
+    return luaL_error(L, "process: __tostring: argument #1 must be a process (got %s)",
+                      luaL_typename(L, 1));
+  if (o->p && o->p->pid)
     lua_pushfstring(L, "cfuture.Process(pid %d, %s)", o->p->pid,
                     o->p->exited ? "exited" : "running");
   else
@@ -345,6 +382,7 @@ static const luaL_Reg methods[] = {
     {"wait", p_wait}, {"kill", p_kill}, {"status", p_status}, {NULL, NULL}};
 /* cf.process.pid() -> the id of this process */
 static int l_pid(lua_State *L) {
+  (void)cfl_rt(L);
   lua_pushinteger(L, (lua_Integer)uv_os_getpid());
   return 1;
 }

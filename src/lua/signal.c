@@ -6,6 +6,7 @@
  * lost between two recv() calls.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../uv/process.h"
@@ -33,31 +34,103 @@ const char *cfl_signame(int num) {
   return NULL;
 }
 
+/* What came instead of a signal, for error messages. */
+static const char *got(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  return t == LUA_TNUMBER || t == LUA_TSTRING ? luaL_tolstring(L, idx, NULL)
+                                              : luaL_typename(L, idx);
+}
+
+/* Numbers are checked for range before any conversion to int, so 2^32 + 15
+ * is refused instead of wrapping to 15; 0 (no signal: kill's existence
+ * check) is accepted here and refused by the watchers. */
 int cfl_checksignal(lua_State *L, int idx, const char *fname, int def) {
   if (def && lua_isnoneornil(L, idx)) return def;
-  if (lua_isinteger(L, idx)) {
-    lua_Integer n = lua_tointeger(L, idx);
-    if (n >= 0 && n < 65) return (int)n;
-  } else if (lua_type(L, idx) == LUA_TSTRING) {
-    const char *s = lua_tostring(L, idx);
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    int isint = 0;
+    lua_Integer n = lua_tointegerx(L, idx, &isint);
+    if (!isint || n < 0 || n >= NSIG)
+      luaL_error(L, "%s: argument #%d must be a signal number from 0 to %d (got %s)", fname, idx,
+                 NSIG - 1, got(L, idx));
+    return (int)n;
+  }
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    char what[32];
+    snprintf(what, sizeof what, "argument #%d", idx);
+    const char *s = cfl_check_cstring(L, idx, fname, what, NULL);
     for (int i = 0; signals[i].name; i++)
       if (!strcmp(s, signals[i].name) || !strcmp(s, signals[i].name + 3)) return signals[i].num;
   }
   return luaL_error(
       L, "%s: argument #%d must be a signal name such as \"SIGTERM\" or a number (got %s)", fname,
-      idx, luaL_tolstring(L, idx, NULL));
+      idx, got(L, idx));
+}
+
+/* A signal a watcher may catch: not 0, not one that cannot be caught, and
+ * not one raised by a fault (a handler that returns re-runs the faulting
+ * instruction: the program would spin instead of crashing), as tokio. */
+static int check_watchable(lua_State *L, int idx, const char *fname) {
+  int num = cfl_checksignal(L, idx, fname, 0);
+  const char *why = NULL;
+  if (num == 0)
+    why = "it is not a signal";
+  else if (num == SIGKILL || num == SIGSTOP)
+    why = "it cannot be caught";
+  else if (num == SIGSEGV || num == SIGBUS || num == SIGFPE || num == SIGILL)
+    why = "it reports a fault that a handler cannot recover from";
+  if (why) {
+    const char *name = cfl_signame(num);
+    if (name)
+      luaL_error(L, "%s: %s cannot be watched (%s)", fname, name, why);
+    else
+      luaL_error(L, "%s: signal %d cannot be watched (%s)", fname, num, why);
+  }
+  return num;
+}
+
+/* The signal's name, or its number when it has none (a real-time signal). */
+static void push_signame(lua_State *L, int num) {
+  const char *name = cfl_signame(num);
+  if (name)
+    lua_pushstring(L, name);
+  else
+    lua_pushinteger(L, num);
 }
 
 /* ---- waiting ------------------------------------------------------------------ */
 
+/* A watcher keeps the loop alive (holds it, so block_on waits instead of
+ * reporting a deadlock) only while some future is pending on it: an idle
+ * listener is like tokio's or Node's unreferenced handle. Each pending
+ * future counts once; the libuv handle is referenced while the count is
+ * not 0. A cf.signal.wait owns its watcher and counts alone. */
+typedef struct cfl_listener {
+  cfu_signal *s;
+  int waiting; /* recv futures pending on s */
+} cfl_listener;
+
 typedef struct cfl_sigwait {
   cfl_future hdr;
-  cfu_signal *s; /* started on first poll (wait), or the listener's (recv) */
+  cfu_signal *s;   /* started on first poll (wait), or the listener's (recv) */
+  cfl_listener *l; /* the listener (anchored in uservalue 1), NULL for a wait */
   int signum;
   int err;
   unsigned got;
-  uint8_t once; /* a cf.signal.wait: owns its watcher */
+  uint8_t once;    /* a cf.signal.wait: owns its watcher */
+  uint8_t holding; /* counted as pending on s */
 } cfl_sigwait;
+
+static void hold(cfl_sigwait *w) {
+  if (w->holding) return;
+  w->holding = 1;
+  if (!w->l || w->l->waiting++ == 0) uv_ref((uv_handle_t *)&w->s->h);
+}
+
+static void unhold(cfl_sigwait *w) {
+  if (!w->holding) return;
+  w->holding = 0;
+  if ((!w->l || --w->l->waiting == 0) && !w->s->base.closing) uv_unref((uv_handle_t *)&w->s->h);
+}
 
 static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
   cfl_sigwait *w = (cfl_sigwait *)base;
@@ -70,6 +143,7 @@ static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
       w->hdr.state = CFL_READY;
       return CF_READY;
     }
+    uv_unref((uv_handle_t *)&w->s->h); /* held below while pending */
     cfu_handle_track(&w->hdr.rt->io, &w->s->base);
   }
   w->hdr.state = CFL_PENDING;
@@ -79,15 +153,18 @@ static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
   } else if (w->s->base.closing) {
     w->err = UV_ECANCELED;
   } else {
+    hold(w);
     cf_waitlist_register(&w->s->waiters, cx);
     return CF_PENDING;
   }
+  unhold(w);
   w->hdr.state = CFL_READY;
   return CF_READY;
 }
 
 static void sigwait_release(cfl_sigwait *w) {
   if (w->s) {
+    unhold(w);
     cfu_signal *s = w->s;
     w->s = NULL;
     cfu_handle_unref(&s->base);
@@ -104,15 +181,25 @@ static int sigwait_take(lua_State *L, cfl_future *base) {
   cfl_sigwait *w = (cfl_sigwait *)base;
   w->hdr.state = CFL_TAKEN;
   sigwait_release(w);
-  if (w->err) return cfl_push_ioerr(L, w->err, cfl_signame(w->signum));
-  lua_pushstring(L, cfl_signame(w->signum));
+  if (w->err) {
+    const char *name = cfl_signame(w->signum);
+    if (name) return cfl_push_ioerr(L, w->err, name);
+    char what[32];
+    snprintf(what, sizeof what, "signal %d", w->signum);
+    return cfl_push_ioerr(L, w->err, what);
+  }
+  push_signame(L, w->signum);
   lua_pushinteger(L, (lua_Integer)w->got);
   return 2;
 }
 
 static void sigwait_describe(lua_State *L, cfl_future *base) {
-  const char *n = cfl_signame(((cfl_sigwait *)base)->signum);
-  lua_pushfstring(L, "signal %s", n ? n : "?");
+  int num = ((cfl_sigwait *)base)->signum;
+  const char *n = cfl_signame(num);
+  if (n)
+    lua_pushfstring(L, "signal %s", n);
+  else
+    lua_pushfstring(L, "signal %d", num);
 }
 
 static const cfl_class sigwait_class = {{sigwait_poll, sigwait_drop},
@@ -128,8 +215,9 @@ static const cfl_class sigwait_class = {{sigwait_poll, sigwait_drop},
 
 /* cf.signal.wait(sig) -> future of the signal's name when it is delivered */
 static int l_wait(lua_State *L) {
-  int signum = cfl_checksignal(L, 1, "signal.wait", 0);
-  cfl_sigwait *w = (cfl_sigwait *)cfl_new_future(L, cfl_rt(L), &sigwait_class, sizeof *w);
+  cf_runtime *rt = cfl_rt(L);
+  int signum = check_watchable(L, 1, "signal.wait");
+  cfl_sigwait *w = (cfl_sigwait *)cfl_new_future(L, rt, &sigwait_class, sizeof *w);
   w->signum = signum;
   w->once = 1;
   return 1;
@@ -137,31 +225,36 @@ static int l_wait(lua_State *L) {
 
 /* ---- listeners ------------------------------------------------------------------ */
 
-typedef struct cfl_listener {
-  cfu_signal *s;
-} cfl_listener;
-
 /* cf.signal.listen(sig) -> listener; listener:recv() -> future of name, count */
 static int l_listen(lua_State *L) {
-  int signum = cfl_checksignal(L, 1, "signal.listen", 0);
   cf_runtime *rt = cfl_rt(L);
+  int signum = check_watchable(L, 1, "signal.listen");
   cfl_listener *o = lua_newuserdatauv(L, sizeof *o, 0);
   o->s = NULL;
+  o->waiting = 0;
   luaL_setmetatable(L, LISTENER_MT);
   cfu_signal *s = cfu_signal_new();
   if (!s) return luaL_error(L, "signal.listen: out of memory");
   int r = cfu_signal_start(rt->loop, s, signum);
   if (r != 0) {
     cfu_handle_unref(&s->base);
-    return cfl_push_ioerr(L, r, cfl_signame(signum));
+    lua_pop(L, 1);
+    char what[48];
+    snprintf(what, sizeof what, "signal.listen %d", signum);
+    const char *name = cfl_signame(signum);
+    return cfl_push_ioerr(L, r, name ? name : what);
   }
+  uv_unref((uv_handle_t *)&s->h); /* held while a recv is pending */
   cfu_handle_track(&rt->io, &s->base);
   o->s = s;
   return 1;
 }
 
+/* The listener at index 1, or NULL if it is something else. */
+static cfl_listener *to_listener(lua_State *L) { return luaL_testudata(L, 1, LISTENER_MT); }
+
 static cfl_listener *check_listener(lua_State *L, const char *fname) {
-  cfl_listener *o = luaL_testudata(L, 1, LISTENER_MT);
+  cfl_listener *o = to_listener(L);
   if (!o)
     luaL_error(L, "%s: argument #1 must be a signal listener (call it with a colon; got %s)", fname,
                luaL_typename(L, 1));
@@ -170,36 +263,91 @@ static cfl_listener *check_listener(lua_State *L, const char *fname) {
 }
 
 static int li_recv(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   cfl_listener *o = check_listener(L, "listener:recv");
-  cfl_sigwait *w = (cfl_sigwait *)cfl_new_future(L, cfl_rt(L), &sigwait_class, sizeof *w);
+  cfl_sigwait *w = (cfl_sigwait *)cfl_new_future(L, rt, &sigwait_class, sizeof *w);
   w->s = o->s;
   cfu_handle_ref(&o->s->base);
+  w->l = o; /* anchored below: it outlives w */
   w->signum = o->s->signum;
   lua_pushvalue(L, 1);
   cfl_setuservalue(L, -2);
   return 1;
 }
 
-static int li_close(lua_State *L) {
-  cfl_listener *o = luaL_checkudata(L, 1, LISTENER_MT);
+/* Stop watching: pending receives end with ECANCELED. */
+static void listener_close(cfl_listener *o) {
   if (o->s) {
     cfu_signal *s = o->s;
     o->s = NULL;
+    cfu_handle_close(&s->base);
     cfu_handle_unref(&s->base);
   }
+}
+
+/* listener:close() */
+static int li_close(lua_State *L) {
+  (void)cfl_rt(L);
+  cfl_listener *o = to_listener(L);
+  if (!o)
+    return luaL_error(L, "listener:close: argument #1 must be a signal listener (got %s)",
+                      luaL_typename(L, 1));
+  listener_close(o);
   return 0;
+}
+
+/* __close: also after the runtime closed (its handles are closed already,
+ * and the watcher's memory lives while referenced) */
+static int li_mclose(lua_State *L) {
+  cfl_listener *o = to_listener(L);
+  if (!o)
+    return luaL_error(L, "listener:__close: argument #1 must be a signal listener (got %s)",
+                      luaL_typename(L, 1));
+  listener_close(o);
+  return 0;
+}
+
+/* __gc: a foreign value (getmetatable(l).__gc(x)) is left alone */
+static int li_gc(lua_State *L) {
+  cfl_listener *o = to_listener(L);
+  if (o) listener_close(o);
+  return 0;
+}
+
+static int li_tostring(lua_State *L) {
+  cfl_listener *o = to_listener(L);
+  if (!o)
+    return luaL_error(L, "listener:__tostring: argument #1 must be a signal listener (got %s)",
+                      luaL_typename(L, 1));
+  if (!o->s) {
+    lua_pushliteral(L, "cfuture.SignalListener(closed)");
+  } else {
+    const char *n = cfl_signame(o->s->signum);
+    if (n)
+      lua_pushfstring(L, "cfuture.SignalListener(%s)", n);
+    else
+      lua_pushfstring(L, "cfuture.SignalListener(%d)", o->s->signum);
+  }
+  return 1;
 }
 
 /* ---- module ------------------------------------------------------------------------ */
 
 /* cf.signal.name(num) -> "SIGTERM" */
 static int l_name(lua_State *L) {
-  lua_pushstring(L, cfl_signame((int)luaL_checkinteger(L, 1)));
+  (void)cfl_rt(L);
+  int isint = 0;
+  lua_Integer n = lua_tointegerx(L, 1, &isint);
+  if (lua_type(L, 1) != LUA_TNUMBER || !isint || n < 1 || n >= NSIG)
+    return luaL_error(L, "signal.name: argument #1 must be a signal number from 1 to %d (got %s)",
+                      NSIG - 1, got(L, 1));
+  lua_pushstring(L, cfl_signame((int)n)); /* nil for one without a name */
   return 1;
 }
 
 /* cf.signal.number(name) -> 15 */
 static int l_number(lua_State *L) {
+  (void)cfl_rt(L);
   lua_pushinteger(L, cfl_checksignal(L, 1, "signal.number", 0));
   return 1;
 }
@@ -213,6 +361,6 @@ void cfl_open_signal(lua_State *L) {
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
   lua_setfield(L, -2, "signal");
-  cfl_new_class(L, rt, LISTENER_MT, listener_methods, li_close, li_close, NULL);
+  cfl_new_class(L, rt, LISTENER_MT, listener_methods, li_gc, li_mclose, li_tostring);
   lua_pop(L, 1);
 }

@@ -3,6 +3,7 @@
  */
 #include "process.h"
 
+#include <signal.h>
 #include <stdlib.h>
 
 /* ---- processes -------------------------------------------------------------- */
@@ -45,7 +46,26 @@ int cfu_process_spawn(uv_loop_t *loop, cfu_process *p, uv_process_options_t *opt
 
 /* ---- signals ---------------------------------------------------------------- */
 
-static void sig_closing(cfu_handle *h) { cf_waitlist_wake_all(&((cfu_signal *)h)->waiters); }
+/* libuv puts the default action back when the last watcher of a signal
+ * stops. For SIGPIPE that would undo what the runtime did at open (ignore
+ * it, so a write to a reader that has gone returns EPIPE instead of killing
+ * the process): ignore it again, unless another watcher (any loop) or
+ * someone else installed a handler meanwhile. */
+static void restore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) return;
+  if (sa.sa_flags & SA_SIGINFO) return;
+  sa.sa_handler = SIG_IGN;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void sig_closing(cfu_handle *h) {
+  cfu_signal *s = (cfu_signal *)h;
+  if (s->signum == SIGPIPE && h->uv) restore_sigpipe(); /* uv_close stopped it */
+  cf_waitlist_wake_all(&s->waiters);
+}
 
 static void sig_free(cfu_handle *h) { free(h); }
 
