@@ -756,11 +756,11 @@ function signal.wait(sig) end
 ---@param sig string|integer
 ---@return cfuture.SignalListener
 function signal.listen(sig) end
----@param name string
+---@param name string|integer
 ---@return integer
 function signal.number(name) end
 ---@param number integer
----@return string
+---@return string?
 function signal.name(number) end
 
 -- Networking ----------------------------------------------------------------------------
