@@ -13,6 +13,12 @@ local pack = table.pack or function(...) return { n = select("#", ...), ... } en
 -- A method's self must be the object it belongs to: say so, as the C side
 -- does, instead of failing later on a field of the wrong value. `methods`
 -- is the class's method table (the __index of its metatable).
+-- Functions written in Lua raise like the C ones once the runtime has
+-- closed (a finaliser that runs after cfuture's own at lua_close).
+local function check_open(fname)
+  if not pcall(now) then error(fname .. ": the cfuture runtime is closed", 3) end
+end
+
 local function check_self(self, methods, fname, what)
   local mt = getmetatable(self)
   if type(mt) ~= "table" or mt.__index ~= methods then
@@ -34,6 +40,7 @@ Interval.__name = "cfuture.Interval"
 local MAX_MS = 1e15 -- cf.sleep's limit; past ~1.8e13 ms a deadline never comes
 
 function cf.interval(ms)
+  check_open("interval")
   if type(ms) ~= "number" or not (ms > 0) or ms == math.huge then
     error(("interval: argument #1 must be a positive number of milliseconds (got %s)"):format(
       tostring(ms)), 2)
@@ -80,6 +87,7 @@ end
 -- (stream:lines and stream:chunks are in C: they reuse one read future.)
 local File = cf.fs.File
 function File.lines(self)
+  check_open("file:lines")
   check_self(self, File, "file:lines", "a file")
   if self:is_closed() then error("file:lines: the file is closed", 2) end
   return function()

@@ -67,8 +67,9 @@ struct cf_executor {
   size_t nready;
   size_t ntasks;
   uint64_t next_id;
-  cf_task *current; /* task being polled, or NULL */
-  void *user;       /* the binding's runtime */
+  cf_task *current;    /* task being polled, or NULL */
+  cf_task *completing; /* task whose complete hook runs, or NULL */
+  void *user;          /* the binding's runtime */
   /* Called when the ready queue goes from empty to not empty, so a driver
    * blocked (or about to block) waiting for I/O knows to come back. */
   void (*on_ready)(cf_executor *ex);
@@ -97,10 +98,11 @@ size_t cf_executor_run(cf_executor *ex, size_t budget);
 static inline int cf_executor_has_ready(const cf_executor *ex) { return ex->nready > 0; }
 /* Cancel every live task now (runtime shutdown): drop roots, complete. */
 void cf_executor_cancel_all(cf_executor *ex);
-/* A poll was cut short by a non-local exit (a Lua error raised by C code
- * around a resume): the task it was polling never came back to
- * cf_executor_run. Hand it back, cancelled, so that its drop runs at the next
- * run and the executor is consistent again. No-op outside such a cut. */
+/* A poll or a completion was cut short by a non-local exit (a Lua error
+ * raised by C code around a resume, or in a complete hook): the task never
+ * came back to cf_executor_run. A polled task is handed back, cancelled, so
+ * that its drop runs at the next run; a completing one finishes completing
+ * (joiners woken, the list's reference released). No-op outside such a cut. */
 void cf_executor_interrupted(cf_executor *ex);
 
 /* Initialise t (refcount 1, owned by the executor's task list) around its

@@ -21,6 +21,7 @@ void cf_executor_init(cf_executor *ex, void *user) {
   ex->nready = ex->ntasks = 0;
   ex->next_id = 1;
   ex->current = NULL;
+  ex->completing = NULL;
   ex->user = user;
   ex->on_ready = NULL;
   ex->clock = NULL;
@@ -82,6 +83,12 @@ void cf_task_abort(cf_task *t) {
   cf_task_wake(t);
 }
 
+/* The end of a completion: its joiners learn of it, the task list lets go. */
+static void finish_complete(cf_task *t) {
+  cf_waitlist_wake_all(&t->joiners);
+  cf_task_unref(t); /* the task list's reference */
+}
+
 static void transition_to_complete(cf_task *t, int cancelled) {
   cf_executor *ex = t->ex;
   if (cancelled) cf_future_drop(t->future);
@@ -95,9 +102,10 @@ static void transition_to_complete(cf_task *t, int cancelled) {
   cf__list_remove(&t->all);
   ex->ntasks--;
   EVENT(ex, t, cancelled ? CF_EV_CANCEL : CF_EV_COMPLETE);
+  ex->completing = t;
   t->hooks->complete(t, cancelled);
-  cf_waitlist_wake_all(&t->joiners);
-  cf_task_unref(t); /* the task list's reference */
+  ex->completing = NULL;
+  finish_complete(t);
 }
 
 size_t cf_executor_run(cf_executor *ex, size_t budget) {
@@ -143,7 +151,14 @@ void cf_executor_cancel_all(cf_executor *ex) {
 }
 
 void cf_executor_interrupted(cf_executor *ex) {
-  cf_task *t = ex->current;
+  cf_task *t = ex->completing;
+  if (t) { /* its hook was cut short: the rest of the completion still runs */
+    ex->completing = NULL;
+    ex->current = NULL;
+    finish_complete(t);
+    return;
+  }
+  t = ex->current;
   if (!t) return;
   ex->current = NULL; /* runs do not nest: a poll cannot drive the executor */
   t->cancel_requested = 1;

@@ -351,6 +351,9 @@ const char *cfl_signame(int num);
 /* The signal at idx (a name such as "SIGTERM" or "TERM", or a number);
  * def (if not 0) when absent. Raises naming fname and the argument. */
 int cfl_checksignal(lua_State *L, int idx, const char *fname, int def);
+/* The same for a signal a watcher may catch (not 0, SIGKILL, SIGSTOP or a
+ * fault signal); raises naming fname otherwise. */
+int cfl_check_watchable(lua_State *L, int idx, const char *fname);
 void cfl_scope_child_done(cfl_task *t);
 void cfl_push_describe(lua_State *L, cfl_future *f);
 

@@ -164,9 +164,9 @@ void cfl_dump_signal_close(cf_runtime *rt) {
  * (e.g. "SIGUSR1"), to look inside a program that seems stuck */
 static int l_dump_on_signal(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
+  int signum = lua_isnoneornil(L, 1) ? 0 : cfl_check_watchable(L, 1, "dump_on_signal");
   cfl_dump_signal_close(rt);
-  if (lua_isnoneornil(L, 1)) return 0;
-  int signum = cfl_checksignal(L, 1, "dump_on_signal", 0);
+  if (!signum) return 0;
   uv_signal_t *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "dump_on_signal: out of memory");
   uv_signal_init(rt->loop, h);

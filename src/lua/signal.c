@@ -69,7 +69,7 @@ int cfl_checksignal(lua_State *L, int idx, const char *fname, int def) {
 /* A signal a watcher may catch: not 0, not one that cannot be caught, and
  * not one raised by a fault (a handler that returns re-runs the faulting
  * instruction: the program would spin instead of crashing), as tokio. */
-static int check_watchable(lua_State *L, int idx, const char *fname) {
+int cfl_check_watchable(lua_State *L, int idx, const char *fname) {
   int num = cfl_checksignal(L, idx, fname, 0);
   const char *why = NULL;
   if (num == 0)
@@ -216,7 +216,7 @@ static const cfl_class sigwait_class = {{sigwait_poll, sigwait_drop},
 /* cf.signal.wait(sig) -> future of the signal's name when it is delivered */
 static int l_wait(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  int signum = check_watchable(L, 1, "signal.wait");
+  int signum = cfl_check_watchable(L, 1, "signal.wait");
   cfl_sigwait *w = (cfl_sigwait *)cfl_new_future(L, rt, &sigwait_class, sizeof *w);
   w->signum = signum;
   w->once = 1;
@@ -228,7 +228,7 @@ static int l_wait(lua_State *L) {
 /* cf.signal.listen(sig) -> listener; listener:recv() -> future of name, count */
 static int l_listen(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  int signum = check_watchable(L, 1, "signal.listen");
+  int signum = cfl_check_watchable(L, 1, "signal.listen");
   cfl_listener *o = lua_newuserdatauv(L, sizeof *o, 0);
   o->s = NULL;
   o->waiting = 0;

@@ -243,10 +243,11 @@ static void set_ref(lua_State *L, int *ref, int idx) {
 /* cf.on_event(fn | nil): fn(event, task_id, name, time_ms [, poll_ms]) for
  * spawn, poll, poll_end, wake, complete and cancel, after each executor run */
 static int l_on_event(lua_State *L) {
+  cf_runtime *rt = cfl_rt(L);
   if (!lua_isnoneornil(L, 1) && lua_type(L, 1) != LUA_TFUNCTION)
     return luaL_error(L, "on_event: argument #1 must be a function or nil (got %s)",
                       luaL_typename(L, 1));
-  cfl_trace *tr = trace_of(L, cfl_rt(L));
+  cfl_trace *tr = trace_of(L, rt);
   set_ref(L, &tr->handler, 1);
   return 0;
 }
