@@ -339,7 +339,6 @@ static int p_status(lua_State *L) {
 
 /* __index: the object's fields (pid, stdin, ...), then the methods */
 static int p_index(lua_State *L) {
-  if (((cf_runtime *)lua_touserdata(L, lua_upvalueindex(2)))->closed) return cfl_raise_closed(L);
   if (!to_process(L))
     return luaL_error(L, "process: __index: argument #1 must be a process (got %s)",
                       luaL_typename(L, 1));
@@ -400,8 +399,7 @@ void cfl_open_process(lua_State *L) {
   /* fields (pid, stdin, ...) first, then methods */
   luaL_getmetatable(L, PROCESS_MT);
   lua_insert(L, -2);
-  lua_pushlightuserdata(L, rt);
-  lua_pushcclosure(L, p_index, 2);
+  lua_pushcclosure(L, p_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_setfield(L, -2, "process");

@@ -79,10 +79,13 @@ function M.classify(case, o, cf)
   if case.rtclosed then
     -- a finaliser or __close that does nothing once closed is what it should do
     if case.mm == "__gc" or case.mm == "__close" then return "ok-result", "metamethod, " .. what end
-    -- tostring still describes an object (touching no freed memory: ASan says)
+    -- tostring still describes an object, and __index still finds a field
+    -- or the method (which raises itself), touching no freed memory (ASan
+    -- checks that)
     if case.mm == "__tostring" and type(res[1]) == "string" then
       return "ok-result", "described: " .. res[1]
     end
+    if case.mm == "__index" then return "ok-result", "looked up: " .. what end
     if case.is_c then return "ACCEPTED-INVALID", "succeeded after the runtime closed (" .. what .. ")" end
     return "ok-result", "Lua function, " .. what
   end
