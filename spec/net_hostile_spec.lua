@@ -550,11 +550,12 @@ describe("cf.net argument checks", function()
     ]], 20000)
     assert.are.equal(0, code, err)
     assert.are.equal(table.concat({
-      -- (through pcall the function has no name to prefix)
-      "the cfuture runtime is closed", "cfuture.Listener(closed)",
-      "the cfuture runtime is closed", "cfuture.UdpSocket(closed)",
-      "the cfuture runtime is closed", "cfuture.Stream(closed)",
+      -- through pcall the call has no name: the module's path for it is used
+      -- (iterators are not in the module: no name)
+      "net.Listener.close: the cfuture runtime is closed", "cfuture.Listener(closed)",
+      "net.Udp.close: the cfuture runtime is closed", "cfuture.UdpSocket(closed)",
+      "Stream.close: the cfuture runtime is closed", "cfuture.Stream(closed)",
       "the cfuture runtime is closed", "the cfuture runtime is closed",
-      "the cfuture runtime is closed", "" }, "\n"), out)
+      "net.connect: the cfuture runtime is closed", "" }, "\n"), out)
   end)
 end)

@@ -7,10 +7,41 @@
 
 #include "cfl.h"
 
+/* Push the dotted path under the table at tbl (depth levels down) of the
+ * function at fn and return 1, or return 0. An error's cold path only: it
+ * leaves what it walked on the stack, which the error then unwinds. */
+static int find_name(lua_State *L, int fn, int tbl, int depth) {
+  lua_pushnil(L);
+  while (lua_next(L, tbl)) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      if (lua_rawequal(L, -1, fn)) {
+        lua_pushvalue(L, -2);
+        return 1;
+      }
+      int key = lua_gettop(L) - 1;
+      if (depth > 0 && lua_istable(L, -1) && find_name(L, fn, key + 1, depth - 1)) {
+        lua_pushfstring(L, "%s.%s", lua_tostring(L, key), lua_tostring(L, -1));
+        return 1;
+      }
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 int cfl_raise_closed(lua_State *L) {
   lua_Debug ar;
   const char *name = NULL;
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar)) name = ar.name;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "nf", &ar)) {
+    name = ar.name;
+    int fn = lua_gettop(L);
+    /* called through pcall, say: no name from the call; find it in the module */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (!name && lua_istable(L, -1)) {
+      lua_getfield(L, -1, "cfuture.core");
+      if (lua_istable(L, -1) && find_name(L, fn, lua_gettop(L), 2)) name = lua_tostring(L, -1);
+    }
+  }
   if (!name) return luaL_error(L, "the cfuture runtime is closed");
   return luaL_error(L, "%s: the cfuture runtime is closed", name);
 }
