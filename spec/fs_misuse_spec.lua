@@ -6,14 +6,7 @@ local cf = require "cfuture"
 local support = require "support"
 local fs = cf.fs
 
-local function in_tempdir(fn)
-  return cf.block_on(function()
-    local dir = assert(fs.mkdtemp("/tmp/cfuture-spec-"):await())
-    local ok, err = pcall(fn, dir)
-    assert(fs.rmdir(dir, { recursive = true }):await())
-    if not ok then error(err, 0) end
-  end)
-end
+local in_tempdir = support.in_tempdir
 
 -- The message of the error fn raises (without a position prefix).
 local function err_of(fn, ...)

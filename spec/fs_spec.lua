@@ -4,14 +4,7 @@ local cf = require "cfuture"
 local support = require "support"
 local fs = cf.fs
 
-local function in_tempdir(fn)
-  return cf.block_on(function()
-    local dir = assert(fs.mkdtemp("/tmp/cfuture-spec-"):await())
-    local ok, err = pcall(fn, dir)
-    assert(fs.rmdir(dir, { recursive = true }):await())
-    if not ok then error(err, 0) end
-  end)
-end
+local in_tempdir = support.in_tempdir
 
 -- This process's open fds as a set, and their count, listed in-process (by
 -- cf.fs.readdir: one fd of its own, always). Not support.fd_count: its

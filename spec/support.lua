@@ -56,6 +56,18 @@ function M.each_function(t, path, fn)
   walk(t, path)
 end
 
+-- Run fn(dir) in a task with a fresh temporary directory, removed after
+-- (also when fn raises, whose error is then raised again).
+function M.in_tempdir(fn)
+  local cf = require "cfuture"
+  return cf.block_on(function()
+    local dir = assert(cf.fs.mkdtemp("/tmp/cfuture-spec-"):await())
+    local ok, err = pcall(fn, dir)
+    assert(cf.fs.rmdir(dir, { recursive = true }):await())
+    if not ok then error(err, 0) end
+  end)
+end
+
 -- The whole contents of a file.
 function M.read_file(path)
   local f = assert(io.open(path))

@@ -136,6 +136,20 @@ int cfl_encode(lua_State *L, int idx, cfl_buf *b, char err[160]) {
   return -1;
 }
 
+void cfl_registry_table(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  if (mode) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 /* Read n bytes at *pos into out; -1 if p ends before. */
 static int take(const char *p, size_t len, size_t *pos, void *out, size_t n) {
   if (len - *pos < n) return -1;
@@ -330,16 +344,7 @@ void cfl_push_error(lua_State *L, cfl_buf *b, const char *fname) {
   int t = lua_type(L, -2);
   if (lua_type(L, -1) == LUA_TSTRING &&
       (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA)) {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TRACES_KEY) != LUA_TTABLE) {
-      lua_pop(L, 1);
-      lua_newtable(L);
-      lua_createtable(L, 0, 1);
-      lua_pushliteral(L, "k");
-      lua_setfield(L, -2, "__mode");
-      lua_setmetatable(L, -2);
-      lua_pushvalue(L, -1);
-      lua_rawsetp(L, LUA_REGISTRYINDEX, &TRACES_KEY);
-    }
+    cfl_registry_table(L, &TRACES_KEY, "k");
     lua_pushvalue(L, -3);
     lua_pushvalue(L, -3);
     lua_rawset(L, -3);

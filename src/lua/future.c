@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cfl.h"
+#include "copy.h"
 
 static const char *const state_names[] = {"fresh", "pending",   "ready", "failed",
                                           "taken", "cancelled", "moved"};
@@ -207,10 +208,6 @@ void cfl_open_future(lua_State *L) {
   rt->mt_light_ptr = lua_topointer(L, -1);
   rt->mt_light = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &SELVES_KEY);
+  cfl_registry_table(L, &SELVES_KEY, "v");
+  lua_pop(L, 1);
 }

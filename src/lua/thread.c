@@ -86,21 +86,6 @@ static cfl_threads *threads_of(lua_State *L, cf_runtime *rt) {
 static const char ENCODED_KEY = 'e'; /* sender: function -> its encoding (weak keys) */
 static const char LOADED_KEY = 'l';  /* worker: encoding -> loaded function */
 
-/* Push the registry table at key, creating it (with __mode `mode`, or none). */
-static void registry_table(lua_State *L, const void *key, const char *mode) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  if (mode) {
-    lua_createtable(L, 0, 1);
-    lua_pushstring(L, mode);
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-  }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-}
-
 static _Thread_local cfu_parker *tl_parker; /* threads started by this module */
 static _Thread_local cfu_parker tl_other;   /* any other thread that blocks here */
 static _Thread_local int tl_other_ready;
@@ -252,7 +237,7 @@ static void fail_with(xwork *w, const char *msg) {
 static int load_fn(lua_State *W, const cfl_buf *fn) {
   size_t pos = 0;
   if (fn->len == 0 || fn->p[0] != 'F') return cfl_decode(W, fn->p, fn->len, &pos);
-  registry_table(W, &LOADED_KEY, NULL);
+  cfl_registry_table(W, &LOADED_KEY, NULL);
   lua_pushlstring(W, fn->p, fn->len);
   if (lua_rawget(W, -2) == LUA_TFUNCTION) {
     lua_remove(W, -2);
@@ -371,7 +356,7 @@ static void on_done(cfu_mail *m) {
 static int encode_fn(lua_State *L, int idx, cfl_buf *b, char *err) {
   if (lua_type(L, idx) != LUA_TFUNCTION) return cfl_encode(L, idx, b, err);
   idx = lua_absindex(L, idx);
-  registry_table(L, &ENCODED_KEY, "k");
+  cfl_registry_table(L, &ENCODED_KEY, "k");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) == LUA_TSTRING) {
     size_t n;
