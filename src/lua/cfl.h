@@ -34,14 +34,15 @@
 #define CFL_STEP_BUDGET 1024 /* cf.step's default: task polls per step */
 #define CFL_POOL_MAX 512     /* idle coroutines kept for reuse */
 
+/* In this order: a poll guard tests "past PENDING" (cfl_polled_out). */
 typedef enum cfl_state {
-  CFL_FRESH,     /* never polled */
-  CFL_PENDING,   /* polled, not ready */
-  CFL_READY,     /* results available */
-  CFL_FAILED,    /* error value available */
-  CFL_TAKEN,     /* results delivered */
-  CFL_CANCELLED, /* dropped before its results were delivered */
-  CFL_MOVED      /* handed to a task by spawn */
+  CFL_ST_FRESH,     /* never polled */
+  CFL_ST_PENDING,   /* polled, not ready */
+  CFL_ST_READY,     /* results available */
+  CFL_ST_FAILED,    /* error value available */
+  CFL_ST_TAKEN,     /* results delivered */
+  CFL_ST_CANCELLED, /* dropped before its results were delivered */
+  CFL_ST_MOVED      /* handed to a task by spawn */
 } cfl_state;
 
 typedef struct cfl_future cfl_future;
@@ -77,6 +78,22 @@ struct cfl_future {
 };
 
 #define cfl_class_of(f) ((const cfl_class *)(f)->base.vt)
+
+/* The future harness: what every class's poll does the same way.
+ * A poll that finds its future completed already (a combinator's loser
+ * polled once more, a handle awaited again) answers READY and does nothing
+ * else: `if (cfl_polled_out(&x->hdr)) return CF_READY;` opens every poll. */
+static inline int cfl_polled_out(const cfl_future *f) { return f->state > CFL_ST_PENDING; }
+/* Complete f with results to take (cfl_ready) or an error value to raise
+ * (cfl_failed): `return cfl_ready(&x->hdr);`. */
+static inline cf_poll cfl_ready(cfl_future *f) {
+  f->state = CFL_ST_READY;
+  return CF_READY;
+}
+static inline cf_poll cfl_failed(cfl_future *f) {
+  f->state = CFL_ST_FAILED;
+  return CF_READY;
+}
 
 /* A Lua coroutine as a future. */
 struct cfl_coro {
@@ -240,13 +257,13 @@ void cfl_claim(lua_State *L, cfl_future *f, void *owner, const char *fname, int 
 /* Raise (as cfl_claim would) unless f could be claimed now. */
 void cfl_check_claimable(lua_State *L, cfl_future *f, void *owner, const char *fname, int arg);
 static inline int cfl_done(const cfl_future *f) {
-  return f->state == CFL_READY || f->state == CFL_FAILED;
+  return f->state == CFL_ST_READY || f->state == CFL_ST_FAILED;
 }
 static inline void cfl_drop(cfl_future *f) { cf_future_drop(&f->base); }
 /* In a class's drop: a future dropped before its results were taken is
  * cancelled (taken, moved or already cancelled stay as they are). */
 static inline void cfl_mark_dropped(cfl_future *f) {
-  if (f->state <= CFL_PENDING || f->state == CFL_READY) f->state = CFL_CANCELLED;
+  if (f->state <= CFL_ST_PENDING || f->state == CFL_ST_READY) f->state = CFL_ST_CANCELLED;
 }
 int cfl_take(lua_State *L, cfl_future *f);
 /* Let C code that holds only a pointer push the userdata at idx back onto a

@@ -41,17 +41,15 @@ static void settle(cfl_multi *m, int all) {
 
 static cf_poll multi_poll(cf_future *base, cf_context *cx) {
   cfl_multi *m = (cfl_multi *)base;
-  if (m->hdr.state != CFL_FRESH && m->hdr.state != CFL_PENDING) return CF_READY;
-  if (m->hdr.state == CFL_FRESH) {
-    m->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&m->hdr)) return CF_READY;
+  if (m->hdr.state == CFL_ST_FRESH) {
+    m->hdr.state = CFL_ST_PENDING;
     if (m->n == 0) {
-      m->hdr.state = CFL_READY;
-      return CF_READY;
+      return cfl_ready(&m->hdr);
     }
     m->g = cf_group_new((size_t)m->n);
     if (!m->g) {
-      m->hdr.state = CFL_FAILED;
-      return CF_READY;
+      return cfl_failed(&m->hdr);
     }
   }
   cf_group *g = m->g;
@@ -67,20 +65,18 @@ static cf_poll multi_poll(cf_future *base, cf_context *cx) {
     cf_waiter_cancel(&g->child[i].waiter);
     DONE(m)[i] = 1;
     m->remaining--;
-    int failed = c->state == CFL_FAILED;
+    int failed = c->state == CFL_ST_FAILED;
     switch (m->kind) {
     case K_SELECT:
     case K_TIMEOUT:
       m->winner = (int)i;
       settle(m, 0);
-      m->hdr.state = CFL_READY;
-      return CF_READY;
+      return cfl_ready(&m->hdr);
     case K_TRY_JOIN:
       if (failed) {
         m->failed = (int)i;
         settle(m, 0);
-        m->hdr.state = CFL_READY;
-        return CF_READY;
+        return cfl_ready(&m->hdr);
       }
       break;
     default:
@@ -89,8 +85,7 @@ static cf_poll multi_poll(cf_future *base, cf_context *cx) {
     }
     if (m->remaining == 0) {
       settle(m, 0);
-      m->hdr.state = CFL_READY;
-      return CF_READY;
+      return cfl_ready(&m->hdr);
     }
   }
   return CF_PENDING;
@@ -98,9 +93,9 @@ static cf_poll multi_poll(cf_future *base, cf_context *cx) {
 
 static void multi_drop(cf_future *base) {
   cfl_multi *m = (cfl_multi *)base;
-  if (m->hdr.state == CFL_TAKEN || m->hdr.state == CFL_CANCELLED) return;
+  if (m->hdr.state == CFL_ST_TAKEN || m->hdr.state == CFL_ST_CANCELLED) return;
   settle(m, 1);
-  m->hdr.state = CFL_CANCELLED;
+  m->hdr.state = CFL_ST_CANCELLED;
 }
 
 /* Push child i's first result (nil if none). */
@@ -115,9 +110,9 @@ static int take_first(lua_State *L, cfl_future *c) {
 static int multi_take(lua_State *L, cfl_future *f) {
   cfl_multi *m = (cfl_multi *)f;
   int st = f->state, n;
-  f->state = CFL_TAKEN;
-  if (st != CFL_READY) {
-    if (st == CFL_FAILED) {
+  f->state = CFL_ST_TAKEN;
+  if (st != CFL_ST_READY) {
+    if (st == CFL_ST_FAILED) {
       lua_pushfstring(L, "%s: out of memory", kind_names[m->kind]);
       return -1;
     }
@@ -174,16 +169,13 @@ static void multi_describe(lua_State *L, cfl_future *f) {
   }
 }
 
-static const cfl_class multi_class = {{multi_poll, multi_drop},
-                                      "combinator",
-                                      multi_take,
-                                      multi_describe,
-                                      NULL,
-                                      0,
-                                      1,
-                                      NULL,
-                                      NULL,
-                                      NULL};
+static const cfl_class multi_class = {
+    .core = {.poll = multi_poll, .drop = multi_drop},
+    .name = "combinator",
+    .take = multi_take,
+    .describe = multi_describe,
+    .nuv = 1,
+};
 
 /* Build a combinator of the n values at first..first+n-1 (futures or
  * functions); `what` names an argument in errors ("argument", "element"). */

@@ -48,7 +48,7 @@ void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref, cf_waite
   c->hdr.base.vt = &cfl_coro_class.core;
   c->hdr.rt = rt;
   c->hdr.owner = NULL;
-  c->hdr.state = CFL_FRESH;
+  c->hdr.state = CFL_ST_FRESH;
   c->co = co;
   c->ref = ref;
   c->nres = 0;
@@ -106,7 +106,7 @@ static void coro_fail(cf_runtime *rt, cfl_coro *c) {
 #endif
   /* 5.1: the dead frames stay below the error value, untouched: the
    * collector still reads them */
-  c->hdr.state = CFL_FAILED;
+  c->hdr.state = CFL_ST_FAILED;
 }
 
 /* The future a coroutine is suspended on is also anchored in a slot of a
@@ -202,7 +202,7 @@ __attribute__((noinline, cold)) static cf_poll coro_lost(cf_runtime *rt, cfl_cor
                                     "scheduler and ran to its end)"
                                   : "the task's coroutine was resumed from outside the "
                                     "scheduler and died with an error");
-  c->hdr.state = CFL_FAILED;
+  c->hdr.state = CFL_ST_FAILED;
   RUN_DEFERS(rt, c);
   return CF_READY;
 }
@@ -233,7 +233,7 @@ static cf_poll coro_resume(cf_runtime *rt, cfl_coro *c, cf_context *cx, int narg
   free_await_ref(rt, c);
   if (st == LUA_OK) {
     c->nres = nres;
-    c->hdr.state = CFL_READY;
+    c->hdr.state = CFL_ST_READY;
   } else {
     coro_fail(rt, c);
   }
@@ -247,12 +247,12 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
   int nargs = 0;
   if (c->root) rt->coop = COOP_BUDGET; /* the executor polls the task */
   switch (c->hdr.state) {
-  case CFL_FRESH:
+  case CFL_ST_FRESH:
     if (c->staged) cfl_task_start(cfl_coro_task(c)); /* a task's first run */
-    c->hdr.state = CFL_PENDING;
+    c->hdr.state = CFL_ST_PENDING;
     nargs = lua_gettop(c->co) - 1;
     break;
-  case CFL_PENDING:
+  case CFL_ST_PENDING:
     if (c->running) return CF_PENDING; /* polled from inside its own body */
     if (lua_status(c->co) != LUA_YIELD) return coro_lost(rt, c, cx);
     if (c->awaiting) {
@@ -299,12 +299,12 @@ static void coro_drop(cf_future *base) {
   cf_runtime *rt = c->hdr.rt;
   lua_State *co = c->co;
   switch (c->hdr.state) {
-  case CFL_FRESH:
+  case CFL_ST_FRESH:
     if (co) lua_settop(co, 0);
-    c->hdr.state = CFL_CANCELLED;
+    c->hdr.state = CFL_ST_CANCELLED;
     break;
-  case CFL_PENDING:
-    c->hdr.state = CFL_CANCELLED;
+  case CFL_ST_PENDING:
+    c->hdr.state = CFL_ST_CANCELLED;
     {
       cfl_future *a = c->awaiting;
       unanchor_awaited(rt, c);
@@ -321,13 +321,13 @@ static void coro_drop(cf_future *base) {
     lua_settop(co, 0);
     RUN_DEFERS(rt, c);
     break;
-  case CFL_READY:
+  case CFL_ST_READY:
     lua_settop(co, 0);
-    c->hdr.state = CFL_CANCELLED;
+    c->hdr.state = CFL_ST_CANCELLED;
     break;
-  case CFL_FAILED:
+  case CFL_ST_FAILED:
     /* an error that nobody took */
-    c->hdr.state = CFL_CANCELLED;
+    c->hdr.state = CFL_ST_CANCELLED;
     if (!rt->closing) cfl_report(rt, co, cfl_coro_task(c));
     lua_settop(co, 0);
     break;
@@ -339,16 +339,16 @@ static int coro_take(lua_State *L, cfl_future *f) {
   cfl_coro *c = (cfl_coro *)f;
   int n;
   switch (f->state) {
-  case CFL_READY:
+  case CFL_ST_READY:
     n = c->nres;
     luaL_checkstack(L, n, "too many results");
     lua_xmove(c->co, L, n);
-    f->state = CFL_TAKEN;
+    f->state = CFL_ST_TAKEN;
     return n;
-  case CFL_FAILED:
+  case CFL_ST_FAILED:
     lua_checkstack(L, 1);
     lua_xmove(c->co, L, 1);
-    f->state = CFL_TAKEN;
+    f->state = CFL_ST_TAKEN;
     return -1;
   default: cfl_push_cancelled(L, f->rt, "the future was cancelled"); return -1;
   }
@@ -365,16 +365,13 @@ static void coro_describe(lua_State *L, cfl_future *f) {
   }
 }
 
-const cfl_class cfl_coro_class = {{coro_poll, coro_drop},
-                                  "async function",
-                                  coro_take,
-                                  coro_describe,
-                                  NULL,
-                                  0,
-                                  1,
-                                  NULL,
-                                  NULL,
-                                  NULL};
+const cfl_class cfl_coro_class = {
+    .core = {.poll = coro_poll, .drop = coro_drop},
+    .name = "async function",
+    .take = coro_take,
+    .describe = coro_describe,
+    .nuv = 1,
+};
 
 /* A coroutine future as a userdata: a task's root uses the task's waiter. */
 typedef struct cfl_coro_ud {

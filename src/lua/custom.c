@@ -38,8 +38,8 @@ static int traceback_handler(lua_State *L) {
 static cf_poll custom_poll(cf_future *base, cf_context *cx) {
   cfl_custom *c = (cfl_custom *)base;
   cf_runtime *rt = c->hdr.rt;
-  if (c->hdr.state != CFL_FRESH && c->hdr.state != CFL_PENDING) return CF_READY;
-  c->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&c->hdr)) return CF_READY;
+  c->hdr.state = CFL_ST_PENDING;
   cf_waker_set(c->waker, cx->waker);
   lua_State *S = rt->S;
   int top = lua_gettop(S);
@@ -58,7 +58,7 @@ static cf_poll custom_poll(cf_future *base, cf_context *cx) {
   }
   if (st != LUA_OK) {
     lua_setfield(S, data, "error");
-    c->hdr.state = CFL_FAILED;
+    c->hdr.state = CFL_ST_FAILED;
   } else {
     int n = lua_gettop(S) - (data + 1);
     lua_rawgetp(S, LUA_REGISTRYINDEX, &PENDING_KEY);
@@ -75,7 +75,7 @@ static cf_poll custom_poll(cf_future *base, cf_context *cx) {
     lua_pushinteger(S, n);
     lua_setfield(S, data + 2, "n");
     lua_setfield(S, data, "results");
-    c->hdr.state = CFL_READY;
+    c->hdr.state = CFL_ST_READY;
   }
   cf_waker_drop(c->waker);
   lua_settop(S, top);
@@ -85,10 +85,10 @@ static cf_poll custom_poll(cf_future *base, cf_context *cx) {
 /* Mark c cancelled; return whether its cancel callback must run. */
 static int cancel_state(cfl_custom *c) {
   int st = c->hdr.state;
-  if (st == CFL_TAKEN || st == CFL_CANCELLED) return 0;
-  c->hdr.state = CFL_CANCELLED;
+  if (st == CFL_ST_TAKEN || st == CFL_ST_CANCELLED) return 0;
+  c->hdr.state = CFL_ST_CANCELLED;
   cf_waker_drop(c->waker);
-  return st == CFL_PENDING && !c->hdr.rt->closing;
+  return st == CFL_ST_PENDING && !c->hdr.rt->closing;
 }
 
 /* Run data.cancel() on L, the data table on top (popped). */
@@ -121,14 +121,14 @@ static void custom_gc(lua_State *L, cfl_future *f) {
 static int custom_take(lua_State *L, cfl_future *f) {
   cfl_custom *c = (cfl_custom *)f;
   int st = f->state;
-  f->state = CFL_TAKEN;
-  if (st == CFL_CANCELLED) {
+  f->state = CFL_ST_TAKEN;
+  if (st == CFL_ST_CANCELLED) {
     cfl_push_cancelled(L, f->rt, "the future was cancelled");
     return -1;
   }
   luaL_checkstack(L, 4, NULL);
   push_data(L, c);
-  if (st == CFL_FAILED) {
+  if (st == CFL_ST_FAILED) {
     lua_getfield(L, -1, "error");
     lua_remove(L, -2);
     return -1;
@@ -144,16 +144,13 @@ static int custom_take(lua_State *L, cfl_future *f) {
   return n;
 }
 
-static const cfl_class custom_class = {{custom_poll, custom_drop},
-                                       "custom future",
-                                       custom_take,
-                                       NULL,
-                                       custom_gc,
-                                       0,
-                                       1,
-                                       NULL,
-                                       NULL,
-                                       NULL};
+static const cfl_class custom_class = {
+    .core = {.poll = custom_poll, .drop = custom_drop},
+    .name = "custom future",
+    .take = custom_take,
+    .gc = custom_gc,
+    .nuv = 1,
+};
 
 static cfl_waker_obj *check_waker(lua_State *L) { return luaL_checkudata(L, 1, "cfuture.Waker"); }
 

@@ -19,7 +19,7 @@ static cfl_future *new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls
   f->base.vt = &cls->core;
   f->rt = rt;
   f->owner = NULL;
-  f->state = CFL_FRESH;
+  f->state = CFL_ST_FRESH;
   lua_rawgeti(L, LUA_REGISTRYINDEX, mt);
   lua_setmetatable(L, -2);
   return f;
@@ -59,16 +59,16 @@ void cfl_claim(lua_State *L, cfl_future *f, void *owner, const char *fname, int 
 void cfl_check_claimable(lua_State *L, cfl_future *f, void *owner, const char *fname, int arg) {
   if (cfl_class_of(f)->shared) return;
   switch (f->state) {
-  case CFL_TAKEN:
+  case CFL_ST_TAKEN:
     luaL_error(L, "%s: argument #%d: the future already completed and its results were taken",
                fname, arg);
     break;
-  case CFL_CANCELLED:
+  case CFL_ST_CANCELLED:
     luaL_error(L,
                "%s: argument #%d: the future was cancelled (dropped by select, timeout or abort)",
                fname, arg);
     break;
-  case CFL_MOVED:
+  case CFL_ST_MOVED:
     luaL_error(L, "%s: argument #%d: the future was spawned as a task; await its JoinHandle", fname,
                arg);
     break;

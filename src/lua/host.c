@@ -25,12 +25,11 @@ static void release(cfl_hostf *h) {
 
 static cf_poll hostf_poll(cf_future *base, cf_context *cx) {
   cfl_hostf *h = (cfl_hostf *)base;
-  if (h->hdr.state != CFL_FRESH && h->hdr.state != CFL_PENDING) return CF_READY;
-  h->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&h->hdr)) return CF_READY;
+  h->hdr.state = CFL_ST_PENDING;
   if (cf_future_poll(h->f, cx) == CF_PENDING) return CF_PENDING;
   h->ready = 1;
-  h->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&h->hdr);
 }
 
 static void hostf_drop(cf_future *base) {
@@ -42,7 +41,7 @@ static void hostf_drop(cf_future *base) {
 
 static int hostf_take(lua_State *L, cfl_future *base) {
   cfl_hostf *h = (cfl_hostf *)base;
-  h->hdr.state = CFL_TAKEN;
+  h->hdr.state = CFL_ST_TAKEN;
   int n = h->push(L, h->f); /* -1: an error value to raise */
   release(h);
   return n;
@@ -54,7 +53,11 @@ static void hostf_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class hostf_class = {
-    {hostf_poll, hostf_drop}, "C future", hostf_take, hostf_describe, NULL, 0, 0, NULL, NULL, NULL};
+    .core = {.poll = hostf_poll, .drop = hostf_drop},
+    .name = "C future",
+    .take = hostf_take,
+    .describe = hostf_describe,
+};
 
 int cf_push_future(lua_State *L, cf_future *f, int (*push)(lua_State *L, cf_future *f),
                    void (*release_fn)(cf_future *f)) {

@@ -20,7 +20,7 @@ static const char *task_state(const cfl_task *t) {
 
 static void push_awaiting(lua_State *L, cfl_task *t) {
   cfl_coro *c = &t->root;
-  if (c->hdr.state == CFL_FRESH)
+  if (c->hdr.state == CFL_ST_FRESH)
     lua_pushliteral(L, "not started");
   else if (c->awaiting)
     cfl_push_describe(L, c->awaiting);

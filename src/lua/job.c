@@ -14,8 +14,8 @@
 static cf_poll job_poll(cf_future *base, cf_context *cx) {
   cfl_job *f = (cfl_job *)base;
   cfu_job *j = f->job;
-  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
-  f->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&f->hdr)) return CF_READY;
+  f->hdr.state = CFL_ST_PENDING;
   switch (j->state) {
   case CFU_JOB_NEW: {
     if (f->kind->start && !f->kind->start(j, cx)) return CF_PENDING;
@@ -29,8 +29,7 @@ static cf_poll job_poll(cf_future *base, cf_context *cx) {
   case CFU_JOB_QUEUED: cf_waker_set(&j->waker, cx->waker); return CF_PENDING;
   default: break;
   }
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void job_drop(cf_future *base) {
@@ -46,7 +45,7 @@ static void job_drop(cf_future *base) {
 static int job_take(lua_State *L, cfl_future *base) {
   cfl_job *f = (cfl_job *)base;
   cfu_job *j = f->job;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   int n = f->kind->push(L, j); /* -1: an error value to raise */
   f->job = NULL;
   j->vt->free(j);
@@ -62,7 +61,12 @@ static void job_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class job_class = {
-    {job_poll, job_drop}, "job", job_take, job_describe, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = job_poll, .drop = job_drop},
+    .name = "job",
+    .take = job_take,
+    .describe = job_describe,
+    .nuv = 1,
+};
 
 /* j may be NULL: a caller that makes the future first (so that making it
  * cannot leak the job) sets f->job before the future escapes; until then

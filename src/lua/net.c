@@ -73,8 +73,8 @@ typedef struct cfl_connect {
 static cf_poll connect_poll(cf_future *base, cf_context *cx) {
   cfl_connect *f = (cfl_connect *)base;
   cfu_connect *c = f->c;
-  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
-  f->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&f->hdr)) return CF_READY;
+  f->hdr.state = CFL_ST_PENDING;
   if (c->stage == 0) {
     char *colon = strrchr(f->what, ':');
     *colon = '\0';
@@ -88,8 +88,7 @@ static cf_poll connect_poll(cf_future *base, cf_context *cx) {
     cfu_connect_set_waker(c, cx->waker);
   }
   if (c->stage < 3) return CF_PENDING;
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void connect_release(cfl_connect *f) {
@@ -110,7 +109,7 @@ static void connect_drop(cf_future *base) {
 
 static int connect_take(lua_State *L, cfl_future *base) {
   cfl_connect *f = (cfl_connect *)base;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   int n = 1;
   if (f->c->err) {
     lua_pushnil(L);
@@ -136,16 +135,12 @@ static void connect_describe(lua_State *L, cfl_future *base) {
   lua_pushfstring(L, "connect %s", f->what ? f->what : "");
 }
 
-static const cfl_class connect_class = {{connect_poll, connect_drop},
-                                        "connect",
-                                        connect_take,
-                                        connect_describe,
-                                        NULL,
-                                        0,
-                                        0,
-                                        NULL,
-                                        NULL,
-                                        NULL};
+static const cfl_class connect_class = {
+    .core = {.poll = connect_poll, .drop = connect_drop},
+    .name = "connect",
+    .take = connect_take,
+    .describe = connect_describe,
+};
 
 /* cf.net.connect(host, port) -> future of a stream */
 static int l_connect(lua_State *L) {
@@ -172,26 +167,26 @@ typedef struct cfl_lookup {
 
 static cf_poll lookup_poll(cf_future *base, cf_context *cx) {
   cfl_lookup *f = (cfl_lookup *)base;
-  if (f->hdr.state == CFL_FRESH) {
-    f->hdr.state = CFL_PENDING;
+  if (f->hdr.state == CFL_ST_FRESH) {
+    f->hdr.state = CFL_ST_PENDING;
     int r =
         cfu_lookup_start(f->hdr.rt->loop, f->l, f->host, NULL, SOCK_STREAM, f->family, cx->waker);
     if (r != 0) {
       f->l->err = r;
       f->l->done = 1;
     }
-  } else if (f->hdr.state == CFL_PENDING && !f->l->done) {
+  } else if (f->hdr.state == CFL_ST_PENDING && !f->l->done) {
     cf_waker_set(&f->l->waker, cx->waker);
   }
-  if (f->hdr.state == CFL_PENDING && f->l->done) f->hdr.state = CFL_READY;
-  return f->hdr.state == CFL_PENDING ? CF_PENDING : CF_READY;
+  if (f->hdr.state == CFL_ST_PENDING && f->l->done) f->hdr.state = CFL_ST_READY;
+  return f->hdr.state == CFL_ST_PENDING ? CF_PENDING : CF_READY;
 }
 
 static void lookup_release(cfl_lookup *f) {
   if (f->l) {
     cfu_lookup *l = f->l;
     f->l = NULL;
-    if (f->hdr.state == CFL_FRESH)
+    if (f->hdr.state == CFL_ST_FRESH)
       cfu_lookup_free(l);
     else
       cfu_lookup_orphan(l);
@@ -239,7 +234,7 @@ static int lookup_take(lua_State *L, cfl_future *base) {
       lua_rawset(L, -3);
     }
   }
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   lookup_release(f);
   return n;
 }
@@ -248,16 +243,12 @@ static void lookup_describe(lua_State *L, cfl_future *base) {
   lua_pushfstring(L, "lookup %s", ((cfl_lookup *)base)->host);
 }
 
-static const cfl_class lookup_class = {{lookup_poll, lookup_drop},
-                                       "lookup",
-                                       lookup_take,
-                                       lookup_describe,
-                                       NULL,
-                                       0,
-                                       0,
-                                       NULL,
-                                       NULL,
-                                       NULL};
+static const cfl_class lookup_class = {
+    .core = {.poll = lookup_poll, .drop = lookup_drop},
+    .name = "lookup",
+    .take = lookup_take,
+    .describe = lookup_describe,
+};
 
 /* cf.net.lookup(name [, family]) -> future of a list of addresses ("inet", "inet6") */
 static int l_lookup(lua_State *L) {
@@ -415,8 +406,8 @@ static void accept_wait(cfl_accept *f, int on) {
 static cf_poll accept_poll(cf_future *base, cf_context *cx) {
   cfl_accept *f = (cfl_accept *)base;
   cfu_listener *l = f->l;
-  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
-  f->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&f->hdr)) return CF_READY;
+  f->hdr.state = CFL_ST_PENDING;
   if (l->base.closing) {
     f->err = UV_ECANCELED;
   } else if (l->pending) {
@@ -434,8 +425,7 @@ static cf_poll accept_poll(cf_future *base, cf_context *cx) {
     return CF_PENDING;
   }
   accept_wait(f, 0);
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void accept_release(cfl_accept *f) {
@@ -459,7 +449,7 @@ static void accept_drop(cf_future *base) {
 
 static int accept_take(lua_State *L, cfl_future *base) {
   cfl_accept *f = (cfl_accept *)base;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   int n = 1;
   if (f->got) {
     cfl_push_stream(L, f->got);
@@ -472,7 +462,11 @@ static int accept_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class accept_class = {
-    {accept_poll, accept_drop}, "accept", accept_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = accept_poll, .drop = accept_drop},
+    .name = "accept",
+    .take = accept_take,
+    .nuv = 1,
+};
 
 /* incoming()'s accepts: the end of the loop when the listener closes, and
  * any other accept error raised (the loop cannot mistake it for the end) */
@@ -480,21 +474,25 @@ static int incoming_take(lua_State *L, cfl_future *base) {
   cfl_accept *f = (cfl_accept *)base;
   if (f->got || f->err == 0 || f->err == UV_ECANCELED) {
     if (!f->got) {
-      f->hdr.state = CFL_TAKEN;
+      f->hdr.state = CFL_ST_TAKEN;
       accept_release(f);
       lua_pushnil(L);
       return 1;
     }
     return accept_take(L, base);
   }
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   lua_pushfstring(L, "listener:incoming: %s", uv_strerror(f->err));
   accept_release(f);
   return -1;
 }
 
 static const cfl_class incoming_class = {
-    {accept_poll, accept_drop}, "accept", incoming_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = accept_poll, .drop = accept_drop},
+    .name = "accept",
+    .take = incoming_take,
+    .nuv = 1,
+};
 
 /* A fresh accept future on the listener object at idx (which it anchors). */
 static cfl_accept *new_accept(lua_State *L, cf_runtime *rt, int idx, cfu_listener *l,
@@ -720,8 +718,8 @@ static void recv_wait(cfl_recv *f, int on) {
 
 static cf_poll recv_poll(cf_future *base, cf_context *cx) {
   cfl_recv *f = (cfl_recv *)base;
-  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
-  f->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&f->hdr)) return CF_READY;
+  f->hdr.state = CFL_ST_PENDING;
   if (!cfu_udp_poll_recv(f->u, cx)) {
     recv_wait(f, 1);
     return CF_PENDING;
@@ -729,8 +727,7 @@ static cf_poll recv_poll(cf_future *base, cf_context *cx) {
   recv_wait(f, 0);
   f->d = cfu_udp_take(f->u);
   if (!f->d) f->err = f->u->rerr ? f->u->rerr : UV_ECANCELED;
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void recv_release(cfl_recv *f) {
@@ -752,7 +749,7 @@ static void recv_drop(cf_future *base) {
 
 static int recv_take(lua_State *L, cfl_future *base) {
   cfl_recv *f = (cfl_recv *)base;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   int n;
   if (f->d) {
     lua_pushlstring(L, f->d->data, f->d->len);
@@ -765,7 +762,11 @@ static int recv_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class recv_class = {
-    {recv_poll, recv_drop}, "udp:recv_from", recv_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = recv_poll, .drop = recv_drop},
+    .name = "udp:recv_from",
+    .take = recv_take,
+    .nuv = 1,
+};
 
 /* udp:recv_from() -> future of data, host, port */
 static int u_recv_from(lua_State *L) {
@@ -789,14 +790,14 @@ typedef struct cfl_send {
 static cf_poll send_poll(cf_future *base, cf_context *cx) {
   cfl_send *f = (cfl_send *)base;
   switch (f->hdr.state) {
-  case CFL_FRESH: {
-    f->hdr.state = CFL_PENDING;
+  case CFL_ST_FRESH: {
+    f->hdr.state = CFL_ST_PENDING;
     int r = cfu_udp_send_submit(f->u, f->sr, (struct sockaddr *)&f->to, cx->waker);
     if (r == 0) return CF_PENDING;
     f->err = r;
     break;
   }
-  case CFL_PENDING:
+  case CFL_ST_PENDING:
     if (!f->sr->done) {
       cf_waker_set(&f->sr->waker, cx->waker);
       return CF_PENDING;
@@ -805,8 +806,7 @@ static cf_poll send_poll(cf_future *base, cf_context *cx) {
     break;
   default: return CF_READY;
   }
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void send_release(cfl_send *f) {
@@ -830,7 +830,7 @@ static void send_drop(cf_future *base) {
 
 static int send_take(lua_State *L, cfl_future *base) {
   cfl_send *f = (cfl_send *)base;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   send_release(f);
   if (f->err) return cfl_push_ioerr(L, f->err, "udp:send_to");
   lua_pushboolean(L, 1);
@@ -838,7 +838,11 @@ static int send_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class send_class = {
-    {send_poll, send_drop}, "udp:send_to", send_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = send_poll, .drop = send_drop},
+    .name = "udp:send_to",
+    .take = send_take,
+    .nuv = 1,
+};
 
 /* udp:send_to(data, host, port) -> future of true (host: a numeric address) */
 static int u_send_to(lua_State *L) {

@@ -32,14 +32,13 @@ typedef struct cfl_pwait {
 
 static cf_poll pwait_poll(cf_future *base, cf_context *cx) {
   cfl_pwait *w = (cfl_pwait *)base;
-  if (w->hdr.state != CFL_FRESH && w->hdr.state != CFL_PENDING) return CF_READY;
+  if (cfl_polled_out(&w->hdr)) return CF_READY;
   if (!w->p->exited) {
-    w->hdr.state = CFL_PENDING;
+    w->hdr.state = CFL_ST_PENDING;
     cf_waitlist_register(&w->p->waiters, cx);
     return CF_PENDING;
   }
-  w->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&w->hdr);
 }
 
 static void pwait_release(cfl_pwait *w) {
@@ -73,7 +72,7 @@ static int push_status(lua_State *L, const cfu_process *p) {
 
 static int pwait_take(lua_State *L, cfl_future *base) {
   cfl_pwait *w = (cfl_pwait *)base;
-  w->hdr.state = CFL_TAKEN;
+  w->hdr.state = CFL_ST_TAKEN;
   int n = push_status(L, w->p);
   pwait_release(w);
   return n;
@@ -84,16 +83,13 @@ static void pwait_describe(lua_State *L, cfl_future *base) {
   lua_pushfstring(L, "process:wait (pid %d)", w->p ? w->p->pid : 0);
 }
 
-static const cfl_class pwait_class = {{pwait_poll, pwait_drop},
-                                      "process:wait",
-                                      pwait_take,
-                                      pwait_describe,
-                                      NULL,
-                                      0,
-                                      1,
-                                      NULL,
-                                      NULL,
-                                      NULL};
+static const cfl_class pwait_class = {
+    .core = {.poll = pwait_poll, .drop = pwait_drop},
+    .name = "process:wait",
+    .take = pwait_take,
+    .describe = pwait_describe,
+    .nuv = 1,
+};
 
 /* ---- spawn ---------------------------------------------------------------------- */
 

@@ -45,9 +45,9 @@ void cfl_scope_child_done(cfl_task *t) {
   cf__list_remove(&t->ext->scope_link);
   sc->nchildren--;
   t->ext->scope = NULL;
-  if (!t->base.cancelled && t->root.hdr.state == CFL_FAILED) {
+  if (!t->base.cancelled && t->root.hdr.state == CFL_ST_FAILED) {
     t->observed = 1;
-    if (!sc->failed && sc->body->hdr.state != CFL_FAILED) {
+    if (!sc->failed && sc->body->hdr.state != CFL_ST_FAILED) {
       sc->failed = t;
       cfl_task_hold(t); /* keeps its error for scope_take */
       abort_children(sc);
@@ -57,12 +57,12 @@ void cfl_scope_child_done(cfl_task *t) {
   cf_task_unref(&t->base);
 }
 
-static int failing(cfl_scope *sc) { return sc->failed || sc->body->hdr.state == CFL_FAILED; }
+static int failing(cfl_scope *sc) { return sc->failed || sc->body->hdr.state == CFL_ST_FAILED; }
 
 static cf_poll scope_poll(cf_future *base, cf_context *cx) {
   cfl_scope *sc = (cfl_scope *)base;
-  if (sc->hdr.state != CFL_FRESH && sc->hdr.state != CFL_PENDING) return CF_READY;
-  sc->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&sc->hdr)) return CF_READY;
+  sc->hdr.state = CFL_ST_PENDING;
   cf_waker_set(&sc->waker, cx->waker);
   if (!sc->body_done) {
     if (sc->failed) {
@@ -70,18 +70,18 @@ static cf_poll scope_poll(cf_future *base, cf_context *cx) {
       sc->body_done = 1;
     } else if (cf_future_poll(&sc->body->hdr.base, cx) == CF_READY) {
       sc->body_done = 1;
-      if (sc->body->hdr.state == CFL_FAILED) abort_children(sc);
+      if (sc->body->hdr.state == CFL_ST_FAILED) abort_children(sc);
     }
   }
   if (!sc->body_done || sc->nchildren > 0) return CF_PENDING;
-  sc->hdr.state = failing(sc) ? CFL_FAILED : CFL_READY;
+  sc->hdr.state = failing(sc) ? CFL_ST_FAILED : CFL_ST_READY;
   cf_waker_drop(&sc->waker);
   return CF_READY;
 }
 
 static void scope_drop(cf_future *base) {
   cfl_scope *sc = (cfl_scope *)base;
-  if (sc->hdr.state == CFL_TAKEN || sc->hdr.state == CFL_CANCELLED) return;
+  if (sc->hdr.state == CFL_ST_TAKEN || sc->hdr.state == CFL_ST_CANCELLED) return;
   detach_children(sc);
   cfl_drop(&sc->body->hdr);
   cf_waker_drop(&sc->waker);
@@ -89,13 +89,13 @@ static void scope_drop(cf_future *base) {
     cfl_task_unhold(sc->failed);
     sc->failed = NULL;
   }
-  sc->hdr.state = CFL_CANCELLED;
+  sc->hdr.state = CFL_ST_CANCELLED;
 }
 
 static int scope_take(lua_State *L, cfl_future *f) {
   cfl_scope *sc = (cfl_scope *)f;
   int n;
-  if (f->state != CFL_READY && f->state != CFL_FAILED) {
+  if (f->state != CFL_ST_READY && f->state != CFL_ST_FAILED) {
     cfl_push_cancelled(L, f->rt, "the scope was cancelled");
     return -1;
   }
@@ -107,7 +107,7 @@ static int scope_take(lua_State *L, cfl_future *f) {
   } else {
     n = cfl_take(L, &sc->body->hdr);
   }
-  f->state = CFL_TAKEN;
+  f->state = CFL_ST_TAKEN;
   return n;
 }
 
@@ -118,7 +118,12 @@ static void scope_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class scope_class = {
-    {scope_poll, scope_drop}, "scope", scope_take, scope_describe, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = scope_poll, .drop = scope_drop},
+    .name = "scope",
+    .take = scope_take,
+    .describe = scope_describe,
+    .nuv = 1,
+};
 
 /* cf.scope(body, ...) -> future; body(s, ...) runs with s:spawn available */
 static int l_scope(lua_State *L) {
@@ -149,8 +154,7 @@ static int s_spawn(lua_State *L) {
   if (!f || f->base.vt != &scope_class.core)
     return luaL_error(L, "spawn: s:spawn needs the scope object (call it with a colon)");
   cfl_scope *sc = (cfl_scope *)f;
-  if (sc->hdr.state != CFL_FRESH && sc->hdr.state != CFL_PENDING)
-    return luaL_error(L, "spawn: the scope has already finished");
+  if (cfl_polled_out(&sc->hdr)) return luaL_error(L, "spawn: the scope has already finished");
   if (failing(sc)) return luaL_error(L, "spawn: the scope is being cancelled after an error");
   cfl_task *t = cfl_spawn(L, rt, 2, "spawn");
   cfl_task_ext *x = cfl_task_ext_of(t);

@@ -134,19 +134,18 @@ static void unhold(cfl_sigwait *w) {
 
 static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
   cfl_sigwait *w = (cfl_sigwait *)base;
-  if (w->hdr.state != CFL_FRESH && w->hdr.state != CFL_PENDING) return CF_READY;
-  if (w->hdr.state == CFL_FRESH && w->once) {
+  if (cfl_polled_out(&w->hdr)) return CF_READY;
+  if (w->hdr.state == CFL_ST_FRESH && w->once) {
     w->s = cfu_signal_new();
     int r = w->s ? cfu_signal_start(w->hdr.rt->loop, w->s, w->signum) : UV_ENOMEM;
     if (r != 0) {
       w->err = r;
-      w->hdr.state = CFL_READY;
-      return CF_READY;
+      return cfl_ready(&w->hdr);
     }
     uv_unref((uv_handle_t *)&w->s->h); /* held below while pending */
     cfu_handle_track(&w->hdr.rt->io, &w->s->base);
   }
-  w->hdr.state = CFL_PENDING;
+  w->hdr.state = CFL_ST_PENDING;
   if (w->s->pending > 0) {
     w->got = w->s->pending;
     w->s->pending = 0;
@@ -158,8 +157,7 @@ static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
     return CF_PENDING;
   }
   unhold(w);
-  w->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&w->hdr);
 }
 
 static void sigwait_release(cfl_sigwait *w) {
@@ -179,7 +177,7 @@ static void sigwait_drop(cf_future *base) {
 
 static int sigwait_take(lua_State *L, cfl_future *base) {
   cfl_sigwait *w = (cfl_sigwait *)base;
-  w->hdr.state = CFL_TAKEN;
+  w->hdr.state = CFL_ST_TAKEN;
   sigwait_release(w);
   if (w->err) {
     const char *name = cfl_signame(w->signum);
@@ -202,16 +200,13 @@ static void sigwait_describe(lua_State *L, cfl_future *base) {
     lua_pushfstring(L, "signal %d", num);
 }
 
-static const cfl_class sigwait_class = {{sigwait_poll, sigwait_drop},
-                                        "signal",
-                                        sigwait_take,
-                                        sigwait_describe,
-                                        NULL,
-                                        0,
-                                        1,
-                                        NULL,
-                                        NULL,
-                                        NULL};
+static const cfl_class sigwait_class = {
+    .core = {.poll = sigwait_poll, .drop = sigwait_drop},
+    .name = "signal",
+    .take = sigwait_take,
+    .describe = sigwait_describe,
+    .nuv = 1,
+};
 
 /* cf.signal.wait(sig) -> future of the signal's name when it is delivered */
 static int l_wait(lua_State *L) {

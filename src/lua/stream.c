@@ -74,8 +74,8 @@ static int gather(cfl_read *r, cfu_stream *s) {
 
 static cf_poll read_poll(cf_future *base, cf_context *cx) {
   cfl_read *r = (cfl_read *)base;
-  if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
-  r->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&r->hdr)) return CF_READY;
+  r->hdr.state = CFL_ST_PENDING;
   cfu_stream *s = r->o->s;
   if (!s) {
     r->err = UV_ECANCELED;
@@ -107,8 +107,7 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
     }
   }
   read_wait(r, s, 0);
-  r->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&r->hdr);
 }
 
 static void read_release(cfl_read *r) {
@@ -136,7 +135,7 @@ static void push_read_error(lua_State *L, const cfu_read_spec *spec, int err) {
 
 static int read_take(lua_State *L, cfl_future *base) {
   cfl_read *r = (cfl_read *)base;
-  r->hdr.state = CFL_TAKEN;
+  r->hdr.state = CFL_ST_TAKEN;
   int n = 1;
   if (r->err) {
     lua_pushnil(L);
@@ -160,10 +159,20 @@ static void read_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class read_class = {
-    {read_poll, read_drop}, "stream:read", read_take, read_describe, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = read_poll, .drop = read_drop},
+    .name = "stream:read",
+    .take = read_take,
+    .describe = read_describe,
+    .nuv = 1,
+};
 /* read_until: the same with its delimiter string anchored */
 static const cfl_class read_until_class = {
-    {read_poll, read_drop}, "stream:read", read_take, read_describe, NULL, 0, 2, NULL, NULL, NULL};
+    .core = {.poll = read_poll, .drop = read_drop},
+    .name = "stream:read",
+    .take = read_take,
+    .describe = read_describe,
+    .nuv = 2,
+};
 
 /* ---- write futures --------------------------------------------------------- */
 
@@ -210,14 +219,14 @@ static int write_start(cfl_write *f, cf_context *cx) {
 static cf_poll write_poll(cf_future *base, cf_context *cx) {
   cfl_write *f = (cfl_write *)base;
   switch (f->hdr.state) {
-  case CFL_FRESH: {
-    f->hdr.state = CFL_PENDING;
+  case CFL_ST_FRESH: {
+    f->hdr.state = CFL_ST_PENDING;
     int r = write_start(f, cx);
     if (r == 1) return CF_PENDING;
     f->err = r;
     break;
   }
-  case CFL_PENDING:
+  case CFL_ST_PENDING:
     if (!f->w->done) {
       cf_waker_set(&f->w->waker, cx->waker);
       return CF_PENDING;
@@ -226,8 +235,7 @@ static cf_poll write_poll(cf_future *base, cf_context *cx) {
     break;
   default: return CF_READY;
   }
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void write_release(cfl_write *f) {
@@ -246,7 +254,7 @@ static void write_drop(cf_future *base) {
 
 static int write_take(lua_State *L, cfl_future *base) {
   cfl_write *f = (cfl_write *)base;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   write_release(f);
   if (f->err) return cfl_push_ioerr(L, f->err, "stream:write");
   lua_pushboolean(L, 1);
@@ -254,7 +262,11 @@ static int write_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class write_class = {
-    {write_poll, write_drop}, "stream:write", write_take, NULL, NULL, 0, 2, NULL, NULL, NULL};
+    .core = {.poll = write_poll, .drop = write_drop},
+    .name = "stream:write",
+    .take = write_take,
+    .nuv = 2,
+};
 
 /* ---- stream objects ---------------------------------------------------------- */
 
@@ -372,16 +384,15 @@ static int s_read_all(lua_State *L) {
  * it, so the loop cannot mistake a failure for the end of the stream. */
 static cf_poll read_iter_poll(cf_future *base, cf_context *cx) {
   cfl_read *r = (cfl_read *)base;
-  if (r->hdr.state != CFL_FRESH && r->hdr.state != CFL_PENDING) return CF_READY;
-  r->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&r->hdr)) return CF_READY;
+  r->hdr.state = CFL_ST_PENDING;
   cfu_stream *s = r->o->s;
   if (s && !cfu_stream_poll_read(s, &r->spec, cx)) {
     read_wait(r, s, 1);
     return CF_PENDING;
   }
   read_wait(r, s, 0);
-  r->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&r->hdr);
 }
 
 static int read_iter_take(lua_State *L, cfl_future *base) {
@@ -391,7 +402,7 @@ static int read_iter_take(lua_State *L, cfl_future *base) {
   cfu_stream *s = r->o->s;
   const char *p = s ? cfu_stream_peek(s, &r->spec, &len, &used, &err) : NULL;
   if (!s) err = UV_ECANCELED;
-  r->hdr.state = CFL_TAKEN;
+  r->hdr.state = CFL_ST_TAKEN;
   if (p) {
     lua_pushlstring(L, p, len);
     cfu_stream_consume(s, used);
@@ -405,16 +416,13 @@ static int read_iter_take(lua_State *L, cfl_future *base) {
   return n;
 }
 
-static const cfl_class read_iter_class = {{read_iter_poll, read_drop},
-                                          "stream:read",
-                                          read_iter_take,
-                                          read_describe,
-                                          NULL,
-                                          0,
-                                          1,
-                                          NULL,
-                                          NULL,
-                                          NULL};
+static const cfl_class read_iter_class = {
+    .core = {.poll = read_iter_poll, .drop = read_drop},
+    .name = "stream:read",
+    .take = read_iter_take,
+    .describe = read_describe,
+    .nuv = 1,
+};
 
 /* The iterator: upvalues rt, mt (as every module function) and the read
  * future, which anchors the stream object. */
@@ -423,14 +431,14 @@ static int read_step(lua_State *L) {
   cfl_read *r = lua_touserdata(L, lua_upvalueindex(3));
   cfl_stream *o = r->o;
   const char *fname = r->spec.kind == CFU_TAKE_LINE ? "stream:lines" : "stream:chunks";
-  if (r->hdr.state == CFL_PENDING || r->hdr.state == CFL_READY)
+  if (r->hdr.state == CFL_ST_PENDING || r->hdr.state == CFL_ST_READY)
     return luaL_error(L, "%s: the iterator is already waiting in another task", fname);
   if (o->closed || !o->s || o->s->base.closing)
     return luaL_error(L, "%s: the stream is closed", fname);
   /* taken or cancelled: it holds nothing (its take reads the stream's
    * buffer directly), so starting over is a state change */
   r->hdr.owner = NULL;
-  r->hdr.state = CFL_FRESH;
+  r->hdr.state = CFL_ST_FRESH;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(3));
   return cfl_await_own(L, &r->hdr);

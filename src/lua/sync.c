@@ -204,19 +204,17 @@ typedef struct recv_op {
 static cf_poll recv_poll(cf_future *base, cf_context *cx) {
   recv_op *op = (recv_op *)base;
   cfl_chan *ch = op->ch;
-  if (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING) return CF_READY;
+  if (cfl_polled_out(&op->hdr)) return CF_READY;
   if (recv_available(ch, cx->waiter) > 0) {
     cf_waiter_consume(cx->waiter);
     ch->reserved++;
     op->holds = 1;
-    op->hdr.state = CFL_READY;
-    return CF_READY;
+    return cfl_ready(&op->hdr);
   }
   if (ch->closed) {
-    op->hdr.state = CFL_READY;
-    return CF_READY;
+    return cfl_ready(&op->hdr);
   }
-  op->hdr.state = CFL_PENDING;
+  op->hdr.state = CFL_ST_PENDING;
   cf_waitlist_register(&ch->recvq, cx);
   return CF_PENDING;
 }
@@ -228,7 +226,7 @@ static void recv_drop(cf_future *base) {
     op->ch->reserved--;
     cf_waitlist_notify_one(&op->ch->recvq);
   }
-  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+  if (op->hdr.state != CFL_ST_TAKEN) op->hdr.state = CFL_ST_CANCELLED;
 }
 
 static int recv_take(lua_State *L, cfl_future *f) {
@@ -238,7 +236,7 @@ static int recv_take(lua_State *L, cfl_future *f) {
     op->holds = 0;
     op->ch->reserved--;
   }
-  f->state = CFL_TAKEN;
+  f->state = CFL_ST_TAKEN;
   return recv_result(L, op->ch, have);
 }
 
@@ -247,7 +245,12 @@ static void recv_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class recv_op_class = {
-    {recv_poll, recv_drop}, "channel recv", recv_take, recv_describe, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = recv_poll, .drop = recv_drop},
+    .name = "channel recv",
+    .take = recv_take,
+    .describe = recv_describe,
+    .nuv = 1,
+};
 
 static cfl_future *own_recv(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
@@ -261,7 +264,14 @@ static cfl_future *own_recv(lua_State *L, int idx) {
 }
 
 const cfl_class cfl_chan_class = {
-    {chan_poll, chan_drop}, "channel", chan_take, chan_describe, NULL, 1, 1, own_recv, NULL, NULL};
+    .core = {.poll = chan_poll, .drop = chan_drop},
+    .name = "channel",
+    .take = chan_take,
+    .describe = chan_describe,
+    .shared = 1,
+    .nuv = 1,
+    .own = own_recv,
+};
 
 /* A send that waits for room in a full bounded channel. The value waits in
  * the op's uservalue table {channel, value}. */
@@ -275,21 +285,19 @@ typedef struct send_op {
 static cf_poll send_poll(cf_future *base, cf_context *cx) {
   send_op *op = (send_op *)base;
   cfl_chan *ch = op->ch;
-  if (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING) return CF_READY;
+  if (cfl_polled_out(&op->hdr)) return CF_READY;
   if (ch->closed) {
     cf_waiter_cancel(&op->waiter);
-    op->hdr.state = CFL_FAILED;
-    return CF_READY;
+    return cfl_failed(&op->hdr);
   }
   if (send_room(ch, &op->waiter) > 0) {
     cf_waiter_consume(&op->waiter);
     cf_waiter_cancel(&op->waiter);
     ch->room_held++;
     op->holds = 1;
-    op->hdr.state = CFL_READY;
-    return CF_READY;
+    return cfl_ready(&op->hdr);
   }
-  op->hdr.state = CFL_PENDING;
+  op->hdr.state = CFL_ST_PENDING;
   cf_context own = {cx->waker, &op->waiter};
   cf_waitlist_register(&ch->sendq, &own);
   return CF_PENDING;
@@ -303,14 +311,14 @@ static void send_drop(cf_future *base) {
     op->ch->room_held--;
     cf_waitlist_notify_one(&op->ch->sendq);
   }
-  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+  if (op->hdr.state != CFL_ST_TAKEN) op->hdr.state = CFL_ST_CANCELLED;
 }
 
 static int send_take(lua_State *L, cfl_future *f) {
   send_op *op = (send_op *)f;
   int st = f->state;
-  f->state = CFL_TAKEN;
-  if (st == CFL_FAILED || op->ch->closed) {
+  f->state = CFL_ST_TAKEN;
+  if (st == CFL_ST_FAILED || op->ch->closed) {
     if (op->holds) {
       op->holds = 0;
       op->ch->room_held--;
@@ -336,7 +344,12 @@ static void send_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class send_op_class = {
-    {send_poll, send_drop}, "channel send", send_take, send_describe, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = send_poll, .drop = send_drop},
+    .name = "channel send",
+    .take = send_take,
+    .describe = send_describe,
+    .nuv = 1,
+};
 
 /* The future a send that went through at once returns: ready, no results. */
 static cf_poll done_poll(cf_future *base, cf_context *cx) {
@@ -351,7 +364,7 @@ static int done_take(lua_State *L, cfl_future *f) {
   return 0;
 }
 static const cfl_class done_class = {
-    {done_poll, done_drop}, "sent", done_take, NULL, NULL, 1, 0, NULL, NULL, NULL};
+    .core = {.poll = done_poll, .drop = done_drop}, .name = "sent", .take = done_take, .shared = 1};
 
 /* The channel at index 1. */
 static cfl_chan *check_chan(lua_State *L, const char *fname) {
@@ -514,17 +527,16 @@ static void sem_release(cfl_sem *s, lua_Integer n) {
 static cf_poll acq_poll(cf_future *base, cf_context *cx) {
   acq_op *op = (acq_op *)base;
   cfl_sem *s = op->sem;
-  if (op->assigned || (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING)) {
-    if (op->hdr.state == CFL_PENDING || op->hdr.state == CFL_FRESH) op->hdr.state = CFL_READY;
+  if (op->assigned || cfl_polled_out(&op->hdr)) {
+    if (!cfl_polled_out(&op->hdr)) op->hdr.state = CFL_ST_READY;
     return CF_READY;
   }
-  if (op->hdr.state == CFL_FRESH) {
-    op->hdr.state = CFL_PENDING;
+  if (op->hdr.state == CFL_ST_FRESH) {
+    op->hdr.state = CFL_ST_PENDING;
     if (cf__list_empty(&s->queue) && s->permits >= op->n) {
       s->permits -= op->n;
       op->assigned = 1;
-      op->hdr.state = CFL_READY;
-      return CF_READY;
+      return cfl_ready(&op->hdr);
     }
     cf__list_push_back(&s->queue, &op->link);
   }
@@ -543,7 +555,7 @@ static void acq_drop(cf_future *base) {
     op->assigned = 0;
     sem_release(op->sem, op->n);
   }
-  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+  if (op->hdr.state != CFL_ST_TAKEN) op->hdr.state = CFL_ST_CANCELLED;
 }
 
 /* Permit objects: what an acquire gives; releasing returns the permits. A
@@ -566,7 +578,7 @@ static void push_permit(lua_State *L, cfl_sem *s, lua_Integer n) {
 
 static int acq_take(lua_State *L, cfl_future *f) {
   acq_op *op = (acq_op *)f;
-  f->state = CFL_TAKEN;
+  f->state = CFL_ST_TAKEN;
   if (!op->assigned) {
     cfl_push_cancelled(L, f->rt, "the acquire was cancelled");
     return -1;
@@ -590,7 +602,12 @@ static void acq_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class acq_class = {
-    {acq_poll, acq_drop}, "acquire", acq_take, acq_describe, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = acq_poll, .drop = acq_drop},
+    .name = "acquire",
+    .take = acq_take,
+    .describe = acq_describe,
+    .nuv = 1,
+};
 
 static cfl_sem *check_sem(lua_State *L, const char *fname) {
   rt_open(L, fname);
@@ -750,24 +767,23 @@ typedef struct wait_op {
 static cf_poll wait_poll(cf_future *base, cf_context *cx) {
   wait_op *op = (wait_op *)base;
   cfl_notify *n = op->n;
-  if (op->hdr.state != CFL_FRESH && op->hdr.state != CFL_PENDING) return CF_READY;
+  if (cfl_polled_out(&op->hdr)) return CF_READY;
   int ready = 0;
   if (op->waiter.notified_by == &n->q) {
     cf_waiter_consume(&op->waiter);
     ready = op->holds = 1;
-  } else if (op->hdr.state == CFL_PENDING && n->gen != op->gen) {
+  } else if (op->hdr.state == CFL_ST_PENDING && n->gen != op->gen) {
     ready = 1;
-  } else if (op->hdr.state == CFL_FRESH && n->permit) {
+  } else if (op->hdr.state == CFL_ST_FRESH && n->permit) {
     n->permit = 0;
     ready = op->holds = 1;
   }
   if (ready) {
     cf_waiter_cancel(&op->waiter);
-    op->hdr.state = CFL_READY;
-    return CF_READY;
+    return cfl_ready(&op->hdr);
   }
-  if (op->hdr.state == CFL_FRESH) op->gen = n->gen;
-  op->hdr.state = CFL_PENDING;
+  if (op->hdr.state == CFL_ST_FRESH) op->gen = n->gen;
+  op->hdr.state = CFL_ST_PENDING;
   cf_context own = {cx->waker, &op->waiter};
   cf_waitlist_register(&n->q, &own);
   return CF_PENDING;
@@ -781,14 +797,14 @@ static void wait_drop(cf_future *base) {
     if (!cf_waitlist_notify_one(&op->n->q)) op->n->permit = 1;
   }
   cf_waiter_cancel(&op->waiter);
-  if (op->hdr.state != CFL_TAKEN) op->hdr.state = CFL_CANCELLED;
+  if (op->hdr.state != CFL_ST_TAKEN) op->hdr.state = CFL_ST_CANCELLED;
 }
 
 static int wait_take(lua_State *L, cfl_future *f) {
   ((wait_op *)f)->holds = 0;
   int st = f->state;
-  f->state = CFL_TAKEN;
-  if (st != CFL_READY) {
+  f->state = CFL_ST_TAKEN;
+  if (st != CFL_ST_READY) {
     cfl_push_cancelled(L, f->rt, "the wait was cancelled");
     return -1;
   }
@@ -796,7 +812,11 @@ static int wait_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class wait_class = {
-    {wait_poll, wait_drop}, "notify wait", wait_take, NULL, NULL, 0, 1, NULL, NULL, NULL};
+    .core = {.poll = wait_poll, .drop = wait_drop},
+    .name = "notify wait",
+    .take = wait_take,
+    .nuv = 1,
+};
 
 static cfl_notify *check_notify(lua_State *L, const char *fname) {
   rt_open(L, fname);

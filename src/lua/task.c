@@ -92,7 +92,7 @@ static void settle(cfl_task *t) {
   lua_State *S = rt->S, *co = c->co;
   if (c->staged) stage_take(rt, t, NULL); /* cancelled before it started */
   if (!co) return;
-  int n = c->hdr.state == CFL_FAILED ? 1 : c->hdr.state == CFL_READY ? c->nres : 0;
+  int n = c->hdr.state == CFL_ST_FAILED ? 1 : c->hdr.state == CFL_ST_READY ? c->nres : 0;
   /* running: only when the runtime closes from inside a task; or a resume
    * from outside the scheduler runs the coroutine right now (coro.c) */
   lua_Debug ar;
@@ -157,7 +157,7 @@ int cfl_task_take(lua_State *L, cfl_task *t) {
     lua_remove(L, -2);
     return -1;
   }
-  int failed = c->hdr.state == CFL_FAILED, n = c->nres;
+  int failed = c->hdr.state == CFL_ST_FAILED, n = c->nres;
   if (n == 0 || c->ref == LUA_NOREF) return 0;
   luaL_checkstack(L, n + 2, "too many results");
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchors);
@@ -189,7 +189,7 @@ static void report_error(cfl_task *t) {
 static void release(cfl_task *t) {
   cf_runtime *rt = t->root.hdr.rt;
   cfl_coro *c = &t->root;
-  if (!t->base.cancelled && c->hdr.state == CFL_FAILED && !t->observed) report_error(t);
+  if (!t->base.cancelled && c->hdr.state == CFL_ST_FAILED && !t->observed) report_error(t);
   if (c->ref == LUA_NOREF || rt->closing) return;
   lua_rawgeti(rt->S, LUA_REGISTRYINDEX, rt->anchors);
   luaL_unref(rt->S, -1, c->ref);
@@ -259,7 +259,7 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
                luaL_typename(L, fn));
   }
   if (!f) cfl_unwrap_async(L, fn);
-  int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_FRESH && !f->owner;
+  int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_ST_FRESH && !f->owner;
   if (f && !adopt) cfl_check_claimable(L, f, NULL, fname, idx);
   /* every check is done: from here on, nothing raises but out-of-memory */
   char *name = named ? strdup(lua_tostring(L, top + 1)) : NULL;
@@ -289,7 +289,7 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
     lua_pushnil(L);
     cfl_setuservalue(L, fn);
     src->co = NULL;
-    src->hdr.state = CFL_MOVED;
+    src->hdr.state = CFL_ST_MOVED;
   } else if (f) {
     /* the task's coroutine will await the future */
     f->owner = &t->root;
@@ -310,15 +310,15 @@ static cf_poll handle_poll(cf_future *base, cf_context *cx) {
   cfl_handle *h = (cfl_handle *)base;
   cfl_task *t = h->task;
   if (!t) { /* handle_take says why */
-    h->hdr.state = CFL_FAILED;
-    return CF_READY;
+    return cfl_failed(&h->hdr);
   }
   if (cf_task_is_complete(&t->base)) {
-    h->hdr.state = (t->base.cancelled || t->root.hdr.state == CFL_FAILED) ? CFL_FAILED : CFL_READY;
+    h->hdr.state =
+        (t->base.cancelled || t->root.hdr.state == CFL_ST_FAILED) ? CFL_ST_FAILED : CFL_ST_READY;
     return CF_READY;
   }
   cf_waitlist_register(&t->base.joiners, cx);
-  h->hdr.state = CFL_PENDING;
+  h->hdr.state = CFL_ST_PENDING;
   return CF_PENDING;
 }
 
@@ -356,16 +356,16 @@ static void handle_gc(lua_State *L, cfl_future *f) {
 static void handle_abort(cfl_future *f);
 static int handle_is_finished(cfl_future *f);
 
-const cfl_class cfl_handle_class = {{handle_poll, handle_drop},
-                                    "JoinHandle",
-                                    handle_take,
-                                    handle_describe,
-                                    handle_gc,
-                                    1,
-                                    0,
-                                    NULL,
-                                    handle_abort,
-                                    handle_is_finished};
+const cfl_class cfl_handle_class = {
+    .core = {.poll = handle_poll, .drop = handle_drop},
+    .name = "JoinHandle",
+    .take = handle_take,
+    .describe = handle_describe,
+    .gc = handle_gc,
+    .shared = 1,
+    .abort = handle_abort,
+    .is_finished = handle_is_finished,
+};
 
 void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
   cfl_handle *h = (cfl_handle *)cfl_new_future(L, rt, &cfl_handle_class, sizeof(cfl_handle));

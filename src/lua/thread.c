@@ -431,15 +431,14 @@ static void wake_for_space(tpool *p);
 static cf_poll work_poll(cf_future *base, cf_context *cx) {
   cfl_work *f = (cfl_work *)base;
   xwork *w = f->w;
-  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
-  f->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&f->hdr)) return CF_READY;
+  f->hdr.state = CFL_ST_PENDING;
   if (!w->submitted && !pool_submit(w, cx)) return CF_PENDING;
   if (!w->finished) {
     cf_waker_set(&w->waker, cx->waker);
     return CF_PENDING;
   }
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 /* Ask w to stop: off the queue if it waits there, else a stop request. */
@@ -499,7 +498,7 @@ static void work_drop(cf_future *base) {
 static int work_take(lua_State *L, cfl_future *base) {
   cfl_work *f = (cfl_work *)base;
   xwork *w = f->w;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   int n;
   if (w->cancelled) {
     cfl_push_cancelled(L, f->hdr.rt,
@@ -541,8 +540,14 @@ static int work_is_finished(cfl_future *base) {
 }
 
 static const cfl_class work_class = {
-    {work_poll, work_drop}, "thread",        work_take, work_describe, NULL, 0, 1, NULL,
-    work_abort_f,           work_is_finished};
+    .core = {.poll = work_poll, .drop = work_drop},
+    .name = "thread",
+    .take = work_take,
+    .describe = work_describe,
+    .nuv = 1,
+    .abort = work_abort_f,
+    .is_finished = work_is_finished,
+};
 
 static void push_work_future(lua_State *L, cf_runtime *rt, xwork *w, int anchor) {
   cfl_work *f = (cfl_work *)cfl_new_future(L, rt, &work_class, sizeof *f);
@@ -1085,8 +1090,8 @@ static void xop_unhold(cfl_xop *f) {
 
 static cf_poll xop_poll(cf_future *base, cf_context *cx) {
   cfl_xop *f = (cfl_xop *)base;
-  if (f->hdr.state != CFL_FRESH && f->hdr.state != CFL_PENDING) return CF_READY;
-  f->hdr.state = CFL_PENDING;
+  if (cfl_polled_out(&f->hdr)) return CF_READY;
+  f->hdr.state = CFL_ST_PENDING;
   int r;
   if (f->is_send) {
     r = cfu_xchan_send(f->ch, f->msg, &f->wait);
@@ -1104,8 +1109,7 @@ static cf_poll xop_poll(cf_future *base, cf_context *cx) {
   f->closed = r == CFU_X_CLOSED;
   cfu_xchan_unwait(f->ch, &f->wait);
   xop_unhold(f);
-  f->hdr.state = CFL_READY;
-  return CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void xop_release(cfl_xop *f) {
@@ -1129,7 +1133,7 @@ static void xop_drop(cf_future *base) {
 
 static int xop_take(lua_State *L, cfl_future *base) {
   cfl_xop *f = (cfl_xop *)base;
-  f->hdr.state = CFL_TAKEN;
+  f->hdr.state = CFL_ST_TAKEN;
   int n = 1;
   if (f->is_send) {
     if (f->closed) {
@@ -1155,7 +1159,7 @@ static int xop_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class xop_class = {
-    {xop_poll, xop_drop}, "thread channel", xop_take, NULL, NULL, 0, 0, NULL, NULL, NULL};
+    .core = {.poll = xop_poll, .drop = xop_drop}, .name = "thread channel", .take = xop_take};
 
 static int new_xop(lua_State *L, int is_send, const char *fname) {
   cfu_xchan *ch = check_xchan(L, fname);

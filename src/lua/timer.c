@@ -22,25 +22,22 @@ typedef struct cfl_sleep {
 static cf_poll sleep_poll(cf_future *base, cf_context *cx) {
   cfl_sleep *s = (cfl_sleep *)base;
   switch (s->hdr.state) {
-  case CFL_FRESH: {
+  case CFL_ST_FRESH: {
     uint64_t now = cfu_timers_now(&s->hdr.rt->timers);
     if (s->ms >= 0) s->deadline = cfu_time_after(now, cfu_ms_to_ns(s->ms));
     if (s->deadline <= now) {
-      s->hdr.state = CFL_READY;
-      return CF_READY;
+      return cfl_ready(&s->hdr);
     }
-    s->hdr.state = CFL_PENDING;
+    s->hdr.state = CFL_ST_PENDING;
     if (cfu_timers_add(&s->hdr.rt->timers, &s->s, s->deadline, cx->waker) != 0) {
       s->oom = 1;
-      s->hdr.state = CFL_FAILED;
-      return CF_READY;
+      return cfl_failed(&s->hdr);
     }
     return CF_PENDING;
   }
-  case CFL_PENDING:
+  case CFL_ST_PENDING:
     if (s->s.fired) {
-      s->hdr.state = CFL_READY;
-      return CF_READY;
+      return cfl_ready(&s->hdr);
     }
     cf_waker_set(&s->s.waker, cx->waker);
     return CF_PENDING;
@@ -57,8 +54,8 @@ static void sleep_drop(cf_future *base) {
 static int sleep_take(lua_State *L, cfl_future *f) {
   cfl_sleep *s = (cfl_sleep *)f;
   int st = f->state;
-  f->state = CFL_TAKEN;
-  if (st == CFL_READY) return 0;
+  f->state = CFL_ST_TAKEN;
+  if (st == CFL_ST_READY) return 0;
   if (s->oom) {
     lua_pushliteral(L, "sleep: out of memory arming the timer");
     return -1;
@@ -69,7 +66,7 @@ static int sleep_take(lua_State *L, cfl_future *f) {
 
 static void sleep_describe(lua_State *L, cfl_future *f) {
   cfl_sleep *s = (cfl_sleep *)f;
-  if (f->state == CFL_PENDING) {
+  if (f->state == CFL_ST_PENDING) {
     uint64_t now = cfu_timers_now(&s->hdr.rt->timers);
     double left = s->deadline > now ? (double)(s->deadline - now) / 1e6 : 0;
     char buf[32]; /* up to 1.8e13 ms: more than an int holds */
@@ -83,7 +80,11 @@ static void sleep_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class sleep_class = {
-    {sleep_poll, sleep_drop}, "sleep", sleep_take, sleep_describe, NULL, 0, 0, NULL, NULL, NULL};
+    .core = {.poll = sleep_poll, .drop = sleep_drop},
+    .name = "sleep",
+    .take = sleep_take,
+    .describe = sleep_describe,
+};
 
 cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms) {
   cfl_sleep *s = (cfl_sleep *)cfl_new_future(L, rt, &sleep_class, sizeof(cfl_sleep));
@@ -191,12 +192,12 @@ static int l_is_paused(lua_State *L) {
 /* yield_now: pending once (waking itself), ready on the next poll */
 static cf_poll yield_poll(cf_future *base, cf_context *cx) {
   cfl_future *f = (cfl_future *)base;
-  if (f->state == CFL_FRESH) {
-    f->state = CFL_PENDING;
+  if (f->state == CFL_ST_FRESH) {
+    f->state = CFL_ST_PENDING;
     cf_waker_wake_by_ref(cx->waker);
     return CF_PENDING;
   }
-  if (f->state == CFL_PENDING) f->state = CFL_READY;
+  if (f->state == CFL_ST_PENDING) f->state = CFL_ST_READY;
   return CF_READY;
 }
 
@@ -207,14 +208,14 @@ static void yield_drop(cf_future *base) {
 
 static int yield_take(lua_State *L, cfl_future *f) {
   int st = f->state;
-  f->state = CFL_TAKEN;
-  if (st == CFL_READY) return 0;
+  f->state = CFL_ST_TAKEN;
+  if (st == CFL_ST_READY) return 0;
   cfl_push_cancelled(L, f->rt, "yield_now was cancelled");
   return -1;
 }
 
 static const cfl_class yield_class = {
-    {yield_poll, yield_drop}, "yield_now", yield_take, NULL, NULL, 0, 0, NULL, NULL, NULL};
+    .core = {.poll = yield_poll, .drop = yield_drop}, .name = "yield_now", .take = yield_take};
 
 /* The future cf.yield_now() returns. It has no state of its own, so one
  * shared object serves every call: await suspends the task once for it
@@ -233,7 +234,12 @@ static int token_take(lua_State *L, cfl_future *f) {
 }
 static cfl_future *own_yield(lua_State *L, int idx);
 const cfl_class cfl_yield_token_class = {
-    {token_poll, token_drop}, "yield_now", token_take, NULL, NULL, 1, 0, own_yield, NULL, NULL};
+    .core = {.poll = token_poll, .drop = token_drop},
+    .name = "yield_now",
+    .take = token_take,
+    .shared = 1,
+    .own = own_yield,
+};
 
 static cfl_future *own_yield(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
