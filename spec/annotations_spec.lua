@@ -51,8 +51,9 @@ local function methods_of(v)
   return names
 end
 
--- One object of each kind the API hands out, with its class. Futures share
--- one metatable, whose methods are spread over the classes built on it.
+-- One object of each kind the API hands out, with its class. Every future
+-- class has a metatable of its own: its methods are those of every future
+-- (cfuture.Future) and its own.
 local function samples()
   local out = {}
   cf.block_on(function()
@@ -93,7 +94,14 @@ local function samples()
       add("cfuture.Waker", waker)
       return true
     end):await()
-    add("future", cf.sleep(0))
+    add("cfuture.Future", cf.sleep(0))
+    add("cfuture.Channel", cf.channel())
+    local h = cf.spawn(function() end)
+    add("cfuture.JoinHandle", h)
+    add("cfuture.Scope", cf.scope(function() end))
+    local th = cf.thread.spawn(function() end)
+    add("cfuture.ThreadHandle", th)
+    h:await(); th:await()
     c:close(); l:close(); u:close(); f:close(); sig:close(); pool:close()
   end)
   return out
@@ -147,8 +155,6 @@ describe("library/cfuture.lua (LuaLS annotations)", function()
   end)
 
   it("declares every method of every object the API returns", function()
-    local future_classes = { "cfuture.Future", "cfuture.JoinHandle", "cfuture.Channel",
-      "cfuture.Scope", "cfuture.ThreadHandle" }
     local missing = {}
     for _, s in ipairs(samples()) do
       local cls, obj = s[1], s[2]
@@ -156,7 +162,8 @@ describe("library/cfuture.lua (LuaLS annotations)", function()
       assert.is_true(#names > 0, cls .. " sample has no methods")
       for _, name in ipairs(names) do
         local found = false
-        for _, c in ipairs(cls == "future" and future_classes or { cls }) do
+        -- a future class inherits cfuture.Future's methods
+        for _, c in ipairs(cf.is_future(obj) and { cls, "cfuture.Future" } or { cls }) do
           if (declared[c] or {})[name] == ":" then found = true end
         end
         if not found then missing[#missing + 1] = cls .. ":" .. name end
@@ -183,14 +190,15 @@ describe("library/cfuture.lua (LuaLS annotations)", function()
         if type(v) == "function" then exists[cls][k] = true end
       end
     end
+    local base = {} -- every future's methods
+    for _, name in ipairs(methods_of(cf.sleep(0))) do base[name] = true end
     for _, s in ipairs(samples()) do
-      local cls = s[1] == "future" and "future" or s[1]
+      local cls = s[1]
       exists[cls] = exists[cls] or {}
-      for _, name in ipairs(methods_of(s[2])) do exists[cls][name] = true end
-    end
-    for _, c in ipairs({ "cfuture.Future", "cfuture.JoinHandle", "cfuture.Channel", "cfuture.Scope",
-      "cfuture.ThreadHandle" }) do
-      exists[c] = exists.future
+      for _, name in ipairs(methods_of(s[2])) do
+        -- a future class declares only what it adds to cfuture.Future
+        if not (cf.is_future(s[2]) and cls ~= "cfuture.Future" and base[name]) then exists[cls][name] = true end
+      end
     end
     local stale = {}
     for cls, names in pairs(declared) do
@@ -200,5 +208,23 @@ describe("library/cfuture.lua (LuaLS annotations)", function()
     end
     table.sort(stale)
     assert.are.same({}, stale)
+  end)
+
+  it("names each object's type as its class does (__name, tostring)", function()
+    local wrong = {}
+    for _, s in ipairs(samples()) do
+      local cls, obj = s[1], s[2]
+      local mt = getmetatable(obj)
+      if cls ~= "cfuture.Waker" or type(mt) == "table" then
+        if type(mt) ~= "table" or mt.__name ~= cls then
+          wrong[#wrong + 1] = cls .. " has __name " .. tostring(type(mt) == "table" and mt.__name)
+        end
+        -- Lua 5.1 / LuaJIT's tostring does not read __name
+        local shown = tostring(obj)
+        if (mt.__tostring or _VERSION == "Lua 5.4") and shown:sub(1, #cls) ~= cls then wrong[#wrong + 1] = cls .. " shows as " .. shown end
+      end
+    end
+    table.sort(wrong)
+    assert.are.same({}, wrong)
   end)
 end)

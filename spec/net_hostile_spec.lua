@@ -505,7 +505,7 @@ describe("cf.net argument checks", function()
     assert.has_error(function() c.read(u) end,
       "stream:read: argument #1 must be a stream (call it with a colon; got userdata)")
     assert.matches("^cfuture%.Listener%(open%): ", tostring(l))
-    assert.matches("^cfuture%.UdpSocket%(open%): ", tostring(u))
+    assert.matches("^cfuture%.Udp%(open%): ", tostring(u))
     -- closed objects: methods raise, closing again and collecting are no-ops
     l:close()
     u:close()
@@ -553,7 +553,7 @@ describe("cf.net argument checks", function()
       -- through pcall the call has no name: the module's path for it is used
       -- (iterators are not in the module: no name)
       "net.Listener.close: the cfuture runtime is closed", "cfuture.Listener(closed)",
-      "net.Udp.close: the cfuture runtime is closed", "cfuture.UdpSocket(closed)",
+      "net.Udp.close: the cfuture runtime is closed", "cfuture.Udp(closed)",
       "Stream.close: the cfuture runtime is closed", "cfuture.Stream(closed)",
       "the cfuture runtime is closed", "the cfuture runtime is closed",
       "net.connect: the cfuture runtime is closed", "" }, "\n"), out)

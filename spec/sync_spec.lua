@@ -227,7 +227,10 @@ describe("channel", function()
     assert.matches("^channel: argument #1 must be an integer from 1 to 134217728 %(got %-?nan%)$", err)
     assert.are.equal(1e6, cf.channel(1e6):capacity())
     assert.is_nil(cf.channel(nil):capacity())
-    assert.has_error(function() cf.sleep(1):send(1) end, "send: argument #1 must be a channel (got sleep)")
+    -- a sleep has no channel methods; a channel's method given one refuses it
+    assert.is_nil(cf.sleep(1).send)
+    local send = cf.channel().send
+    assert.has_error(function() send(cf.sleep(1), 1) end, "send: argument #1 must be a channel (got sleep)")
   end)
 end)
 

@@ -51,7 +51,14 @@ typedef struct cfl_task cfl_task;
 
 typedef struct cfl_class {
   cf_future_vtable core; /* poll; drop = cancel (idempotent) */
-  const char *name;
+  const char *name;      /* what it is, in descriptions and errors: "sleep" */
+  /* Its Lua type: __name, tostring and the LuaLS class ("cfuture.Channel");
+   * NULL for a plain "cfuture.Future". */
+  const char *type;
+  /* Its own methods, beside those of every future (await, state; abort and
+   * is_finished come with `abort`); NULL if none. Each class has its own
+   * metatable, so a sleep has no `send`. */
+  const luaL_Reg *methods;
   /* Push the results and return their count, or push the error value and
    * return -1. Called once per READY/FAILED (shared classes: per await). */
   int (*take)(lua_State *L, cfl_future *f);
@@ -143,6 +150,8 @@ static inline cfl_task *cfl_coro_task(cfl_coro *c) {
 static inline const char *cfl_task_name(const cfl_task *t) { return t->ext ? t->ext->name : NULL; }
 static inline cfl_scope *cfl_task_scope(const cfl_task *t) { return t->ext ? t->ext->scope : NULL; }
 
+#define CFL_MT_SLOTS 128 /* room for every class twice, half full at most */
+
 struct cf_runtime {
   cf_executor ex;
   uv_loop_t *loop;
@@ -166,12 +175,13 @@ struct cf_runtime {
   int await_fn;    /* registry ref: the await C closure */
   int yield_token; /* registry ref: the future cf.yield_now() returns */
   void *yield_token_ptr;
-  int sent;           /* registry ref: the future a send that went through returns */
-  int run_fn;         /* registry ref: the protected executor run (runtime.c) */
-  int mt;             /* registry ref: the future metatable */
-  int mt_light;       /* registry ref: the same without __gc (light futures) */
-  const void *mt_ptr; /* identities of the two (cfl_tofuture) */
-  const void *mt_light_ptr;
+  int sent;   /* registry ref: the future a send that went through returns */
+  int run_fn; /* registry ref: the protected executor run (runtime.c) */
+  int mt;     /* registry ref: the methods of every future (await, state) */
+  /* Identities of the future metatables, one per class and kind (with __gc,
+   * light), built on first use: an open-addressed set of their addresses,
+   * bit 0 set for a light one (cfl_tofuture). */
+  uintptr_t future_mts[CFL_MT_SLOTS];
   int cancelled_mt;            /* registry ref: metatable of cancellation errors */
   struct cfl_threads *threads; /* worker threads and pools, created on first use */
   struct cfl_trace *trace;     /* event tracing, when something asked for it */
@@ -242,12 +252,25 @@ cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, s
  * polls (before the collector frees either). */
 cfl_future *cfl_new_light_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size);
 cfl_future *cfl_tofuture(lua_State *L, int idx);
+/* What the table at address mt is: 0 not a future metatable, else
+ * CFL_MT_FULL (with __gc) or CFL_MT_LIGHT. */
+enum { CFL_MT_FULL = 1, CFL_MT_LIGHT = 2 };
+static inline unsigned cfl__mt_slot(const void *mt) {
+  return (unsigned)(((uintptr_t)mt >> 4) * 2654435761u) & (CFL_MT_SLOTS - 1);
+}
+static inline int cfl_future_mt_kind(const cf_runtime *rt, const void *mt) {
+  for (unsigned i = cfl__mt_slot(mt);; i = (i + 1) & (CFL_MT_SLOTS - 1)) {
+    uintptr_t e = rt->future_mts[i];
+    if (!e) return 0;
+    if ((e & ~(uintptr_t)1) == (uintptr_t)mt) return e & 1 ? CFL_MT_LIGHT : CFL_MT_FULL;
+  }
+}
 /* The same for a userdata p already fetched from idx. */
 static inline cfl_future *cfl_tofuture_p(lua_State *L, int idx, cf_runtime *rt, void *p) {
   if (!p || !lua_getmetatable(L, idx)) return NULL;
   const void *mt = lua_topointer(L, -1);
   lua_pop(L, 1);
-  return mt == rt->mt_ptr || mt == rt->mt_light_ptr ? p : NULL;
+  return cfl_future_mt_kind(rt, mt) ? p : NULL;
 }
 /* The future at idx, or a coroutine future made from a function at idx
  * (replacing it on the stack); raises naming fname and the argument. */
@@ -277,7 +300,7 @@ void cfl_open_future(lua_State *L);
  * left on the stack. */
 void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods,
                    lua_CFunction gc, lua_CFunction close, lua_CFunction tostring);
-/* Add methods to the shared future metatable (futures, handles, channels). */
+/* Add methods every future has (await). Before any future is made. */
 void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *methods);
 
 /* coro.c */
@@ -298,6 +321,8 @@ void cfl_open_coro(lua_State *L);
 
 /* task.c */
 extern const cfl_class cfl_handle_class;
+/* h:abort() and h:is_finished(): the methods of a class with `abort`. */
+extern const luaL_Reg cfl_abort_methods[];
 cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname);
 void cfl_task_start(cfl_task *t);
 void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t);

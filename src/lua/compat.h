@@ -54,6 +54,15 @@ static inline void cfl_push_mainthread(lua_State *L) {
 #define lua_getfield(L, i, k) (lua_getfield((L), (i), (k)), lua_type((L), -1))
 #define lua_gettable(L, i) (lua_gettable((L), (i)), lua_type((L), -1))
 
+/* 5.3 and later set __name (the type in tostring and errors); so does this */
+static inline int cfl__newmetatable(lua_State *L, const char *name) {
+  if (!(luaL_newmetatable)(L, name)) return 0;
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  return 1;
+}
+#define luaL_newmetatable(L, n) cfl__newmetatable((L), (n))
+
 static inline int lua_absindex(lua_State *L, int idx) {
   return idx > 0 || idx <= LUA_REGISTRYINDEX ? idx : lua_gettop(L) + idx + 1;
 }

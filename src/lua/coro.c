@@ -633,9 +633,8 @@ void cfl_open_coro(lua_State *L) {
   lua_setfield(L, -3, "await");
   /* f:await() */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
-  lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -2);
   lua_setfield(L, -2, "await");
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   rt->await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
 }

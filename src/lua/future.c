@@ -12,25 +12,78 @@ static const char *const state_names[] = {"fresh", "pending",   "ready", "failed
 
 const char *cfl_state_name(int state) { return state_names[state]; }
 
+static const char *type_of(const cfl_class *cls) {
+  return cls->type ? cls->type : "cfuture.Future";
+}
+
+static int f_gc(lua_State *L);
+static int f_tostring(lua_State *L);
+
+/* Record the metatable on top as one of the future metatables. */
+static void add_future_mt(lua_State *L, cf_runtime *rt, int light) {
+  const void *mt = lua_topointer(L, -1);
+  unsigned i = cfl__mt_slot(mt), n = 0;
+  while (rt->future_mts[i])
+    i = (i + 1) & (CFL_MT_SLOTS - 1), n++;
+  if (n >= CFL_MT_SLOTS / 2) luaL_error(L, "cfuture: too many future classes");
+  rt->future_mts[i] = (uintptr_t)mt | (light ? 1u : 0u);
+}
+
+static const char ABORT_KEY = 'a'; /* registry: abort and is_finished */
+
+/* Copy the fields of the table on top into the one below it; pop it. */
+static void copy_fields(lua_State *L) {
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 1);
+}
+
+/* Push the metatable of cls (light: without __gc), made on first use: its
+ * __index holds every future's methods and the class's own. */
+static void push_class_mt(lua_State *L, cf_runtime *rt, const cfl_class *cls, int light) {
+  const void *key = light ? (const void *)((const char *)cls + 1) : (const void *)cls;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, type_of(cls));
+  lua_setfield(L, -2, "__name");
+  luaL_Reg meta[] = {{"__tostring", f_tostring}, {light ? NULL : "__gc", f_gc}, {NULL, NULL}};
+  cfl_setfuncs(L, rt, meta);
+  lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt); /* every future's methods */
+  copy_fields(L);
+  /* the same functions in every class that has them (h.abort == th.abort) */
+  if (cls->abort) lua_rawgetp(L, LUA_REGISTRYINDEX, &ABORT_KEY), copy_fields(L);
+  if (cls->methods) cfl_setfuncs(L, rt, cls->methods);
+  lua_setfield(L, -2, "__index");
+  add_future_mt(L, rt, light);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 static cfl_future *new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size,
-                              int mt) {
+                              int light) {
   cfl_future *f = lua_newuserdatauv(L, size, cls->nuv);
   memset(f, 0, size);
   f->base.vt = &cls->core;
   f->rt = rt;
   f->owner = NULL;
   f->state = CFL_ST_FRESH;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, mt);
+  push_class_mt(L, rt, cls, light);
   lua_setmetatable(L, -2);
   return f;
 }
 
 cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size) {
-  return new_future(L, rt, cls, size, rt->mt);
+  return new_future(L, rt, cls, size, 0);
 }
 
 cfl_future *cfl_new_light_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size) {
-  return new_future(L, rt, cls, size, rt->mt_light);
+  return new_future(L, rt, cls, size, 1);
 }
 
 cfl_future *cfl_tofuture(lua_State *L, int idx) {
@@ -116,7 +169,10 @@ void cfl_push_describe(lua_State *L, cfl_future *f) {
 static int f_gc(lua_State *L) {
   cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
   void *p = lua_touserdata(L, 1);
-  if (rt->closed || !cfl_testudata(L, 1, rt->mt_ptr)) return 0;
+  if (rt->closed || !p || !lua_getmetatable(L, 1)) return 0;
+  int kind = cfl_future_mt_kind(rt, lua_topointer(L, -1));
+  lua_pop(L, 1);
+  if (kind != CFL_MT_FULL) return 0;
   cfl_future *f = p;
   const cfl_class *cls = cfl_class_of(f);
   if (cls->gc)
@@ -132,12 +188,13 @@ static int f_tostring(lua_State *L) {
   if (!f)
     return luaL_error(L, "__tostring: argument #1 must be a cfuture.Future (got %s)",
                       luaL_typename(L, 1));
+  const char *type = type_of(cfl_class_of(f));
   if (rt->closed) {
-    lua_pushfstring(L, "cfuture.Future (the runtime is closed): %p", (void *)f);
+    lua_pushfstring(L, "%s (the runtime is closed): %p", type, (void *)f);
     return 1;
   }
   cfl_push_describe(L, f);
-  lua_pushfstring(L, "cfuture.Future(%s, %s): %p", lua_tostring(L, -1), cfl_state_name(f->state),
+  lua_pushfstring(L, "%s(%s, %s): %p", type, lua_tostring(L, -1), cfl_state_name(f->state),
                   (void *)f);
   return 1;
 }
@@ -161,9 +218,8 @@ static const luaL_Reg funcs[] = {{"is_future", l_is_future}, {NULL, NULL}};
 
 void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
-  lua_getfield(L, -1, "__index");
   cfl_setfuncs(L, rt, fns);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
 }
 
 void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *fns,
@@ -185,29 +241,14 @@ void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Re
   lua_remove(L, -2);
 }
 
-/* Module table on top. Fills the shared future metatable. */
+/* Module table on top. Fills the table of every future's methods. */
 void cfl_open_future(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
-  lua_pushliteral(L, "cfuture.Future");
-  lua_setfield(L, -2, "__name");
-  static const luaL_Reg meta[] = {{"__gc", f_gc}, {"__tostring", f_tostring}, {NULL, NULL}};
-  cfl_setfuncs(L, rt, meta);
+  cfl_add_methods(L, rt, methods);
   lua_newtable(L);
-  cfl_setfuncs(L, rt, methods);
-  lua_setfield(L, -2, "__index");
-  /* light classes: the same metatable without the finaliser */
-  static const char *const same[] = {"__name", "__tostring", "__index"};
-  lua_createtable(L, 0, 3);
-  for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
-    lua_getfield(L, -2, same[i]);
-    lua_setfield(L, -2, same[i]);
-  }
-  rt->mt_ptr = lua_topointer(L, -2);
-  rt->mt_light_ptr = lua_topointer(L, -1);
-  rt->mt_light = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 1);
+  cfl_setfuncs(L, rt, cfl_abort_methods);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ABORT_KEY);
   cfl_registry_table(L, &SELVES_KEY, "v");
   lua_pop(L, 1);
 }

@@ -15,7 +15,7 @@
 #include "cfl.h"
 
 #define LISTENER_MT "cfuture.Listener"
-#define UDP_MT "cfuture.UdpSocket"
+#define UDP_MT "cfuture.Udp"
 
 /* ---- addresses ------------------------------------------------------------------- */
 
@@ -937,7 +937,7 @@ static int u_gc(lua_State *L) {
 
 static int u_tostring(lua_State *L) {
   cfl_udp *o = check_udp_obj(L, "udp:__tostring");
-  lua_pushfstring(L, "cfuture.UdpSocket(%s): %p", o->u && !o->u->base.closing ? "open" : "closed",
+  lua_pushfstring(L, "cfuture.Udp(%s): %p", o->u && !o->u->base.closing ? "open" : "closed",
                   (void *)o);
   return 1;
 }

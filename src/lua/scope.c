@@ -117,9 +117,14 @@ static void scope_describe(lua_State *L, cfl_future *f) {
                   sc->body_done ? "" : ", body running");
 }
 
+static int s_spawn(lua_State *L);
+static const luaL_Reg scope_methods[] = {{"spawn", s_spawn}, {NULL, NULL}};
+
 static const cfl_class scope_class = {
     .core = {.poll = scope_poll, .drop = scope_drop},
     .name = "scope",
+    .type = "cfuture.Scope",
+    .methods = scope_methods,
     .take = scope_take,
     .describe = scope_describe,
     .nuv = 1,
@@ -171,10 +176,7 @@ static int s_spawn(lua_State *L) {
 }
 
 static const luaL_Reg funcs[] = {{"scope", l_scope}, {NULL, NULL}};
-static const luaL_Reg methods[] = {{"spawn", s_spawn}, {NULL, NULL}};
-
 void cfl_open_scope(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
-  cfl_add_methods(L, rt, methods);
 }

@@ -263,16 +263,6 @@ static cfl_future *own_recv(lua_State *L, int idx) {
   return &op->hdr;
 }
 
-const cfl_class cfl_chan_class = {
-    .core = {.poll = chan_poll, .drop = chan_drop},
-    .name = "channel",
-    .take = chan_take,
-    .describe = chan_describe,
-    .shared = 1,
-    .nuv = 1,
-    .own = own_recv,
-};
-
 /* A send that waits for room in a full bounded channel. The value waits in
  * the op's uservalue table {channel, value}. */
 typedef struct send_op {
@@ -892,6 +882,18 @@ static const luaL_Reg chan_methods[] = {
     {"try_send", c_try_send}, {"close", c_close},         {"len", c_len},
     {"capacity", c_capacity}, {"is_closed", c_is_closed}, {NULL, NULL}};
 
+const cfl_class cfl_chan_class = {
+    .core = {.poll = chan_poll, .drop = chan_drop},
+    .name = "channel",
+    .type = "cfuture.Channel",
+    .methods = chan_methods,
+    .take = chan_take,
+    .describe = chan_describe,
+    .shared = 1,
+    .nuv = 1,
+    .own = own_recv,
+};
+
 static const luaL_Reg sem_methods[] = {{"acquire", s_acquire},
                                        {"try_acquire", s_try_acquire},
                                        {"add_permits", s_add_permits},
@@ -922,7 +924,6 @@ void cfl_open_sync(lua_State *L) {
   cfl_setfuncs(L, rt, internal_funcs);
   lua_setfield(L, -2, "_sync");
   /* channel methods live on the shared future metatable */
-  cfl_add_methods(L, rt, chan_methods);
   cfl_new_class(L, rt, SEM_MT, sem_methods, NULL, NULL, NULL);
   cfl_new_class(L, rt, "cfuture.Notify", notify_methods, NULL, NULL, NULL);
   lua_pop(L, 2);

@@ -355,10 +355,20 @@ static void handle_gc(lua_State *L, cfl_future *f) {
 
 static void handle_abort(cfl_future *f);
 static int handle_is_finished(cfl_future *f);
+static int h_abort(lua_State *L);
+static int h_is_finished(lua_State *L);
+static int h_id(lua_State *L);
+static int h_name(lua_State *L);
+
+const luaL_Reg cfl_abort_methods[] = {
+    {"abort", h_abort}, {"is_finished", h_is_finished}, {NULL, NULL}};
+static const luaL_Reg handle_methods[] = {{"id", h_id}, {"name", h_name}, {NULL, NULL}};
 
 const cfl_class cfl_handle_class = {
     .core = {.poll = handle_poll, .drop = handle_drop},
     .name = "JoinHandle",
+    .type = "cfuture.JoinHandle",
+    .methods = handle_methods,
     .take = handle_take,
     .describe = handle_describe,
     .gc = handle_gc,
@@ -460,16 +470,9 @@ static int l_current(lua_State *L) {
 
 static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"current", l_current}, {NULL, NULL}};
 
-static const luaL_Reg methods[] = {{"abort", h_abort},
-                                   {"is_finished", h_is_finished},
-                                   {"id", h_id},
-                                   {"name", h_name},
-                                   {NULL, NULL}};
-
 void cfl_open_task(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   lua_newtable(L);
   rt->stage = luaL_ref(L, LUA_REGISTRYINDEX);
-  cfl_add_methods(L, rt, methods);
 }

@@ -542,6 +542,7 @@ static int work_is_finished(cfl_future *base) {
 static const cfl_class work_class = {
     .core = {.poll = work_poll, .drop = work_drop},
     .name = "thread",
+    .type = "cfuture.ThreadHandle",
     .take = work_take,
     .describe = work_describe,
     .nuv = 1,
