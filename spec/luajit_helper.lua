@@ -3,8 +3,8 @@
 -- that parse. Specs of what LuaJIT cannot do are tagged #lua54 and excluded
 -- from that run; the `<close>` attributes left in the files are stripped
 -- here only so that the files load. The #lua54 specs:
--- - <close> variables: core_cancel (6), core_combinator (4), core_error (the
---   deadlock's cleanup), core_gc (2, one in a 5.4 subprocess), process (a
+-- - <close> variables: cancel (6), combinators (4), errors (the
+--   deadlock's cleanup), gc (2, one in a 5.4 subprocess), process (a
 --   <close> kill guard; examples/shutdown.lua), sync (permit and guard
 --   release through <close>: 5), sync_stress;
 -- - the collector: sync's dropped oneshot sender (LuaJIT's stack slot keeps

@@ -209,6 +209,7 @@ static void pw_drop(void *d) { (void)d, parent_refs--; }
 static const cf_waker_vtable pw_vt = {pw_clone, pw_wake, pw_drop};
 
 static void test_group(void) {
+  parent_wakes = parent_refs = 0;
   cf_waker parent = {&pw_vt, NULL};
   cf_group *g = cf_group_new(3);
   CHECK(g->nqueued == 3);
@@ -329,6 +330,7 @@ static void test_heap_fifo_ties(void) {
 }
 
 static void test_notify_pass_on(void) {
+  parent_wakes = parent_refs = 0;
   cf_waker parent = {&pw_vt, NULL};
   cf_waitlist l;
   cf_waitlist_init(&l);
@@ -405,17 +407,17 @@ static void test_clock_and_events(void) {
   CHECK(t.freed);
 }
 
-int main(void) {
-  test_fifo_and_wake_once();
-  test_clock_and_events();
-  test_notified_while_running_and_budget();
-  test_abort();
-  test_cancel_all();
-  test_joiners();
-  test_group();
-  test_heap();
-  test_heap_fifo_ties();
-  test_notify_pass_on();
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures ? 1 : 0;
-}
+static const cf_test tests[] = {
+    TEST(fifo_and_wake_once),
+    TEST(clock_and_events),
+    TEST(notified_while_running_and_budget),
+    TEST(abort),
+    TEST(cancel_all),
+    TEST(joiners),
+    TEST(group),
+    TEST(heap),
+    TEST(heap_fifo_ties),
+    TEST(notify_pass_on),
+};
+
+int main(int argc, char **argv) { return RUN_TESTS(argc, argv, tests); }

@@ -134,6 +134,13 @@ static int fire_event(lua_Integer value) {
   return 1;
 }
 
+/* Each test starts from zero: no job released, no event waiting. */
+static void reset_counters(void) {
+  released = 0;
+  waiting_event = NULL;
+  events_released = events_cancelled = 0;
+}
+
 static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
@@ -162,7 +169,8 @@ static int global_int(lua_State *L, const char *name) {
 
 /* A C future awaited from Lua: completed by the host, cancelled by select,
  * released when the runtime closes with it pending. */
-static void host_future_tests(void) {
+static void test_host_future(void) {
+  reset_counters();
   lua_State *L = new_state();
   cf_runtime *rt = cf_runtime_of(L);
   CHECK(run(L, "local cf = require 'cfuture.core'\n"
@@ -215,7 +223,8 @@ static void on_frame(uv_timer_t *t) {
   if (done || h->ticks > 2000) uv_timer_stop(t);
 }
 
-static void host_loop_tests(void) {
+static void test_host_loop(void) {
+  reset_counters();
   uv_loop_t loop;
   CHECK(uv_loop_init(&loop) == 0);
   host h = {0};
@@ -320,7 +329,7 @@ static int l_fail_memory(lua_State *L) {
   return 0;
 }
 
-static void memory_error_tests(void) {
+static void test_memory_errors(void) {
   static const char *const load =
       "local cf = require 'cfuture.core'\n"
       "cf.on_error(function(e) reported = (reported or 0) + 1 end)\n"
@@ -339,7 +348,12 @@ static void memory_error_tests(void) {
       "  return cf.join(function() return 40 end, function() return 2 end):await()\n"
       "end)\n"
       "cf.run()\n";
+#ifdef __SANITIZE_ADDRESS__
+  __lsan_disable(); /* memory errors leak what C code had allocated; UAF is still checked */
+#endif
   for (long every = 7; every < 400; every = every * 3 / 2) {
+    alloc_countdown = -1;
+    alloc_burst = 0;
     lua_State *L = lua_newstate(failing_alloc, NULL);
     luaL_openlibs(L);
     luaL_requiref(L, "cfuture.core", luaopen_cfuture_core, 0);
@@ -365,14 +379,21 @@ static void memory_error_tests(void) {
     lua_settop(L, 0);
     lua_close(L);
   }
+  alloc_countdown = -1;
+  alloc_every = 0;
+  alloc_burst = 0;
+#ifdef __SANITIZE_ADDRESS__
+  __lsan_enable();
+#endif
 }
 
 /* SIGPIPE: ignored at open if it had its default action (a write to a gone
  * reader then returns EPIPE); a host's own handler is left alone. */
 static void on_sigpipe(int sig) { (void)sig; }
 
-static void sigpipe_tests(void) {
-  struct sigaction sa, now;
+static void test_sigpipe_policy(void) {
+  struct sigaction sa, now, saved;
+  sigaction(SIGPIPE, NULL, &saved);
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_sigpipe;
   sigemptyset(&sa.sa_mask);
@@ -387,18 +408,14 @@ static void sigpipe_tests(void) {
   sigaction(SIGPIPE, NULL, &now);
   CHECK(now.sa_handler == SIG_IGN);
   lua_close(L);
+  sigaction(SIGPIPE, &saved, NULL); /* as the test found it */
 }
 
-int main(void) {
-  sigpipe_tests();
-#ifdef __SANITIZE_ADDRESS__
-  __lsan_disable(); /* memory errors leak what C code had allocated; UAF is still checked */
-#endif
-  memory_error_tests();
-#ifdef __SANITIZE_ADDRESS__
-  __lsan_enable();
-#endif
-  /* awaiting C work from Lua, with block_on */
+/* ---- C work awaited from Lua, and the host's own step ------------------------- */
+
+/* awaiting C work from Lua, with block_on */
+static void test_block_on_c_work(void) {
+  reset_counters();
   lua_State *L = new_state();
   CHECK(cf_runtime_of(L) != NULL);
   CHECK(run(L, "local cf = require 'cfuture.core'\n"
@@ -409,8 +426,13 @@ int main(void) {
                "local ok, err = pcall(cf.block_on, csum(-1))\n"
                "assert(not ok and err:find('csum: negative count'), err)\n") == 0);
   CHECK(released == 3);
+  lua_close(L);
+}
 
-  /* the host's own loop: step until the task is done, never blocking */
+/* the host's own loop: step until the task is done, never blocking */
+static void test_step_until_done(void) {
+  reset_counters();
+  lua_State *L = new_state();
   CHECK(run(L, "local cf = require 'cfuture.core'\n"
                "result = nil\n"
                "cf.spawn(function() cf.sleep(20):await(); result = csum(10):await() end)\n") == 0);
@@ -421,9 +443,15 @@ int main(void) {
   lua_getglobal(L, "result");
   CHECK(lua_tointeger(L, -1) == 55);
   lua_pop(L, 1);
-  CHECK(released == 4);
+  CHECK(released == 1);
+  lua_close(L);
+}
 
-  /* a budget of task polls per step: the rest stay ready for the next */
+/* a budget of task polls per step: the rest stay ready for the next */
+static void test_step_budget(void) {
+  reset_counters();
+  lua_State *L = new_state();
+  cf_runtime *rt = cf_runtime_of(L);
   CHECK(run(L, "local cf = require 'cfuture.core'\n"
                "polled = 0\n"
                "for _ = 1, 10 do cf.spawn(function() polled = polled + 1 end) end\n") == 0);
@@ -434,9 +462,15 @@ int main(void) {
   CHECK(cf_runtime_backend_timeout(rt) == 0);
   CHECK(cf_runtime_step_budget(rt, 6) == 0);
   CHECK(global_int(L, "polled") == 10);
+  lua_close(L);
+}
 
-  /* folding into the host's own poll(): sleep on the backend fd with the
-   * backend timeout; a 50 ms sleep takes a handful of steps, not a spin */
+/* folding into the host's own poll(): sleep on the backend fd with the
+ * backend timeout; a 50 ms sleep takes a handful of steps, not a spin */
+static void test_backend_poll(void) {
+  reset_counters();
+  lua_State *L = new_state();
+  cf_runtime *rt = cf_runtime_of(L);
   CHECK(cf_runtime_backend_fd(rt) >= 0);
   CHECK(cf_runtime_backend_timeout(rt) == -1); /* nothing to wait for */
   CHECK(run(L, "local cf = require 'cfuture.core'\n"
@@ -464,25 +498,35 @@ int main(void) {
   CHECK(polls >= 1 && polls <= 10);
   CHECK(ms >= 40 && ms < 1000);
   CHECK(cf_runtime_backend_timeout(rt) == -1);
+  lua_close(L);
+}
 
-  /* dropped work: a cancelled job is released once it has run */
+/* dropped work: a cancelled job is released once it has run */
+static void test_dropped_work(void) {
+  reset_counters();
+  lua_State *L = new_state();
   CHECK(run(L, "local cf = require 'cfuture.core'\n"
                "local r = cf.block_on(cf.select(cf.yield_now(), csum(50000000)))\n"
                "assert(r == 1)\n") == 0);
   lua_close(L); /* waits for the running job, then releases it */
-  CHECK(released == 5);
+  CHECK(released == 1);
+}
 
-  /* closing the host state with a job pending, never awaited */
-  L = new_state();
+/* closing the host state with a job pending, never awaited */
+static void test_close_with_pending_job(void) {
+  reset_counters();
+  lua_State *L = new_state();
   CHECK(run(L, "local cf = require 'cfuture.core'\n"
                "cf.spawn(function() csum(1000000):await() end)\n"
                "cf.step()\n") == 0);
   lua_close(L);
-  CHECK(released == 6);
-
-  host_future_tests();
-  host_loop_tests();
-
-  printf("%d passed, %d failed\n", checks - failures, failures);
-  return failures ? 1 : 0;
+  CHECK(released == 1);
 }
+
+static const cf_test tests[] = {
+    TEST(sigpipe_policy), TEST(memory_errors), TEST(block_on_c_work), TEST(step_until_done),
+    TEST(step_budget),    TEST(backend_poll),  TEST(dropped_work),    TEST(close_with_pending_job),
+    TEST(host_future),    TEST(host_loop),
+};
+
+int main(int argc, char **argv) { return RUN_TESTS(argc, argv, tests); }

@@ -17,7 +17,7 @@ describe("errors", function()
     assert.matches("attempt to index .*nil value", err) -- LuaJIT names the local
     assert.matches("stack traceback:", err)
     -- LuaJIT's traceback of a dead coroutine has no line numbers
-    assert.matches(jit and "core_error_spec.lua: in function" or "core_error_spec.lua:%d+: in function", err)
+    assert.matches(jit and "errors_spec.lua: in function" or "errors_spec.lua:%d+: in function", err)
   end)
 
   it("carry one traceback even when re-raised through several awaits", function()
