@@ -26,7 +26,7 @@ build = {
         "src/core/waiter.c", "src/core/task.c", "src/core/group.c", "src/core/heap.c",
         "src/uv/timer.c", "src/uv/work.c", "src/uv/fs.c", "src/uv/handle.c", "src/uv/stream.c",
         "src/uv/process.c", "src/uv/net.c", "src/uv/thread.c",
-        "src/lua/runtime.c", "src/lua/check.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/task.c",
+        "src/lua/module.c", "src/lua/runtime.c", "src/lua/report.c", "src/lua/check.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/task.c",
         "src/lua/combinators.c",
         "src/lua/timer.c", "src/lua/custom.c", "src/lua/scope.c", "src/lua/introspect.c",
         "src/lua/sync.c", "src/lua/job.c", "src/lua/fs.c", "src/lua/stream.c",

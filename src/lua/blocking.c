@@ -239,3 +239,5 @@ int cf_push_blocking(lua_State *L, void (*run)(void *arg), int (*push)(lua_State
 static const luaL_Reg funcs[] = {{"blocking", l_blocking}, {NULL, NULL}};
 
 void cfl_open_blocking(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
+
+const cfl_module cfl_blocking_module = {.name = "blocking", .open = cfl_open_blocking};

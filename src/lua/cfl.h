@@ -4,14 +4,16 @@
  * Ground rules
  * - Every Lua-visible future is a full userdata that starts with a
  *   cfl_future; its class (the extended vtable) says how to poll, cancel,
- *   take results and describe it. Futures share one metatable.
+ *   take results and describe it; each class has its own metatable (built on
+ *   first use: its __name, and every future's methods beside its own).
  * - A future has one owner ("poll site") for its whole life: the first
  *   await, combinator or task that takes it. Join handles are the exception:
  *   any number of tasks may await them and each gets the results.
  * - READY means the results are available to take; take() moves them onto
  *   a Lua stack once (handles copy them).
  * - Lua runs only inside an executor run (task polls, complete hooks, error
- *   reports) or in a call from Lua; never in a libuv callback.
+ *   reports) or in a call from Lua; never in a libuv callback, except the
+ *   host loop's kick (runtime.c), which is itself a protected executor run.
  * - Memory libuv points at is C memory (see src/uv); Lua objects that own
  *   such resources release them in drop/__gc.
  */
@@ -46,6 +48,20 @@ typedef enum cfl_state {
 } cfl_state;
 
 typedef struct cfl_future cfl_future;
+
+/* A subsystem of the module (timers, sync, fs, threads, ...): module.c
+ * lists them, opens each into the module table and calls its hooks. */
+typedef struct cfl_module {
+  const char *name;
+  void (*open)(lua_State *L); /* module table on top: add functions and classes */
+  /* After each executor run, on the driver's thread, while some subsystem
+   * asked for it (rt->after_run_wanted): deliver what the run buffered. */
+  void (*after_run)(cf_runtime *rt);
+  /* Runtime close, every task cancelled: stop what could feed the loop. */
+  void (*close)(cf_runtime *rt);
+  /* After the loop's last callbacks: free what they still used. */
+  void (*release)(cf_runtime *rt);
+} cfl_module;
 typedef struct cfl_coro cfl_coro;
 typedef struct cfl_task cfl_task;
 
@@ -192,9 +208,11 @@ struct cf_runtime {
   int in_run;
   int polling; /* inside uv_run */
   int closing;
-  int closed;    /* closed for good: every entry point raises (cfl_rt) */
-  int opened;    /* open_module finished initialising it */
-  unsigned coop; /* ready awaits left before the running task must yield */
+  int closed;                       /* closed for good: every entry point raises (cfl_rt) */
+  int opened;                       /* open_module finished initialising it */
+  const cfl_module *const *modules; /* its subsystems, NULL-terminated (module.c) */
+  int after_run_wanted;             /* subsystems with work for their after_run hook */
+  unsigned coop;                    /* ready awaits left before the running task must yield */
 };
 
 /* upvalues of every module function */
@@ -294,7 +312,6 @@ int cfl_take(lua_State *L, cfl_future *f);
 void cfl_register_self(lua_State *L, int idx);
 void cfl_push_self(lua_State *L, const void *p);
 const char *cfl_state_name(int state);
-void cfl_open_future(lua_State *L);
 /* Register the metatable `name` of a handle class: __gc, __close and
  * __tostring (each may be NULL) and an __index table of methods, which is
  * left on the stack. */
@@ -317,7 +334,6 @@ int cfl_await(lua_State *L);
 /* Await f, the only value on L's stack, as cfl_await does, for a caller
  * that made f and never let it out (no checks of what f is or who owns it). */
 int cfl_await_own(lua_State *L, cfl_future *f);
-void cfl_open_coro(lua_State *L);
 
 /* task.c */
 extern const cfl_class cfl_handle_class;
@@ -329,7 +345,6 @@ void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t);
 int cfl_task_take(lua_State *L, cfl_task *t);
 void cfl_task_hold(cfl_task *t);
 void cfl_task_unhold(cfl_task *t);
-void cfl_open_task(lua_State *L);
 /* The task's ext, allocated on first use; NULL when out of memory. */
 cfl_task_ext *cfl_task_ext_of(cfl_task *t);
 
@@ -361,33 +376,10 @@ cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu
 /* Push nil, "<what>: <message>", "<ECODE>" for a negative libuv error. */
 int cfl_push_ioerr(lua_State *L, int err, const char *what);
 
-/* combinators.c, timer.c, custom.c, scope.c, introspect.c */
-void cfl_open_combinators(lua_State *L);
-void cfl_open_timer(lua_State *L);
-void cfl_open_custom(lua_State *L);
-void cfl_open_scope(lua_State *L);
-void cfl_open_introspect(lua_State *L);
-void cfl_open_sync(lua_State *L);
-void cfl_open_fs(lua_State *L);
-void cfl_open_stream(lua_State *L);
-void cfl_open_process(lua_State *L);
-void cfl_open_signal(lua_State *L);
-void cfl_open_blocking(lua_State *L);
-void cfl_open_thread(lua_State *L);
-/* trace.c: executor events for CFUTURE_TRACE, cf.on_event, cf.warn_slow_polls */
-void cfl_open_trace(lua_State *L);
-void cfl_trace_flush(cf_runtime *rt); /* deliver buffered events to Lua */
-/* introspect.c: the dump cf.dump_on_signal asked for, and its watcher's end */
-void cfl_dump_to_stderr(cf_runtime *rt);
-void cfl_dump_signal_close(cf_runtime *rt);
-void cfl_trace_close(cf_runtime *rt);
-/* thread.c: stop every worker thread and free what they used (runtime close) */
-void cfl_close_threads(cf_runtime *rt);
 /* stream.c: push a Lua stream object owning one reference on s */
 void cfl_push_stream(lua_State *L, cfu_stream *s);
 /* The open stream at idx; raises naming fname otherwise. */
 cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname);
-void cfl_open_net(lua_State *L);
 /* signal.c */
 const char *cfl_signame(int num);
 /* The signal at idx (a name such as "SIGTERM" or "TERM", or a number);

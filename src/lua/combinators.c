@@ -264,4 +264,6 @@ static const luaL_Reg funcs[] = {{"join", l_join},         {"join_all", l_join_a
                                  {"try_join", l_try_join}, {"select", l_select},
                                  {"timeout", l_timeout},   {NULL, NULL}};
 
-void cfl_open_combinators(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
+static void open_combinators(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
+
+const cfl_module cfl_combinators_module = {.name = "combinators", .open = open_combinators};

@@ -616,7 +616,7 @@ static int l_async(lua_State *L) {
 
 static const luaL_Reg funcs[] = {{"async", l_async}, {"defer", l_defer}, {NULL, NULL}};
 
-void cfl_open_coro(lua_State *L) {
+static void open_coro(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   /* await: the module's upvalues and the table of awaited futures */
@@ -638,3 +638,5 @@ void cfl_open_coro(lua_State *L) {
   lua_pop(L, 1);
   rt->await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
 }
+
+const cfl_module cfl_coro_module = {.name = "coro", .open = open_coro};

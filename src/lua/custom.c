@@ -196,7 +196,7 @@ static int l_future(lua_State *L) {
 
 static const luaL_Reg funcs[] = {{"future", l_future}, {NULL, NULL}};
 
-void cfl_open_custom(lua_State *L) {
+static void open_custom(lua_State *L) {
   cfl_setfuncs(L, cf_runtime_of(L), funcs);
   /* cf.PENDING */
   lua_newtable(L);
@@ -216,3 +216,5 @@ void cfl_open_custom(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
+
+const cfl_module cfl_custom_module = {.name = "custom", .open = open_custom};

@@ -576,7 +576,13 @@ static const luaL_Reg funcs[] = {{"read_file", l_read_file}, {"write_file", l_wr
                                  {"open", l_open},           {NULL, NULL}};
 
 /* Module table on top: adds cf.fs (with cf.fs.File, the file methods). */
-void cfl_open_fs(lua_State *L) {
+/* After the loop's last callbacks, which may have used the buffer cache. */
+static void fs_release(cf_runtime *rt) {
+  (void)rt;
+  cfu_fs_close();
+}
+
+static void open_fs(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfu_fs_init();
   lua_newtable(L);
@@ -589,3 +595,5 @@ void cfl_open_fs(lua_State *L) {
   lua_pop(L, 1);
   lua_setfield(L, -2, "fs");
 }
+
+const cfl_module cfl_fs_module = {.name = "fs", .open = open_fs, .release = fs_release};

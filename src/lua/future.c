@@ -242,7 +242,7 @@ void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Re
 }
 
 /* Module table on top. Fills the table of every future's methods. */
-void cfl_open_future(lua_State *L) {
+static void open_future(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   cfl_add_methods(L, rt, methods);
@@ -252,3 +252,5 @@ void cfl_open_future(lua_State *L) {
   cfl_registry_table(L, &SELVES_KEY, "v");
   lua_pop(L, 1);
 }
+
+const cfl_module cfl_future_module = {.name = "future", .open = open_future};

@@ -137,8 +137,10 @@ static int dump_report(lua_State *L) {
   return 0;
 }
 
-void cfl_dump_to_stderr(cf_runtime *rt) {
+static void dump_after_run(cf_runtime *rt) {
+  if (!rt->dump_requested) return;
   rt->dump_requested = 0;
+  rt->after_run_wanted--;
   lua_State *L = cfl_from(rt);
   lua_pushcfunction(L, dump_report);
   lua_pushlightuserdata(L, rt);
@@ -148,13 +150,14 @@ void cfl_dump_to_stderr(cf_runtime *rt) {
 static void on_dump_signal(uv_signal_t *h, int signum) {
   (void)signum;
   cf_runtime *rt = h->data;
+  if (!rt->dump_requested) rt->after_run_wanted++;
   rt->dump_requested = 1; /* no Lua here: the next scheduler run dumps */
   uv_stop(rt->loop);
 }
 
 static void free_handle(uv_handle_t *h) { free(h); }
 
-void cfl_dump_signal_close(cf_runtime *rt) {
+static void dump_signal_close(cf_runtime *rt) {
   if (!rt->dump_signal) return;
   uv_close((uv_handle_t *)rt->dump_signal, free_handle);
   rt->dump_signal = NULL;
@@ -165,7 +168,7 @@ void cfl_dump_signal_close(cf_runtime *rt) {
 static int l_dump_on_signal(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   int signum = lua_isnoneornil(L, 1) ? 0 : cfl_check_watchable(L, 1, "dump_on_signal");
-  cfl_dump_signal_close(rt);
+  dump_signal_close(rt);
   if (!signum) return 0;
   uv_signal_t *h = malloc(sizeof *h);
   if (!h) return luaL_error(L, "dump_on_signal: out of memory");
@@ -184,4 +187,9 @@ static int l_dump_on_signal(lua_State *L) {
 static const luaL_Reg funcs[] = {
     {"tasks", l_tasks}, {"dump", l_dump}, {"dump_on_signal", l_dump_on_signal}, {NULL, NULL}};
 
-void cfl_open_introspect(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
+static void open_introspect(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
+
+const cfl_module cfl_introspect_module = {.name = "introspect",
+                                          .open = open_introspect,
+                                          .after_run = dump_after_run,
+                                          .close = dump_signal_close};

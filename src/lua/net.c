@@ -974,7 +974,7 @@ static const luaL_Reg udp_methods[] = {{"recv_from", u_recv_from},
                                        {NULL, NULL}};
 
 /* Module table on top (after cfl_open_stream): adds cf.net. */
-void cfl_open_net(lua_State *L) {
+static void open_net(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
@@ -994,3 +994,5 @@ void cfl_open_net(lua_State *L) {
   cfl_setfuncs(L, rt, tcp_methods);
   lua_pop(L, 1);
 }
+
+const cfl_module cfl_net_module = {.name = "net", .open = open_net};

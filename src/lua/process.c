@@ -385,7 +385,7 @@ static int l_pid(lua_State *L) {
 
 static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"pid", l_pid}, {NULL, NULL}};
 
-void cfl_open_process(lua_State *L) {
+static void open_process(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
@@ -400,3 +400,5 @@ void cfl_open_process(lua_State *L) {
   lua_pop(L, 1);
   lua_setfield(L, -2, "process");
 }
+
+const cfl_module cfl_process_module = {.name = "process", .open = open_process};

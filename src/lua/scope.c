@@ -176,7 +176,9 @@ static int s_spawn(lua_State *L) {
 }
 
 static const luaL_Reg funcs[] = {{"scope", l_scope}, {NULL, NULL}};
-void cfl_open_scope(lua_State *L) {
+static void open_scope(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
 }
+
+const cfl_module cfl_scope_module = {.name = "scope", .open = open_scope};

@@ -351,7 +351,7 @@ static const luaL_Reg funcs[] = {
     {"wait", l_wait}, {"listen", l_listen}, {"name", l_name}, {"number", l_number}, {NULL, NULL}};
 static const luaL_Reg listener_methods[] = {{"recv", li_recv}, {"close", li_close}, {NULL, NULL}};
 
-void cfl_open_signal(lua_State *L) {
+static void open_signal(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
@@ -359,3 +359,5 @@ void cfl_open_signal(lua_State *L) {
   cfl_new_class(L, rt, LISTENER_MT, listener_methods, li_gc, li_mclose, li_tostring);
   lua_pop(L, 1);
 }
+
+const cfl_module cfl_signal_module = {.name = "signal", .open = open_signal};

@@ -572,7 +572,7 @@ static const luaL_Reg metamethods[] = {
     {"__gc", s_gc}, {"__close", s_close}, {"__tostring", s_tostring}, {NULL, NULL}};
 
 /* Module table on top: cf.Stream holds the stream methods. */
-void cfl_open_stream(lua_State *L) {
+static void open_stream(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_new_class(L, rt, STREAM_MT, methods, NULL, NULL, NULL);
   luaL_getmetatable(L, STREAM_MT);
@@ -581,3 +581,5 @@ void cfl_open_stream(lua_State *L) {
   lua_pop(L, 1);
   lua_setfield(L, -2, "Stream");
 }
+
+const cfl_module cfl_stream_module = {.name = "stream", .open = open_stream};

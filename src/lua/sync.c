@@ -917,7 +917,7 @@ static void set_name(lua_State *L, const char *name) {
   lua_pop(L, 1);
 }
 
-void cfl_open_sync(lua_State *L) {
+static void open_sync(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   lua_newtable(L);
@@ -941,3 +941,5 @@ void cfl_open_sync(lua_State *L) {
   cfl_new_future(L, rt, &done_class, sizeof(cfl_future));
   rt->sent = luaL_ref(L, LUA_REGISTRYINDEX);
 }
+
+const cfl_module cfl_sync_module = {.name = "sync", .open = open_sync};

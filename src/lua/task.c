@@ -470,9 +470,11 @@ static int l_current(lua_State *L) {
 
 static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"current", l_current}, {NULL, NULL}};
 
-void cfl_open_task(lua_State *L) {
+static void open_task(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   lua_newtable(L);
   rt->stage = luaL_ref(L, LUA_REGISTRYINDEX);
 }
+
+const cfl_module cfl_task_module = {.name = "task", .open = open_task};

@@ -1379,3 +1379,6 @@ void cfl_close_threads(cf_runtime *rt) {
   rt->threads = NULL;
   ts_unref(ts);
 }
+
+const cfl_module cfl_thread_module = {
+    .name = "thread", .open = cfl_open_thread, .close = cfl_close_threads};

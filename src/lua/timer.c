@@ -266,7 +266,7 @@ static const luaL_Reg time_funcs[] = {{"pause", l_pause},
                                       {"is_paused", l_is_paused},
                                       {NULL, NULL}};
 
-void cfl_open_timer(lua_State *L) {
+static void open_timer(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   lua_newtable(L);
@@ -275,3 +275,5 @@ void cfl_open_timer(lua_State *L) {
   rt->yield_token_ptr = cfl_new_future(L, rt, &cfl_yield_token_class, sizeof(cfl_future));
   rt->yield_token = luaL_ref(L, LUA_REGISTRYINDEX);
 }
+
+const cfl_module cfl_timer_module = {.name = "timer", .open = open_timer};

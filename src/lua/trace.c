@@ -119,6 +119,7 @@ static cfl_trace *trace_of(lua_State *L, cf_runtime *rt) {
   tr->pid = (int)getpid();
   tr->t0 = uv_hrtime();
   rt->trace = tr;
+  rt->after_run_wanted++; /* trace_after_run delivers what each run recorded */
   rt->ex.on_event = trace_event;
   return tr;
 }
@@ -155,7 +156,7 @@ static void report_slow(lua_State *L, cfl_trace *tr, const tevent *e) {
   }
 }
 
-void cfl_trace_flush(cf_runtime *rt) {
+static void trace_flush(cf_runtime *rt) {
   cfl_trace *tr = rt->trace;
   if (!tr || tr->n == 0 || tr->flushing) return;
   lua_State *L = cfl_from(rt);
@@ -200,10 +201,11 @@ void cfl_trace_flush(cf_runtime *rt) {
   tr->flushing = 0;
 }
 
-void cfl_trace_close(cf_runtime *rt) {
+static void trace_close(cf_runtime *rt) {
   cfl_trace *tr = rt->trace;
   if (!tr) return;
   rt->trace = NULL;
+  rt->after_run_wanted--;
   rt->ex.on_event = NULL;
   for (size_t i = 0; i < tr->n; i++)
     cf_task_unref(&tr->buf[i].task->base);
@@ -273,8 +275,15 @@ static int l_warn_slow_polls(lua_State *L) {
 static const luaL_Reg funcs[] = {
     {"on_event", l_on_event}, {"warn_slow_polls", l_warn_slow_polls}, {NULL, NULL}};
 
-void cfl_open_trace(lua_State *L) {
+static void trace_after_run(cf_runtime *rt) {
+  if (rt->trace) trace_flush(rt);
+}
+
+static void open_trace(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   cfl_trace_open(L, rt);
 }
+
+const cfl_module cfl_trace_module = {
+    .name = "trace", .open = open_trace, .after_run = trace_after_run, .close = trace_close};
