@@ -241,8 +241,29 @@ static inline void *cfl_testudata(lua_State *L, int idx, const void *mt) {
   return ok ? p : NULL;
 }
 
-/* check.c: argument checks whose errors name the function and the argument.
- * `what` names the value: "argument #2", "option cwd", "args[3]". */
+/* check.c: the bindings' vocabulary. Errors name the function and the
+ * argument; `what` names the value: "argument #2", "option cwd", "args[3]". */
+/* Raise "<fname>: argument #<idx> must be <what> (call it with a colon; got
+ * <type>)": a method called with a dot, or given a foreign self. */
+int cfl_raise_self(lua_State *L, int idx, const char *fname, const char *what);
+/* Push nil, "<what>: <message>", "<ECODE>" for a negative libuv error
+ * (what may be NULL); cfl_push_ioerrf formats what (lua_pushfstring's
+ * formats). Both return 3. */
+int cfl_push_ioerr(lua_State *L, int err, const char *what);
+int cfl_push_ioerrf(lua_State *L, int err, const char *fmt, ...);
+/* A span in milliseconds: a number from 0 to 1e15 at idx. */
+double cfl_check_ms(lua_State *L, int idx, const char *fname);
+/* What came instead of a number or a name, for messages: the value as
+ * text, or its type. */
+const char *cfl_got(lua_State *L, int idx);
+/* A signal's name ("SIGTERM"), or NULL for a number without one. */
+const char *cfl_signame(int num);
+/* The signal at idx (a name such as "SIGTERM" or "TERM", or a number);
+ * def (if not 0) when absent. Raises naming fname and the argument. */
+int cfl_checksignal(lua_State *L, int idx, const char *fname, int def);
+/* The same for a signal a watcher may catch (not 0, SIGKILL, SIGSTOP or a
+ * fault signal); raises naming fname otherwise. */
+int cfl_check_watchable(lua_State *L, int idx, const char *fname);
 /* The string at idx (a number is converted in place), refusing embedded NUL
  * bytes (a C API would silently cut the string there). The pointer is valid
  * while the value stays at idx. len may be NULL. */
@@ -352,7 +373,6 @@ cfl_task_ext *cfl_task_ext_of(cfl_task *t);
 extern const cfl_class cfl_yield_token_class;
 
 cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms);
-double cfl_check_ms(lua_State *L, int idx, const char *fname);
 
 /* job.c: a future over a thread-pool job */
 typedef struct cfl_job_kind {
@@ -373,21 +393,11 @@ typedef struct cfl_job {
 /* Push a future over j (whose uservalue may anchor what j works on). j may
  * be NULL until the caller sets f->job, before the future escapes. */
 cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu_job *j);
-/* Push nil, "<what>: <message>", "<ECODE>" for a negative libuv error. */
-int cfl_push_ioerr(lua_State *L, int err, const char *what);
 
 /* stream.c: push a Lua stream object owning one reference on s */
 void cfl_push_stream(lua_State *L, cfu_stream *s);
 /* The open stream at idx; raises naming fname otherwise. */
 cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname);
-/* signal.c */
-const char *cfl_signame(int num);
-/* The signal at idx (a name such as "SIGTERM" or "TERM", or a number);
- * def (if not 0) when absent. Raises naming fname and the argument. */
-int cfl_checksignal(lua_State *L, int idx, const char *fname, int def);
-/* The same for a signal a watcher may catch (not 0, SIGKILL, SIGSTOP or a
- * fault signal); raises naming fname otherwise. */
-int cfl_check_watchable(lua_State *L, int idx, const char *fname);
 void cfl_scope_child_done(cfl_task *t);
 void cfl_push_describe(lua_State *L, cfl_future *f);
 

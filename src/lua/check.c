@@ -1,8 +1,14 @@
 /*
- * check.c — argument checks shared by the bindings. Every message names the
- * function and the argument, and says what was expected and what came.
+ * check.c — the bindings' shared vocabulary: argument checks (a method's
+ * self, strings, integers, milliseconds, signals) and the I/O error triple.
+ * Every message names the function and the argument, and says what was
+ * expected and what came.
  */
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cfl.h"
@@ -70,4 +76,142 @@ lua_Integer cfl_check_int_range(lua_State *L, int idx, const char *fname, const 
     luaL_error(L, "%s: %s must be an integer %s (got %s)", fname, what, range, got);
   }
   return v;
+}
+
+/* ---- a method's self ---------------------------------------------------- */
+
+int cfl_raise_self(lua_State *L, int idx, const char *fname, const char *what) {
+  return luaL_error(L, "%s: argument #%d must be %s (call it with a colon; got %s)", fname, idx,
+                    what, luaL_typename(L, idx));
+}
+
+/* ---- I/O errors ---------------------------------------------------------- */
+
+int cfl_push_ioerr(lua_State *L, int err, const char *what) {
+  lua_pushnil(L);
+  if (what)
+    lua_pushfstring(L, "%s: %s", what, uv_strerror(err));
+  else
+    lua_pushstring(L, uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+int cfl_push_ioerrf(lua_State *L, int err, const char *fmt, ...) {
+  lua_pushnil(L);
+  va_list ap;
+  va_start(ap, fmt);
+  const char *what = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushfstring(L, "%s: %s", what, uv_strerror(err));
+  lua_remove(L, -2);
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+/* ---- milliseconds -------------------------------------------------------- */
+
+/* What a message shows of the number or numeric string at idx: the string
+ * as given; a number as Lua writes it, or with all its digits if that form
+ * is not exact (1e15 + 1 is not "1e+15"); NaN without its sign. */
+static const char *shown_ms(lua_State *L, int idx, double ms, char *buf, size_t size) {
+  if (lua_type(L, idx) != LUA_TNUMBER) return lua_tostring(L, idx);
+  if (ms != ms) return "nan";
+  const char *s = lua_tostring(L, idx);
+  if (strtod(s, NULL) == ms) return s;
+  snprintf(buf, size, "%.17g", ms);
+  return buf;
+}
+
+double cfl_check_ms(lua_State *L, int idx, const char *fname) {
+  int isnum;
+  double ms = lua_tonumberx(L, idx, &isnum);
+  if (!isnum)
+    luaL_error(L, "%s: argument #%d must be a number of milliseconds (got %s)", fname, idx,
+               luaL_typename(L, idx));
+  if (!(ms >= 0 && ms <= 1e15)) {
+    char buf[32];
+    const char *got = shown_ms(L, idx, ms, buf, sizeof buf);
+    if (ms > 1e15 && ms < HUGE_VAL)
+      luaL_error(L, "%s: argument #%d must be at most 1e15 milliseconds (got %s)", fname, idx, got);
+    luaL_error(L, "%s: argument #%d must be a non-negative, finite number of milliseconds (got %s)",
+               fname, idx, got);
+  }
+  return ms;
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  int num;
+} signals[] = {{"SIGHUP", SIGHUP},       {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT},
+               {"SIGILL", SIGILL},       {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+               {"SIGBUS", SIGBUS},       {"SIGFPE", SIGFPE},   {"SIGKILL", SIGKILL},
+               {"SIGUSR1", SIGUSR1},     {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+               {"SIGPIPE", SIGPIPE},     {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+               {"SIGCHLD", SIGCHLD},     {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+               {"SIGTSTP", SIGTSTP},     {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+               {"SIGURG", SIGURG},       {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+               {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
+               {"SIGIO", SIGIO},         {"SIGSYS", SIGSYS},   {NULL, 0}};
+
+const char *cfl_signame(int num) {
+  for (int i = 0; signals[i].name; i++)
+    if (signals[i].num == num) return signals[i].name;
+  return NULL;
+}
+
+/* What came instead of a signal, for error messages. */
+const char *cfl_got(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  return t == LUA_TNUMBER || t == LUA_TSTRING ? luaL_tolstring(L, idx, NULL)
+                                              : luaL_typename(L, idx);
+}
+
+/* Numbers are checked for range before any conversion to int, so 2^32 + 15
+ * is refused instead of wrapping to 15; 0 (no signal: kill's existence
+ * check) is accepted here and refused by the watchers. */
+int cfl_checksignal(lua_State *L, int idx, const char *fname, int def) {
+  if (def && lua_isnoneornil(L, idx)) return def;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    int isint = 0;
+    lua_Integer n = lua_tointegerx(L, idx, &isint);
+    if (!isint || n < 0 || n >= NSIG)
+      luaL_error(L, "%s: argument #%d must be a signal number from 0 to %d (got %s)", fname, idx,
+                 NSIG - 1, cfl_got(L, idx));
+    return (int)n;
+  }
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    char what[32];
+    snprintf(what, sizeof what, "argument #%d", idx);
+    const char *s = cfl_check_cstring(L, idx, fname, what, NULL);
+    for (int i = 0; signals[i].name; i++)
+      if (!strcmp(s, signals[i].name) || !strcmp(s, signals[i].name + 3)) return signals[i].num;
+  }
+  return luaL_error(
+      L, "%s: argument #%d must be a signal name such as \"SIGTERM\" or a number (got %s)", fname,
+      idx, cfl_got(L, idx));
+}
+
+/* A signal a watcher may catch: not 0, not one that cannot be caught, and
+ * not one raised by a fault (a handler that returns re-runs the faulting
+ * instruction: the program would spin instead of crashing), as tokio. */
+int cfl_check_watchable(lua_State *L, int idx, const char *fname) {
+  int num = cfl_checksignal(L, idx, fname, 0);
+  const char *why = NULL;
+  if (num == 0)
+    why = "it is not a signal";
+  else if (num == SIGKILL || num == SIGSTOP)
+    why = "it cannot be caught";
+  else if (num == SIGSEGV || num == SIGBUS || num == SIGFPE || num == SIGILL)
+    why = "it reports a fault that a handler cannot recover from";
+  if (why) {
+    const char *name = cfl_signame(num);
+    if (name)
+      luaL_error(L, "%s: %s cannot be watched (%s)", fname, name, why);
+    else
+      luaL_error(L, "%s: signal %d cannot be watched (%s)", fname, num, why);
+  }
+  return num;
 }

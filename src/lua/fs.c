@@ -102,10 +102,7 @@ static int fs_push(lua_State *L, cfu_job *job) {
   }
   if (err) {
     if (j->op == CFU_FS_RENAME) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "%s -> %s: %s", j->path, j->path2, uv_strerror(err));
-      lua_pushstring(L, uv_err_name(err));
-      return 3;
+      return cfl_push_ioerrf(L, err, "%s -> %s", j->path, j->path2);
     }
     return cfl_push_ioerr(L, err, what_of(j));
   }
@@ -382,9 +379,7 @@ static int push_file_object(lua_State *L, cfu_fsjob *j) {
  * Callers have checked the runtime (cfl_rt) first. */
 static cfl_file *check_file(lua_State *L, const char *fname) {
   cfl_file *o = luaL_testudata(L, 1, FILE_MT);
-  if (!o)
-    luaL_error(L, "%s: argument #1 must be a file (call it with a colon; got %s)", fname,
-               luaL_typename(L, 1));
+  if (!o) cfl_raise_self(L, 1, fname, "a file");
   if (o->closed || !o->f) luaL_error(L, "%s: the file is closed", fname);
   return o;
 }
@@ -552,9 +547,7 @@ static int f_tostring(lua_State *L) {
 static int f_is_closed(lua_State *L) {
   cfl_rt(L);
   cfl_file *o = luaL_testudata(L, 1, FILE_MT);
-  if (!o)
-    luaL_error(L, "file:is_closed: argument #1 must be a file (call it with a colon; got %s)",
-               luaL_typename(L, 1));
+  if (!o) cfl_raise_self(L, 1, "file:is_closed", "a file");
   lua_pushboolean(L, o->closed || !o->f);
   return 1;
 }

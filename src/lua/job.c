@@ -77,13 +77,3 @@ cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu
   f->kind = kind;
   return f;
 }
-
-int cfl_push_ioerr(lua_State *L, int err, const char *what) {
-  lua_pushnil(L);
-  if (what)
-    lua_pushfstring(L, "%s: %s", what, uv_strerror(err));
-  else
-    lua_pushstring(L, uv_strerror(err));
-  lua_pushstring(L, uv_err_name(err));
-  return 3;
-}

@@ -335,9 +335,7 @@ static cfl_listener *to_listener(lua_State *L, int idx) {
 
 static cfl_listener *check_listener_obj(lua_State *L, const char *fname) {
   cfl_listener *o = to_listener(L, 1);
-  if (!o)
-    luaL_error(L, "%s: argument #1 must be a listener (call it with a colon; got %s)", fname,
-               luaL_typename(L, 1));
+  if (!o) cfl_raise_self(L, 1, fname, "a listener");
   return o;
 }
 
@@ -377,10 +375,7 @@ static int l_listen(lua_State *L) {
   if (r != 0) {
     o->l = NULL;
     cfu_handle_unref(&l->base);
-    lua_pushnil(L);
-    lua_pushfstring(L, "listen %s:%d: %s", host, port, uv_strerror(r));
-    lua_pushstring(L, uv_err_name(r));
-    return 3;
+    return cfl_push_ioerrf(L, r, "listen %s:%d", host, port);
   }
   return 1;
 }
@@ -657,9 +652,7 @@ static cfl_udp *to_udp(lua_State *L, int idx) { return luaL_testudata(L, idx, UD
 
 static cfl_udp *check_udp_obj(lua_State *L, const char *fname) {
   cfl_udp *o = to_udp(L, 1);
-  if (!o)
-    luaL_error(L, "%s: argument #1 must be a UDP socket (call it with a colon; got %s)", fname,
-               luaL_typename(L, 1));
+  if (!o) cfl_raise_self(L, 1, fname, "a UDP socket");
   return o;
 }
 
@@ -690,10 +683,7 @@ static int l_udp(lua_State *L) {
   if (r != 0) {
     o->u = NULL;
     cfu_handle_unref(&u->base);
-    lua_pushnil(L);
-    lua_pushfstring(L, "udp %s:%d: %s", host, port, uv_strerror(r));
-    lua_pushstring(L, uv_err_name(r));
-    return 3;
+    return cfl_push_ioerrf(L, r, "udp %s:%d", host, port);
   }
   return 1;
 }

@@ -99,9 +99,7 @@ static cfl_process *to_process(lua_State *L) { return luaL_testudata(L, 1, PROCE
 static cfl_process *check_process(lua_State *L, const char *fname) {
   (void)cfl_rt(L); /* raises once the runtime closed */
   cfl_process *o = to_process(L);
-  if (!o || !o->p)
-    luaL_error(L, "%s: argument #1 must be a process (call it with a colon; got %s)", fname,
-               luaL_typename(L, 1));
+  if (!o || !o->p) cfl_raise_self(L, 1, fname, "a process");
   return o;
 }
 
@@ -285,10 +283,7 @@ static int l_spawn(lua_State *L) {
   if (r != 0) {
     for (int i = 0; i < 3; i++)
       if (pipes[i]) cfu_handle_close(&pipes[i]->base);
-    lua_pushnil(L);
-    lua_pushfstring(L, "process.spawn %s: %s", argv[0], uv_strerror(r));
-    lua_pushstring(L, uv_err_name(r));
-    return 3;
+    return cfl_push_ioerrf(L, r, "process.spawn %s", argv[0]);
   }
   cfu_handle_track(&rt->io, &p->base);
   lua_pushinteger(L, p->pid);

@@ -14,80 +14,6 @@
 
 #define LISTENER_MT "cfuture.SignalListener"
 
-static const struct {
-  const char *name;
-  int num;
-} signals[] = {{"SIGHUP", SIGHUP},       {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT},
-               {"SIGILL", SIGILL},       {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
-               {"SIGBUS", SIGBUS},       {"SIGFPE", SIGFPE},   {"SIGKILL", SIGKILL},
-               {"SIGUSR1", SIGUSR1},     {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
-               {"SIGPIPE", SIGPIPE},     {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
-               {"SIGCHLD", SIGCHLD},     {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
-               {"SIGTSTP", SIGTSTP},     {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
-               {"SIGURG", SIGURG},       {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
-               {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
-               {"SIGIO", SIGIO},         {"SIGSYS", SIGSYS},   {NULL, 0}};
-
-const char *cfl_signame(int num) {
-  for (int i = 0; signals[i].name; i++)
-    if (signals[i].num == num) return signals[i].name;
-  return NULL;
-}
-
-/* What came instead of a signal, for error messages. */
-static const char *got(lua_State *L, int idx) {
-  int t = lua_type(L, idx);
-  return t == LUA_TNUMBER || t == LUA_TSTRING ? luaL_tolstring(L, idx, NULL)
-                                              : luaL_typename(L, idx);
-}
-
-/* Numbers are checked for range before any conversion to int, so 2^32 + 15
- * is refused instead of wrapping to 15; 0 (no signal: kill's existence
- * check) is accepted here and refused by the watchers. */
-int cfl_checksignal(lua_State *L, int idx, const char *fname, int def) {
-  if (def && lua_isnoneornil(L, idx)) return def;
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    int isint = 0;
-    lua_Integer n = lua_tointegerx(L, idx, &isint);
-    if (!isint || n < 0 || n >= NSIG)
-      luaL_error(L, "%s: argument #%d must be a signal number from 0 to %d (got %s)", fname, idx,
-                 NSIG - 1, got(L, idx));
-    return (int)n;
-  }
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    char what[32];
-    snprintf(what, sizeof what, "argument #%d", idx);
-    const char *s = cfl_check_cstring(L, idx, fname, what, NULL);
-    for (int i = 0; signals[i].name; i++)
-      if (!strcmp(s, signals[i].name) || !strcmp(s, signals[i].name + 3)) return signals[i].num;
-  }
-  return luaL_error(
-      L, "%s: argument #%d must be a signal name such as \"SIGTERM\" or a number (got %s)", fname,
-      idx, got(L, idx));
-}
-
-/* A signal a watcher may catch: not 0, not one that cannot be caught, and
- * not one raised by a fault (a handler that returns re-runs the faulting
- * instruction: the program would spin instead of crashing), as tokio. */
-int cfl_check_watchable(lua_State *L, int idx, const char *fname) {
-  int num = cfl_checksignal(L, idx, fname, 0);
-  const char *why = NULL;
-  if (num == 0)
-    why = "it is not a signal";
-  else if (num == SIGKILL || num == SIGSTOP)
-    why = "it cannot be caught";
-  else if (num == SIGSEGV || num == SIGBUS || num == SIGFPE || num == SIGILL)
-    why = "it reports a fault that a handler cannot recover from";
-  if (why) {
-    const char *name = cfl_signame(num);
-    if (name)
-      luaL_error(L, "%s: %s cannot be watched (%s)", fname, name, why);
-    else
-      luaL_error(L, "%s: signal %d cannot be watched (%s)", fname, num, why);
-  }
-  return num;
-}
-
 /* The signal's name, or its number when it has none (a real-time signal). */
 static void push_signame(lua_State *L, int num) {
   const char *name = cfl_signame(num);
@@ -250,9 +176,7 @@ static cfl_listener *to_listener(lua_State *L) { return luaL_testudata(L, 1, LIS
 
 static cfl_listener *check_listener(lua_State *L, const char *fname) {
   cfl_listener *o = to_listener(L);
-  if (!o)
-    luaL_error(L, "%s: argument #1 must be a signal listener (call it with a colon; got %s)", fname,
-               luaL_typename(L, 1));
+  if (!o) cfl_raise_self(L, 1, fname, "a signal listener");
   if (!o->s || o->s->base.closing) luaL_error(L, "%s: the listener is closed", fname);
   return o;
 }
@@ -335,7 +259,7 @@ static int l_name(lua_State *L) {
   lua_Integer n = lua_tointegerx(L, 1, &isint);
   if (lua_type(L, 1) != LUA_TNUMBER || !isint || n < 1 || n >= NSIG)
     return luaL_error(L, "signal.name: argument #1 must be a signal number from 1 to %d (got %s)",
-                      NSIG - 1, got(L, 1));
+                      NSIG - 1, cfl_got(L, 1));
   lua_pushstring(L, cfl_signame((int)n)); /* nil for one without a name */
   return 1;
 }

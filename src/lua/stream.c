@@ -279,18 +279,14 @@ void cfl_push_stream(lua_State *L, cfu_stream *s) {
 
 cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname) {
   cfl_stream *o = cfl_testudata(L, idx, cfl_rt(L)->stream_mt);
-  if (!o)
-    luaL_error(L, "%s: argument #%d must be a stream (call it with a colon; got %s)", fname, idx,
-               luaL_typename(L, idx));
+  if (!o) cfl_raise_self(L, idx, fname, "a stream");
   if (o->closed || !o->s || o->s->base.closing) luaL_error(L, "%s: the stream is closed", fname);
   return o->s;
 }
 
 static cfl_stream *check_stream_rt(lua_State *L, cf_runtime *rt, const char *fname) {
   cfl_stream *o = cfl_testudata(L, 1, rt->stream_mt);
-  if (!o)
-    luaL_error(L, "%s: argument #1 must be a stream (call it with a colon; got %s)", fname,
-               luaL_typename(L, 1));
+  if (!o) cfl_raise_self(L, 1, fname, "a stream");
   if (o->closed || !o->s || o->s->base.closing) luaL_error(L, "%s: the stream is closed", fname);
   return o;
 }
@@ -501,9 +497,7 @@ static int s_shutdown(lua_State *L) {
 /* The stream object at 1 for a method that works on closed streams too. */
 static cfl_stream *check_self(lua_State *L, cf_runtime *rt, const char *fname) {
   cfl_stream *o = cfl_testudata(L, 1, rt->stream_mt);
-  if (!o)
-    luaL_error(L, "%s: argument #1 must be a stream (call it with a colon; got %s)", fname,
-               luaL_typename(L, 1));
+  if (!o) cfl_raise_self(L, 1, fname, "a stream");
   return o;
 }
 

@@ -93,35 +93,6 @@ cfl_future *cfl_new_sleep(lua_State *L, cf_runtime *rt, double ms) {
   return &s->hdr;
 }
 
-/* What a message shows of the number or numeric string at idx: the string
- * as given; a number as Lua writes it, or with all its digits if that form
- * is not exact (1e15 + 1 is not "1e+15"); NaN without its sign. */
-static const char *shown_ms(lua_State *L, int idx, double ms, char *buf, size_t size) {
-  if (lua_type(L, idx) != LUA_TNUMBER) return lua_tostring(L, idx);
-  if (ms != ms) return "nan";
-  const char *s = lua_tostring(L, idx);
-  if (strtod(s, NULL) == ms) return s;
-  snprintf(buf, size, "%.17g", ms);
-  return buf;
-}
-
-double cfl_check_ms(lua_State *L, int idx, const char *fname) {
-  int isnum;
-  double ms = lua_tonumberx(L, idx, &isnum);
-  if (!isnum)
-    luaL_error(L, "%s: argument #%d must be a number of milliseconds (got %s)", fname, idx,
-               luaL_typename(L, idx));
-  if (!(ms >= 0 && ms <= 1e15)) {
-    char buf[32];
-    const char *got = shown_ms(L, idx, ms, buf, sizeof buf);
-    if (ms > 1e15 && ms < HUGE_VAL)
-      luaL_error(L, "%s: argument #%d must be at most 1e15 milliseconds (got %s)", fname, idx, got);
-    luaL_error(L, "%s: argument #%d must be a non-negative, finite number of milliseconds (got %s)",
-               fname, idx, got);
-  }
-  return ms;
-}
-
 /* cf.sleep(ms) -> future ready after ms milliseconds */
 static int l_sleep(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
