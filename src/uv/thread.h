@@ -8,7 +8,8 @@
  *   loop thread only by posting mail; the mail's fire hook then runs on the
  *   loop thread and may wake wakers.
  * - Lock order: a channel's mutex, then an inbox's or a parker's mutex.
- *   Nothing takes a channel's mutex while holding one of those.
+ *   Nothing takes a channel's mutex while holding one of those. (A thread
+ *   pool's mutex, tpool.h, comes before all of them.)
  */
 #ifndef CF_UV_THREAD_H
 #define CF_UV_THREAD_H
