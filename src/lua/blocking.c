@@ -13,22 +13,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lualib.h>
-
+#include "call.h"
 #include "cfl.h"
-#include "copy.h"
 
 /* ---- the job ------------------------------------------------------------------ */
 
 typedef struct blocking_job {
   cfu_job job;
-  cfl_buf code; /* the function (encoded) */
-  cfl_buf args; /* encoded arguments, then the encoded results or error */
-  int nargs;
-  int nres;
-  int failed;      /* the results buffer holds an error (cfl_encode_error) */
+  cfl_call call;   /* the function, its arguments, then its results or error */
   cf_link running; /* in running_jobs while its run() runs */
 } blocking_job;
+
+/* A fresh state per call; a stop raises at every check (nothing to tidy up
+ * for: the state goes with the call). */
+static const cfl_call_kind blocking_call = {
+    .name = "blocking",
+    .hook_every = 10000,
+    .sources = 0,
+    .traceback = 0,
+    .cache = 0,
+    .stop_once = 0,
+};
 
 /* ---- the jobs running now, stopped when the process exits ----------------------
  * exit() (os.exit without closing the state) runs libuv's destructor, which
@@ -74,56 +79,15 @@ __attribute__((destructor)) static void stop_jobs_at_exit(void) {
   uv_mutex_unlock(&running_mu);
 }
 
-static _Thread_local blocking_job *tl_job; /* the job this pool thread runs */
-
-static void cancel_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  if (tl_job && atomic_load(&tl_job->job.cancel)) luaL_error(L, "cancelled");
-}
-
-static void run_in(lua_State *L, blocking_job *j) {
-  cfl_hookable_state(L);
-  lua_sethook(L, cancel_hook, LUA_MASKCOUNT, 10000);
-  lua_pushcfunction(L, cfl_error_handler); /* 1 */
-  size_t pos = 0;
-  int st = cfl_decode(L, j->code.p, j->code.len, &pos) ? LUA_ERRRUN : LUA_OK;
-  if (st != LUA_OK) lua_pushliteral(L, "blocking: cannot load the function");
-  pos = 0;
-  for (int i = 0; st == LUA_OK && i < j->nargs; i++)
-    if (cfl_decode(L, j->args.p, j->args.len, &pos)) {
-      lua_pushliteral(L, "blocking: corrupt arguments");
-      st = LUA_ERRRUN;
-    }
-  /* what was decoded belongs to L now; the rest is released */
-  cfl_buf_consumed(&j->args, pos);
-  if (st == LUA_OK) st = lua_pcall(L, j->nargs, LUA_MULTRET, 1);
-  if (st == LUA_OK) {
-    j->nres = lua_gettop(L) - 1;
-    char err[160];
-    for (int i = 1; i <= j->nres; i++)
-      if (cfl_encode(L, 1 + i, &j->args, err)) {
-        cfl_buf_discard(&j->args);
-        lua_pushfstring(L, "blocking: result #%d: %s", i, err);
-        st = LUA_ERRRUN;
-        break;
-      }
-  }
-  if (st != LUA_OK) {
-    j->failed = 1;
-    cfl_encode_error(L, -1, &j->args, "blocking");
-  }
-}
-
 static void blocking_run(cfu_job *job) {
   blocking_job *j = (blocking_job *)job;
   int listed = running_add(j);
-  lua_State *L = luaL_newstate();
+  lua_State *L = cfl_call_state(&blocking_call);
   if (L) {
-    tl_job = j;
-    luaL_openlibs(L);
-    run_in(L, j);
+    cfl_call_watch(&blocking_call, &j->job.cancel);
+    cfl_call_run(L, &j->call, &blocking_call);
     lua_close(L);
-    tl_job = NULL;
+    cfl_call_watch(NULL, NULL);
   } else
     job->err = UV_ENOMEM;
   if (listed) running_remove(j); /* before its after hook can free it */
@@ -131,8 +95,7 @@ static void blocking_run(cfu_job *job) {
 
 static void blocking_free(cfu_job *job) {
   blocking_job *j = (blocking_job *)job;
-  cfl_buf_discard(&j->code);
-  cfl_buf_discard(&j->args);
+  cfl_call_discard(&j->call);
   free(j);
 }
 
@@ -141,20 +104,7 @@ static const cfu_job_vt blocking_vt = {blocking_run, NULL, blocking_free};
 static int blocking_push(lua_State *L, cfu_job *job) {
   blocking_job *j = (blocking_job *)job;
   if (job->err) return cfl_push_ioerr(L, job->err, "blocking");
-  if (j->failed) {
-    cfl_push_error(L, &j->args, "blocking");
-    return -1;
-  }
-  size_t pos = 0;
-  luaL_checkstack(L, j->nres, "too many results");
-  for (int i = 0; i < j->nres; i++)
-    if (cfl_decode(L, j->args.p, j->args.len, &pos)) {
-      cfl_buf_consumed(&j->args, pos);
-      lua_pushliteral(L, "blocking: corrupt results");
-      return -1;
-    }
-  cfl_buf_consumed(&j->args, pos); /* decoded: the channels it held belong to Lua now */
-  return j->nres;
+  return cfl_call_push(L, &j->call, &blocking_call);
 }
 
 static const cfl_job_kind blocking_kind = {"blocking", blocking_push, NULL, NULL};
@@ -162,21 +112,13 @@ static const cfl_job_kind blocking_kind = {"blocking", blocking_push, NULL, NULL
 /* cf.blocking(fn, ...) -> future of fn's results, computed on a pool thread */
 static int l_blocking(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  if (lua_type(L, 1) != LUA_TFUNCTION || lua_iscfunction(L, 1))
-    return luaL_error(L, "blocking: argument #1 must be a Lua function (got %s)",
-                      lua_iscfunction(L, 1) ? "a C function" : luaL_typename(L, 1));
-  int nargs = lua_gettop(L) - 1;
+  const char *what = cfl_call_badfn(L, 1, &blocking_call);
+  if (what) return luaL_error(L, "blocking: argument #1 must be a Lua function (got %s)", what);
   blocking_job *j = calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "blocking: out of memory");
   cfu_job_init(&j->job, &blocking_vt);
-  j->nargs = nargs;
   char err[160];
-  int bad = 0;
-  if (cfl_encode(L, 1, &j->code, err))
-    bad = 1;
-  else
-    for (int i = 2; !bad && i <= nargs + 1; i++)
-      if (cfl_encode(L, i, &j->args, err)) bad = i;
+  int bad = cfl_call_encode(L, &j->call, &blocking_call, 1, 2, lua_gettop(L), err);
   if (bad) {
     blocking_free(&j->job);
     if (bad == 1 && strstr(err, "captures"))
@@ -238,6 +180,6 @@ int cf_push_blocking(lua_State *L, void (*run)(void *arg), int (*push)(lua_State
 
 static const luaL_Reg funcs[] = {{"blocking", l_blocking}, {NULL, NULL}};
 
-void cfl_open_blocking(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
+static void open_blocking(lua_State *L) { cfl_setfuncs(L, cf_runtime_of(L), funcs); }
 
-const cfl_module cfl_blocking_module = {.name = "blocking", .open = cfl_open_blocking};
+const cfl_module cfl_blocking_module = {.name = "blocking", .open = open_blocking};

@@ -55,7 +55,7 @@ void cfl_push_error(lua_State *L, cfl_buf *b, const char *fname);
 /* Push the worker traceback of the error value at idx, or nil. */
 int cfl_push_traceback(lua_State *L, int idx);
 
-/* thread.c: the Lua side of cross-thread channels */
+/* thread_channel.c: the Lua side of cross-thread channels */
 cfu_xchan *cfl_toxchan(lua_State *L, int idx);    /* NULL if not a channel */
 void cfl_push_xchan(lua_State *L, cfu_xchan *ch); /* takes a reference */
 

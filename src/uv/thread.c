@@ -237,3 +237,17 @@ void cfu_xchan_close(cfu_xchan *ch) {
   wake_all(&ch->senders);
   uv_mutex_unlock(&ch->mu);
 }
+
+int cfu_xchan_is_closed(cfu_xchan *ch) {
+  uv_mutex_lock(&ch->mu);
+  int closed = ch->closed;
+  uv_mutex_unlock(&ch->mu);
+  return closed;
+}
+
+size_t cfu_xchan_len(cfu_xchan *ch) {
+  uv_mutex_lock(&ch->mu);
+  size_t n = ch->n;
+  uv_mutex_unlock(&ch->mu);
+  return n;
+}

@@ -8,7 +8,8 @@
  *   loop thread only by posting mail; the mail's fire hook then runs on the
  *   loop thread and may wake wakers.
  * - Lock order: a channel's mutex, then an inbox's or a parker's mutex.
- *   Nothing takes a channel's mutex while holding one of those.
+ *   Nothing takes a channel's mutex while holding one of those. (A thread
+ *   pool's mutex, tpool.h, comes before all of them.)
  */
 #ifndef CF_UV_THREAD_H
 #define CF_UV_THREAD_H
@@ -37,6 +38,8 @@ void cfu_unpark(cfu_parker *p);
 /* Set the cancel flag and wake the thread if it is parked. Any thread. */
 void cfu_parker_cancel(cfu_parker *p);
 static inline int cfu_parker_cancelled(cfu_parker *p) { return atomic_load(&p->cancel); }
+/* The cancel flag itself, for a check that only knows a flag (an instruction hook). */
+static inline const atomic_int *cfu_parker_flag(const cfu_parker *p) { return &p->cancel; }
 
 /* ---- the inbox: mail from any thread, delivered on the loop thread ------------ */
 
@@ -108,5 +111,8 @@ int cfu_xchan_recv(cfu_xchan *ch, cfu_xmsg **out, cfu_xwait *w);
 /* Withdraw w if it is still registered. */
 void cfu_xchan_unwait(cfu_xchan *ch, cfu_xwait *w);
 void cfu_xchan_close(cfu_xchan *ch);
+/* Any thread: closed yet? / how many messages it holds now. */
+int cfu_xchan_is_closed(cfu_xchan *ch);
+size_t cfu_xchan_len(cfu_xchan *ch);
 
 #endif
