@@ -10,7 +10,7 @@
 
 #include <sys/stat.h>
 
-#include "driver.h"
+#include "work.h"
 
 typedef enum cfu_fs_op {
   CFU_FS_READ_FILE,
