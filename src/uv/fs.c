@@ -506,6 +506,17 @@ cfu_fsjob *cfu_fsjob_on(cfu_fs_op op, cfu_file *f) {
   return j;
 }
 
+int cfu_fsjob_take_err(cfu_fsjob *j) {
+  int err = j->job.err;
+  cfu_file *f = j->file;
+  if (f && !err && f->werr &&
+      (j->op == CFU_FS_WRITE || j->op == CFU_FS_SYNC || j->op == CFU_FS_CLOSE)) {
+    err = f->werr; /* a write whose future was dropped failed */
+    f->werr = 0;
+  }
+  return err;
+}
+
 int cfu_fsjob_turn(cfu_fsjob *j, cf_context *cx) {
   cfu_file *f = j->file;
   if (f->busy) {

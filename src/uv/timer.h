@@ -39,6 +39,12 @@ void cfu_sleep_init(cfu_sleep *s);
 int cfu_timers_add(cfu_timers *t, cfu_sleep *s, uint64_t deadline, const cf_waker *w);
 /* Disarm s (cancellation) and drop its waker. */
 void cfu_timers_remove(cfu_timers *t, cfu_sleep *s);
+/* Its deadline passed (it was armed, and fired). */
+static inline int cfu_sleep_fired(const cfu_sleep *s) { return s->fired; }
+/* An armed s is polled again: wake `w` (cloned) instead. */
+static inline void cfu_sleep_set_waker(cfu_sleep *s, const cf_waker *w) {
+  cf_waker_set(&s->waker, w);
+}
 
 /* Time on the runtime's clock is nanoseconds in 64 bits; it starts near
  * uv_hrtime() (the uptime). cf.time.advance moves a paused clock up to
@@ -68,6 +74,7 @@ static inline uint64_t cfu_timers_now(const cfu_timers *t) {
 /* Freeze the clock (no timer fires by itself) / let it run on from where it
  * stands. */
 void cfu_timers_pause(cfu_timers *t);
+static inline int cfu_timers_paused(const cfu_timers *t) { return t->paused; }
 void cfu_timers_resume(cfu_timers *t);
 /* Paused clock: move it forward by ns (to CFU_CLOCK_MAX at most, or not at
  * all from past it), firing every sleep now due. */
