@@ -4,15 +4,21 @@
  * only the queued children. The group memory lives until the combinator has
  * released it and every stored child waker was dropped.
  */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "core.h"
 
 static void group_unref(cf_group *g) {
+  assert(g->refcount > 0);
   if (--g->refcount == 0) free(g);
 }
 
-static void child_clone(void *data) { ((cf_group_child *)data)->group->refcount++; }
+static void child_clone(void *data) {
+  cf_group *g = ((cf_group_child *)data)->group;
+  assert(g->refcount > 0); /* a waker of a freed group */
+  g->refcount++;
+}
 static void child_drop(void *data) { group_unref(((cf_group_child *)data)->group); }
 static void child_wake(void *data) {
   cf_group_child *c = data;

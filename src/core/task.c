@@ -4,12 +4,24 @@
  * Ground rules (see core.h): state changes happen only in the named
  * transition functions below; a task is on the ready queue at most once; a
  * complete task is never polled again.
+ *
+ * The transitions (each asserts where it starts from):
+ *   spawned  -> SCHEDULED   to_scheduled (spawn)
+ *   IDLE     -> SCHEDULED   to_scheduled (wake)
+ *   SCHEDULED-> RUNNING     to_running (popped from the ready queue)
+ *   RUNNING  -> NOTIFIED    to_notified (woken during its poll)
+ *   NOTIFIED -> SCHEDULED   to_scheduled (the poll returned pending)
+ *   RUNNING  -> IDLE        to_idle (the poll returned pending, no wake)
+ *   any but COMPLETE -> COMPLETE   to_complete (ready, or cancelled)
+ * plus the cut-short poll (cf_executor_interrupted): RUNNING or NOTIFIED
+ * -> IDLE, then woken.
  */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "core.h"
 
-static void task_waker_clone(void *data) { ((cf_task *)data)->refcount++; }
+static void task_waker_clone(void *data) { cf_task_ref((cf_task *)data); }
 static void task_waker_wake(void *data) { cf_task_wake((cf_task *)data); }
 static void task_waker_drop(void *data) { cf_task_unref((cf_task *)data); }
 
@@ -33,14 +45,22 @@ void cf_executor_init(cf_executor *ex, void *user) {
     if ((ex)->on_event) (ex)->on_event((ex), (t), (ev));                                           \
   } while (0)
 
-void cf_task_ref(cf_task *t) { t->refcount++; }
+void cf_task_ref(cf_task *t) {
+  assert(t->refcount > 0); /* a reference on a freed task */
+  t->refcount++;
+}
 
 void cf_task_unref(cf_task *t) {
+  assert(t->refcount > 0);
   if (--t->refcount == 0) t->hooks->free(t);
 }
 
-static void transition_to_scheduled(cf_task *t) {
+/* Spawned, or woken while idle, or notified during its poll: on the ready
+ * queue (once). */
+static void to_scheduled(cf_task *t) {
   cf_executor *ex = t->ex;
+  assert(t->state == CF_TASK_IDLE || t->state == CF_TASK_NOTIFIED);
+  assert(!cf__link_linked(&t->queue));
   if (ex->clock) t->woken_at = ex->clock(ex);
   t->state = CF_TASK_SCHEDULED;
   cf__list_push_back(&ex->ready, &t->queue);
@@ -60,19 +80,40 @@ void cf_task_spawn(cf_task *t, cf_executor *ex, const cf_task_hooks *hooks, cf_f
   t->polls = 0;
   t->cancel_requested = 0;
   t->cancelled = 0;
+  t->state = CF_TASK_IDLE; /* until scheduled, just below */
   cf__list_push_back(&ex->tasks, &t->all);
   ex->ntasks++;
   EVENT(ex, t, CF_EV_SPAWN);
-  transition_to_scheduled(t);
+  to_scheduled(t);
+}
+
+/* Popped from the ready queue, to be polled. */
+static void to_running(cf_task *t) {
+  assert(t->state == CF_TASK_SCHEDULED && !t->cancel_requested);
+  t->state = CF_TASK_RUNNING;
+  t->polls++;
+}
+
+/* Woken during its own poll: it runs once more afterwards. */
+static void to_notified(cf_task *t) {
+  assert(t->state == CF_TASK_RUNNING);
+  t->state = CF_TASK_NOTIFIED;
+}
+
+/* Its poll returned pending and nothing woke it meanwhile: waits for a
+ * waker. */
+static void to_idle(cf_task *t) {
+  assert(t->state == CF_TASK_RUNNING);
+  t->state = CF_TASK_IDLE;
 }
 
 void cf_task_wake(cf_task *t) {
   switch (t->state) {
   case CF_TASK_IDLE:
     EVENT(t->ex, t, CF_EV_WAKE);
-    transition_to_scheduled(t);
+    to_scheduled(t);
     break;
-  case CF_TASK_RUNNING: t->state = CF_TASK_NOTIFIED; break;
+  case CF_TASK_RUNNING: to_notified(t); break;
   default: break; /* already queued, notified or complete */
   }
 }
@@ -89,8 +130,10 @@ static void finish_complete(cf_task *t) {
   cf_task_unref(t); /* the task list's reference */
 }
 
-static void transition_to_complete(cf_task *t, int cancelled) {
+/* The root future is ready, or the task is cancelled: it completes, once. */
+static void to_complete(cf_task *t, int cancelled) {
   cf_executor *ex = t->ex;
+  assert(t->state != CF_TASK_COMPLETE);
   if (cancelled) cf_future_drop(t->future);
   cf_waiter_cancel(&t->waiter);
   if (cf__link_linked(&t->queue)) {
@@ -113,15 +156,16 @@ size_t cf_executor_run(cf_executor *ex, size_t budget) {
   while (n < budget) {
     cf_link *link = cf__list_pop_front(&ex->ready);
     if (!link) break;
+    assert(ex->nready > 0);
     ex->nready--;
     cf_task *t = cf__container_of(link, cf_task, queue);
+    assert(t->state == CF_TASK_SCHEDULED); /* the queue holds scheduled tasks only */
     n++;
     if (t->cancel_requested) {
-      transition_to_complete(t, 1);
+      to_complete(t, 1);
       continue;
     }
-    t->state = CF_TASK_RUNNING;
-    t->polls++;
+    to_running(t);
     cf_task *prev = ex->current;
     ex->current = t;
     cf_waker w = cf_task_waker(t);
@@ -131,13 +175,13 @@ size_t cf_executor_run(cf_executor *ex, size_t budget) {
     EVENT(ex, t, CF_EV_POLL_END);
     ex->current = prev;
     if (r == CF_READY)
-      transition_to_complete(t, 0);
+      to_complete(t, 0);
     else if (t->cancel_requested)
-      transition_to_complete(t, 1);
+      to_complete(t, 1);
     else if (t->state == CF_TASK_NOTIFIED)
-      transition_to_scheduled(t);
+      to_scheduled(t);
     else
-      t->state = CF_TASK_IDLE;
+      to_idle(t);
   }
   return n;
 }
@@ -146,8 +190,15 @@ void cf_executor_cancel_all(cf_executor *ex) {
   while (!cf__list_empty(&ex->tasks)) {
     cf_task *t = cf__container_of(ex->tasks.next, cf_task, all);
     t->cancel_requested = 1;
-    transition_to_complete(t, 1);
+    to_complete(t, 1);
   }
+}
+
+/* Its poll was cut short (RUNNING, or NOTIFIED if woken meanwhile): idle,
+ * to be woken at once into its cancellation. */
+static void to_interrupted(cf_task *t) {
+  assert(t->state == CF_TASK_RUNNING || t->state == CF_TASK_NOTIFIED);
+  t->state = CF_TASK_IDLE;
 }
 
 void cf_executor_interrupted(cf_executor *ex) {
@@ -162,6 +213,6 @@ void cf_executor_interrupted(cf_executor *ex) {
   if (!t) return;
   ex->current = NULL; /* runs do not nest: a poll cannot drive the executor */
   t->cancel_requested = 1;
-  t->state = CF_TASK_IDLE;
+  to_interrupted(t);
   cf_task_wake(t);
 }

@@ -3,6 +3,8 @@
  * while linked it holds a waker reference, dropped when the node is woken or
  * cancelled.
  */
+#include <assert.h>
+
 #include "core.h"
 
 void cf_waiter_init(cf_waiter *w) {
@@ -16,6 +18,7 @@ int cf_waiter_linked(const cf_waiter *w) { return cf__link_linked(&w->link); }
 
 void cf_waiter_consume(cf_waiter *w) {
   if (w->notified_by) {
+    assert(w->notified_by->notified > 0);
     w->notified_by->notified--;
     w->notified_by = NULL;
   }
@@ -60,6 +63,7 @@ int cf_waitlist_wake_one(cf_waitlist *l) {
 int cf_waitlist_notify_one(cf_waitlist *l) {
   cf_waiter *w = pop(l);
   if (!w) return 0;
+  assert(!w->notified_by); /* a waiter holds one notification at most */
   w->notified_by = l;
   l->notified++;
   cf_waker_wake(&w->waker);

@@ -94,12 +94,7 @@ static const char *what_of(cfu_fsjob *j) {
 
 static int fs_push(lua_State *L, cfu_job *job) {
   cfu_fsjob *j = (cfu_fsjob *)job;
-  int err = job->err;
-  if (j->file && !err && j->file->werr &&
-      (j->op == CFU_FS_WRITE || j->op == CFU_FS_SYNC || j->op == CFU_FS_CLOSE)) {
-    err = j->file->werr; /* a write whose future was dropped failed */
-    j->file->werr = 0;
-  }
+  int err = cfu_fsjob_take_err(j);
   if (err) {
     if (j->op == CFU_FS_RENAME) {
       return cfl_push_ioerrf(L, err, "%s -> %s", j->path, j->path2);

@@ -16,17 +16,12 @@ static cf_poll job_poll(cf_future *base, cf_context *cx) {
   cfu_job *j = f->job;
   if (cfl_polled_out(&f->hdr)) return CF_READY;
   f->hdr.state = CFL_ST_PENDING;
-  switch (j->state) {
-  case CFU_JOB_NEW: {
+  switch (cfu_req_state(&j->base)) {
+  case CFU_REQ_NEW:
     if (f->kind->start && !f->kind->start(j, cx)) return CF_PENDING;
-    int r = cfu_job_submit(f->hdr.rt->loop, j, cx->waker);
-    if (r == 0) return CF_PENDING;
-    j->err = r;
-    j->state = CFU_JOB_DONE;
-    if (j->vt->after) j->vt->after(j);
-    break;
-  }
-  case CFU_JOB_QUEUED: cf_waker_set(&j->waker, cx->waker); return CF_PENDING;
+    if (cfu_job_submit(f->hdr.rt->loop, j, cx->waker) == 0) return CF_PENDING;
+    break; /* done with the error */
+  case CFU_REQ_BUSY: cfu_req_set_waker(&j->base, cx->waker); return CF_PENDING;
   default: break;
   }
   return cfl_ready(&f->hdr);
@@ -48,7 +43,7 @@ static int job_take(lua_State *L, cfl_future *base) {
   f->hdr.state = CFL_ST_TAKEN;
   int n = f->kind->push(L, j); /* -1: an error value to raise */
   f->job = NULL;
-  j->vt->free(j);
+  cfu_job_orphan(j); /* done: freed now */
   return n;
 }
 

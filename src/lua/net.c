@@ -75,19 +75,15 @@ static cf_poll connect_poll(cf_future *base, cf_context *cx) {
   cfu_connect *c = f->c;
   if (cfl_polled_out(&f->hdr)) return CF_READY;
   f->hdr.state = CFL_ST_PENDING;
-  if (c->stage == 0) {
+  if (cfu_req_state(&c->base) == CFU_REQ_NEW) {
     char *colon = strrchr(f->what, ':');
     *colon = '\0';
-    int r = cfu_connect_start(f->hdr.rt->loop, c, f->what, colon + 1, cx->waker);
+    cfu_connect_start(f->hdr.rt->loop, c, f->what, colon + 1, cx->waker); /* or done, failed */
     *colon = ':';
-    if (r != 0) {
-      c->err = r;
-      c->stage = 3;
-    }
-  } else if (c->stage < 3) {
-    cfu_connect_set_waker(c, cx->waker);
+  } else if (!cfu_req_done(&c->base)) {
+    cfu_req_set_waker(&c->base, cx->waker);
   }
-  if (c->stage < 3) return CF_PENDING;
+  if (!cfu_req_done(&c->base)) return CF_PENDING;
   return cfl_ready(&f->hdr);
 }
 
@@ -111,10 +107,11 @@ static int connect_take(lua_State *L, cfl_future *base) {
   cfl_connect *f = (cfl_connect *)base;
   f->hdr.state = CFL_ST_TAKEN;
   int n = 1;
-  if (f->c->err) {
+  int err = cfu_req_err(&f->c->base);
+  if (err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "connect %s: %s", f->what, uv_strerror(f->c->err));
-    lua_pushstring(L, uv_err_name(f->c->err));
+    lua_pushfstring(L, "connect %s: %s", f->what, uv_strerror(err));
+    lua_pushstring(L, uv_err_name(err));
     n = 3;
   } else {
     cfu_stream *s = cfu_connect_take(f->c);
@@ -124,7 +121,7 @@ static int connect_take(lua_State *L, cfl_future *base) {
   }
   cfu_connect *c = f->c;
   f->c = NULL;
-  cfu_connect_free(c);
+  cfu_connect_orphan(c); /* done: freed now */
   free(f->what);
   f->what = NULL;
   return n;
@@ -148,7 +145,7 @@ static int l_connect(lua_State *L) {
   const char *host = check_host(L, 1, "net.connect");
   int port = check_port(L, 2, "net.connect");
   cfl_connect *f = (cfl_connect *)cfl_new_future(L, rt, &connect_class, sizeof *f);
-  f->c = calloc(1, sizeof *f->c);
+  f->c = cfu_connect_new();
   lua_pushfstring(L, "%s:%d", host, port);
   f->what = strdup(lua_tostring(L, -1));
   lua_pop(L, 1);
@@ -169,16 +166,12 @@ static cf_poll lookup_poll(cf_future *base, cf_context *cx) {
   cfl_lookup *f = (cfl_lookup *)base;
   if (f->hdr.state == CFL_ST_FRESH) {
     f->hdr.state = CFL_ST_PENDING;
-    int r =
-        cfu_lookup_start(f->hdr.rt->loop, f->l, f->host, NULL, SOCK_STREAM, f->family, cx->waker);
-    if (r != 0) {
-      f->l->err = r;
-      f->l->done = 1;
-    }
-  } else if (f->hdr.state == CFL_ST_PENDING && !f->l->done) {
-    cf_waker_set(&f->l->waker, cx->waker);
+    /* a failed start leaves it done with the error */
+    cfu_lookup_start(f->hdr.rt->loop, f->l, f->host, NULL, SOCK_STREAM, f->family, cx->waker);
+  } else if (f->hdr.state == CFL_ST_PENDING && !cfu_req_done(&f->l->base)) {
+    cfu_req_set_waker(&f->l->base, cx->waker);
   }
-  if (f->hdr.state == CFL_ST_PENDING && f->l->done) f->hdr.state = CFL_ST_READY;
+  if (f->hdr.state == CFL_ST_PENDING && cfu_req_done(&f->l->base)) f->hdr.state = CFL_ST_READY;
   return f->hdr.state == CFL_ST_PENDING ? CF_PENDING : CF_READY;
 }
 
@@ -186,10 +179,7 @@ static void lookup_release(cfl_lookup *f) {
   if (f->l) {
     cfu_lookup *l = f->l;
     f->l = NULL;
-    if (f->hdr.state == CFL_ST_FRESH)
-      cfu_lookup_free(l);
-    else
-      cfu_lookup_orphan(l);
+    cfu_lookup_orphan(l); /* freed now unless busy */
   }
   free(f->host);
   f->host = NULL;
@@ -204,10 +194,11 @@ static void lookup_drop(cf_future *base) {
 static int lookup_take(lua_State *L, cfl_future *base) {
   cfl_lookup *f = (cfl_lookup *)base;
   int n = 1;
-  if (f->l->err) {
+  int err = cfu_req_err(&f->l->base);
+  if (err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "lookup %s: %s", f->host, uv_strerror(f->l->err));
-    lua_pushstring(L, uv_err_name(f->l->err));
+    lua_pushfstring(L, "lookup %s: %s", f->host, uv_strerror(err));
+    lua_pushstring(L, uv_err_name(err));
     n = 3;
   } else {
     lua_newtable(L);
@@ -267,7 +258,7 @@ static int l_lookup(lua_State *L) {
                         name ? name : luaL_typename(L, 2));
   }
   cfl_lookup *f = (cfl_lookup *)cfl_new_future(L, rt, &lookup_class, sizeof *f);
-  f->l = calloc(1, sizeof *f->l);
+  f->l = cfu_lookup_new();
   f->host = strdup(host);
   f->family = famv[fam];
   if (!f->l || !f->host) return luaL_error(L, "net.lookup: out of memory");
@@ -412,8 +403,7 @@ static cf_poll accept_poll(cf_future *base, cf_context *cx) {
       uv_tcp_nodelay(&f->got->h.tcp, 1);
     }
   } else if (l->err) {
-    f->err = l->err;
-    l->err = 0;
+    f->err = cfu_listener_take_err(l);
   } else {
     cf_waitlist_register(&l->acceptors, cx);
     accept_wait(f, 1);
@@ -788,11 +778,11 @@ static cf_poll send_poll(cf_future *base, cf_context *cx) {
     break;
   }
   case CFL_ST_PENDING:
-    if (!f->sr->done) {
-      cf_waker_set(&f->sr->waker, cx->waker);
+    if (!cfu_req_done(&f->sr->base)) {
+      cfu_req_set_waker(&f->sr->base, cx->waker);
       return CF_PENDING;
     }
-    f->err = f->sr->status;
+    f->err = cfu_req_err(&f->sr->base);
     break;
   default: return CF_READY;
   }

@@ -249,13 +249,11 @@ static int l_spawn(lua_State *L) {
   cfu_stream *pipes[3] = {NULL, NULL, NULL};
   for (int i = 0; i < 3; i++) {
     if (modes[i] == 1) {
-      cfu_stream *s = cfu_stream_new();
+      cfu_stream *s = cfu_stream_new_pipe(rt->loop);
       if (!s) {
         cfu_handle_close(&p->base); /* never started: nothing lingers */
         return luaL_error(L, "process.spawn: out of memory");
       }
-      uv_pipe_init(rt->loop, &s->h.pipe, 0);
-      cfu_handle_opened(&s->base, &s->h.handle);
       cfu_handle_track(&rt->io, &s->base);
       cfl_push_stream(L, s); /* owns s from here */
       lua_setfield(L, fields, names[i]);
@@ -278,7 +276,6 @@ static int l_spawn(lua_State *L) {
   opts.stdio = stdio;
   opts.stdio_count = 3;
   if (group) opts.flags |= UV_PROCESS_DETACHED; /* setsid: a new process group */
-  p->group = (uint8_t)group;
   int r = cfu_process_spawn(rt->loop, p, &opts);
   if (r != 0) {
     for (int i = 0; i < 3; i++)

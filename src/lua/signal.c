@@ -32,7 +32,6 @@ static void push_signame(lua_State *L, int num) {
  * not 0. A cf.signal.wait owns its watcher and counts alone. */
 typedef struct cfl_listener {
   cfu_signal *s;
-  int waiting; /* recv futures pending on s */
 } cfl_listener;
 
 typedef struct cfl_sigwait {
@@ -49,13 +48,13 @@ typedef struct cfl_sigwait {
 static void hold(cfl_sigwait *w) {
   if (w->holding) return;
   w->holding = 1;
-  if (!w->l || w->l->waiting++ == 0) uv_ref((uv_handle_t *)&w->s->h);
+  cfu_handle_wait_begin(&w->s->base);
 }
 
 static void unhold(cfl_sigwait *w) {
   if (!w->holding) return;
   w->holding = 0;
-  if ((!w->l || --w->l->waiting == 0) && !w->s->base.closing) uv_unref((uv_handle_t *)&w->s->h);
+  cfu_handle_wait_end(&w->s->base);
 }
 
 static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
@@ -68,16 +67,14 @@ static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
       w->err = r;
       return cfl_ready(&w->hdr);
     }
-    uv_unref((uv_handle_t *)&w->s->h); /* held below while pending */
+    cfu_handle_started(&w->s->base); /* held below while pending */
     cfu_handle_track(&w->hdr.rt->io, &w->s->base);
   }
   w->hdr.state = CFL_ST_PENDING;
-  if (w->s->pending > 0) {
-    w->got = w->s->pending;
-    w->s->pending = 0;
-  } else if (w->s->base.closing) {
+  w->got = cfu_signal_take(w->s);
+  if (w->got == 0 && w->s->base.closing) {
     w->err = UV_ECANCELED;
-  } else {
+  } else if (w->got == 0) {
     hold(w);
     cf_waitlist_register(&w->s->waiters, cx);
     return CF_PENDING;
@@ -152,7 +149,6 @@ static int l_listen(lua_State *L) {
   int signum = cfl_check_watchable(L, 1, "signal.listen");
   cfl_listener *o = lua_newuserdatauv(L, sizeof *o, 0);
   o->s = NULL;
-  o->waiting = 0;
   luaL_setmetatable(L, LISTENER_MT);
   cfu_signal *s = cfu_signal_new();
   if (!s) return luaL_error(L, "signal.listen: out of memory");
@@ -165,7 +161,7 @@ static int l_listen(lua_State *L) {
     const char *name = cfl_signame(signum);
     return cfl_push_ioerr(L, r, name ? name : what);
   }
-  uv_unref((uv_handle_t *)&s->h); /* held while a recv is pending */
+  cfu_handle_started(&s->base); /* held while a recv is pending */
   cfu_handle_track(&rt->io, &s->base);
   o->s = s;
   return 1;

@@ -56,19 +56,21 @@ static void read_wait(cfl_read *r, cfu_stream *s, int on) {
 /* read_all: move what is buffered into the future, so the stream keeps
  * reading past its high-water mark. */
 static int gather(cfl_read *r, cfu_stream *s) {
-  if (s->len == 0) return 0;
-  if (r->len + s->len > r->cap) {
+  size_t n;
+  const char *p = cfu_stream_buffered(s, &n);
+  if (n == 0) return 0;
+  if (r->len + n > r->cap) {
     size_t cap = r->cap ? r->cap : 65536;
-    while (cap < r->len + s->len)
+    while (cap < r->len + n)
       cap *= 2;
     char *nb = realloc(r->data, cap);
     if (!nb) return UV_ENOMEM;
     r->data = nb;
     r->cap = cap;
   }
-  memcpy(r->data + r->len, s->buf + s->off, s->len);
-  r->len += s->len;
-  s->off = s->len = 0;
+  memcpy(r->data + r->len, p, n);
+  r->len += n;
+  cfu_stream_consume(s, n);
   return 0;
 }
 
@@ -84,8 +86,7 @@ static cf_poll read_poll(cf_future *base, cf_context *cx) {
       read_wait(r, s, 1);
       return CF_PENDING;
     }
-    if (!r->err && s->rerr && s->rerr != UV_EOF) r->err = s->rerr;
-    if (!r->err && s->base.closing && !s->eof) r->err = UV_ECANCELED;
+    if (!r->err) r->err = cfu_stream_end_err(s);
     if (!r->err) r->err = gather(r, s);
   } else {
     if (!cfu_stream_poll_read(s, &r->spec, cx)) {
@@ -196,19 +197,9 @@ typedef struct cfl_write {
  * (no copy, no suspension); queue a copy of the rest. */
 static int write_start(cfl_write *f, cf_context *cx) {
   cfu_stream *s = f->o->s; /* NULL once the stream object was finalised */
-  if (!s || s->base.closing) return UV_EBADF;
-  if (s->shut) return UV_EPIPE;
-  size_t off = 0;
-  if (s->h.stream.write_queue_size == 0 && f->len > 0) {
-    uv_buf_t b;
-    b.base = (char *)f->data;
-    b.len = f->len; /* not uv_buf_init: its length is an unsigned int */
-    int n = uv_try_write(&s->h.stream, &b, 1);
-    if (n > 0)
-      off = (size_t)n;
-    else if (n != UV_EAGAIN && n != UV_ENOSYS)
-      return n;
-  }
+  int n = s ? cfu_stream_try_write(s, f->data, f->len) : UV_EBADF;
+  if (n < 0) return n;
+  size_t off = (size_t)n;
   if (off == f->len) return 0;
   f->w = cfu_write_new(f->data + off, f->len - off);
   if (!f->w) return UV_ENOMEM;
@@ -227,11 +218,11 @@ static cf_poll write_poll(cf_future *base, cf_context *cx) {
     break;
   }
   case CFL_ST_PENDING:
-    if (!f->w->done) {
-      cf_waker_set(&f->w->waker, cx->waker);
+    if (!cfu_req_done(&f->w->base)) {
+      cfu_req_set_waker(&f->w->base, cx->waker);
       return CF_PENDING;
     }
-    f->err = f->w->status;
+    f->err = cfu_req_err(&f->w->base);
     break;
   default: return CF_READY;
   }

@@ -36,10 +36,10 @@ static cf_poll sleep_poll(cf_future *base, cf_context *cx) {
     return CF_PENDING;
   }
   case CFL_ST_PENDING:
-    if (s->s.fired) {
+    if (cfu_sleep_fired(&s->s)) {
       return cfl_ready(&s->hdr);
     }
-    cf_waker_set(&s->s.waker, cx->waker);
+    cfu_sleep_set_waker(&s->s, cx->waker);
     return CF_PENDING;
   default: return CF_READY;
   }
@@ -150,13 +150,14 @@ static int l_resume(lua_State *L) {
 static int l_advance(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   double ms = cfl_check_ms(L, 1, "time.advance");
-  if (!rt->timers.paused) return luaL_error(L, "time.advance: the clock is not paused");
+  if (!cfu_timers_paused(&rt->timers))
+    return luaL_error(L, "time.advance: the clock is not paused");
   cfu_timers_advance(&rt->timers, cfu_ms_to_ns(ms));
   return 0;
 }
 
 static int l_is_paused(lua_State *L) {
-  lua_pushboolean(L, cfl_rt(L)->timers.paused);
+  lua_pushboolean(L, cfu_timers_paused(&cfl_rt(L)->timers));
   return 1;
 }
 

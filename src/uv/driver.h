@@ -1,111 +1,13 @@
 /*
- * driver.h — the libuv side: timers now, and the loop step. Drivers store
- * results and wake; they never run Lua.
+ * driver.h — the libuv side, for the bindings: timers (timer.h) and jobs
+ * on the thread pool (work.h). Drivers store results and wake; they never
+ * run Lua. Handles (handle.h) and requests (req.h) are the two lifetimes
+ * every driver builds on.
  */
 #ifndef CF_UV_DRIVER_H
 #define CF_UV_DRIVER_H
 
-#include <math.h>
-#include <stdatomic.h>
-#include <uv.h>
-
-#include "../core/core.h"
-
-/* Timers: one uv_timer_t armed for the earliest deadline of a heap of
- * sleeps, instead of one libuv handle per sleep. Deadlines are in uv_hrtime
- * nanoseconds; a sleep never completes before its deadline (the callback
- * checks the precise clock and re-arms for what is left, since libuv's own
- * loop clock is coarse and cached). */
-typedef struct cfu_timers {
-  cf_heap heap;
-  uv_timer_t *handle; /* C memory, freed in its close callback */
-  uint64_t armed;     /* deadline the handle is armed for, 0 if stopped */
-  /* The runtime's clock: uv_hrtime() + offset (modulo 2^64: the offset may
-   * stand for a negative one) while running; frozen at `paused_at` while
-   * paused (tests move it with cfu_timers_advance). */
-  uint64_t offset;
-  uint64_t paused_at;
-  uint8_t paused;
-} cfu_timers;
-
-typedef struct cfu_sleep {
-  cf_heap_node node;
-  cf_waker waker;
-  uint8_t fired;
-} cfu_sleep;
-
-int cfu_timers_init(cfu_timers *t, uv_loop_t *loop);
-void cfu_timers_close(cfu_timers *t);
-void cfu_sleep_init(cfu_sleep *s);
-/* Arm s for `deadline`, waking `w` (cloned) then. 0, or UV_ENOMEM. */
-int cfu_timers_add(cfu_timers *t, cfu_sleep *s, uint64_t deadline, const cf_waker *w);
-/* Disarm s (cancellation) and drop its waker. */
-void cfu_timers_remove(cfu_timers *t, cfu_sleep *s);
-
-/* Time on the runtime's clock is nanoseconds in 64 bits; it starts near
- * uv_hrtime() (the uptime). cf.time.advance moves a paused clock up to
- * CFU_CLOCK_MAX (2^63 - 1 ns, some 292 years), so the running clock, even
- * after a resume from there, has another 292 years before it could wrap. A
- * deadline past the range is CFU_NEVER: at least 292 years off, never in
- * practice, and out of cf.time.advance's reach. */
-#define CFU_CLOCK_MAX ((uint64_t)INT64_MAX)
-#define CFU_NEVER UINT64_MAX
-
-/* The deadline `ns` after `t`, saturating at CFU_NEVER. */
-static inline uint64_t cfu_time_after(uint64_t t, uint64_t ns) {
-  return ns < CFU_NEVER - t ? t + ns : CFU_NEVER;
-}
-
-/* A span of ms milliseconds (not negative, not NaN) in whole nanoseconds,
- * rounded up; CFU_NEVER past 64 bits (above some 1.8e13 ms). */
-static inline uint64_t cfu_ms_to_ns(double ms) {
-  double ns = ceil(ms * 1e6);
-  return ns < 18446744073709551616.0 ? (uint64_t)ns : CFU_NEVER;
-}
-
-/* The runtime's clock in nanoseconds: deadlines and cf.now() use it. */
-static inline uint64_t cfu_timers_now(const cfu_timers *t) {
-  return t->paused ? t->paused_at : uv_hrtime() + t->offset;
-}
-/* Freeze the clock (no timer fires by itself) / let it run on from where it
- * stands. */
-void cfu_timers_pause(cfu_timers *t);
-void cfu_timers_resume(cfu_timers *t);
-/* Paused clock: move it forward by ns (to CFU_CLOCK_MAX at most, or not at
- * all from past it), firing every sleep now due. */
-void cfu_timers_advance(cfu_timers *t, uint64_t ns);
-/* Paused clock: the earliest deadline, or 0 if no sleep is armed or the
- * earliest is out of cfu_timers_advance's reach (then no sleep can fire). */
-uint64_t cfu_timers_next(const cfu_timers *t);
-
-/* Jobs: blocking work run on libuv's thread pool. A job is C memory owned
- * by the future that submitted it until that future lets go of it
- * (cfu_job_orphan); a job orphaned while it runs frees itself when it is
- * done, so the thread pool never writes into memory that is gone. */
-typedef struct cfu_job cfu_job;
-
-typedef struct cfu_job_vt {
-  void (*run)(cfu_job *j);   /* thread pool: no Lua, no loop access */
-  void (*after)(cfu_job *j); /* loop thread, when run is over (or cancelled); optional */
-  void (*free)(cfu_job *j);  /* release the job and what it holds */
-} cfu_job_vt;
-
-enum { CFU_JOB_NEW, CFU_JOB_QUEUED, CFU_JOB_DONE };
-
-struct cfu_job {
-  uv_work_t req;
-  const cfu_job_vt *vt;
-  cf_waker waker;
-  int err;           /* negative libuv error of the job, 0 if it worked */
-  uint8_t state;     /* CFU_JOB_* */
-  uint8_t orphaned;  /* nobody wants the result: free it when done */
-  atomic_int cancel; /* set when orphaned while running: run() may stop early */
-};
-
-void cfu_job_init(cfu_job *j, const cfu_job_vt *vt);
-/* Queue j on the thread pool; `w` (cloned) is woken when it is done. */
-int cfu_job_submit(uv_loop_t *loop, cfu_job *j, const cf_waker *w);
-/* The owner lets go: free j now if it is not running, else when it is done. */
-void cfu_job_orphan(cfu_job *j);
+#include "timer.h"
+#include "work.h"
 
 #endif

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "fs.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -445,8 +446,9 @@ static void fs_after(cfu_job *job) {
   cfu_file *f = j->file;
   if (!f || !f->busy) return;
   f->busy = 0;
-  if (j->op == CFU_FS_WRITE && j->job.orphaned && j->job.err && !f->werr) f->werr = j->job.err;
-  if (j->op == CFU_FS_READ && !j->job.orphaned && !j->job.err) {
+  if (j->op == CFU_FS_WRITE && cfu_job_orphaned(&j->job) && j->job.err && !f->werr)
+    f->werr = j->job.err;
+  if (j->op == CFU_FS_READ && !cfu_job_orphaned(&j->job) && !j->job.err) {
     /* move the result out now: the next operation may run before the
      * reader is resumed (a read nobody takes stays in the read-ahead) */
     j->data = cfu_file_take(f, j->mode, j->off, &j->len);
@@ -456,6 +458,7 @@ static void fs_after(cfu_job *job) {
 }
 
 static void file_unref(cfu_file *f) {
+  assert(f->refs > 0);
   if (--f->refs > 0) return;
   if (f->fd >= 0) close(f->fd);
   free(f->buf);
@@ -466,7 +469,7 @@ static void file_unref(cfu_file *f) {
 static void fs_free(cfu_job *job) {
   cfu_fsjob *j = (cfu_fsjob *)job;
   if (j->fd >= 0) close(j->fd); /* opened for a future that was dropped */
-  if (j->op == CFU_FS_MKDTEMP && j->data && j->job.orphaned) rmdir(j->data);
+  if (j->op == CFU_FS_MKDTEMP && j->data && cfu_job_orphaned(&j->job)) rmdir(j->data);
   for (size_t i = 0; i < j->n; i++)
     free(j->names[i]);
   free(j->names);
@@ -497,9 +500,21 @@ cfu_fsjob *cfu_fsjob_new(cfu_fs_op op, const char *path) {
 cfu_fsjob *cfu_fsjob_on(cfu_fs_op op, cfu_file *f) {
   cfu_fsjob *j = cfu_fsjob_new(op, NULL);
   if (!j) return NULL;
+  assert(f->refs > 0);
   j->file = f;
   f->refs++;
   return j;
+}
+
+int cfu_fsjob_take_err(cfu_fsjob *j) {
+  int err = j->job.err;
+  cfu_file *f = j->file;
+  if (f && !err && f->werr &&
+      (j->op == CFU_FS_WRITE || j->op == CFU_FS_SYNC || j->op == CFU_FS_CLOSE)) {
+    err = f->werr; /* a write whose future was dropped failed */
+    f->werr = 0;
+  }
+  return err;
 }
 
 int cfu_fsjob_turn(cfu_fsjob *j, cf_context *cx) {

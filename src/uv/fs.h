@@ -10,7 +10,7 @@
 
 #include <sys/stat.h>
 
-#include "driver.h"
+#include "work.h"
 
 typedef enum cfu_fs_op {
   CFU_FS_READ_FILE,
@@ -81,6 +81,10 @@ typedef struct cfu_fsjob {
 cfu_fsjob *cfu_fsjob_new(cfu_fs_op op, const char *path);
 /* A job on an open file (holds a reference on it). */
 cfu_fsjob *cfu_fsjob_on(cfu_fs_op op, cfu_file *f);
+/* The error a done job reports: its own, else for a write, sync or close
+ * the failure of an earlier write on the file whose future was dropped
+ * (reported once). */
+int cfu_fsjob_take_err(cfu_fsjob *j);
 /* The file-system's turn rule for file jobs: 1 if j may run now. */
 int cfu_fsjob_turn(cfu_fsjob *j, cf_context *cx);
 

@@ -3,17 +3,21 @@
  */
 #include "handle.h"
 
+#include <assert.h>
+
 static void untrack(cfu_handle *h) {
   if (cf__link_linked(&h->link)) cf__list_remove(&h->link);
 }
 
 static void handle_free(cfu_handle *h) {
+  assert(h->refs == 0 && h->closed);
   untrack(h);
   h->vt->free(h);
 }
 
 static void on_close(uv_handle_t *uv) {
   cfu_handle *h = uv->data;
+  assert(h->closing && !h->closed);
   h->closed = 1;
   if (h->refs == 0) handle_free(h);
 }
@@ -23,10 +27,12 @@ void cfu_handle_init(cfu_handle *h, const cfu_handle_vt *vt) {
   h->vt = vt;
   h->uv = NULL;
   h->refs = 1;
+  h->waiting = 0;
   h->closing = h->closed = 0;
 }
 
 void cfu_handle_opened(cfu_handle *h, uv_handle_t *uv) {
+  assert(!h->uv && !h->closing);
   h->uv = uv;
   uv->data = h;
 }
@@ -35,7 +41,24 @@ void cfu_handle_track(cf_link *list, cfu_handle *h) {
   if (!h->closing && !cf__link_linked(&h->link)) cf__list_push_back(list, &h->link);
 }
 
-void cfu_handle_ref(cfu_handle *h) { h->refs++; }
+void cfu_handle_ref(cfu_handle *h) {
+  assert(h->refs > 0); /* a reference on a handle nobody holds: it may be gone */
+  h->refs++;
+}
+
+void cfu_handle_wait_begin(cfu_handle *h) {
+  if (h->waiting++ == 0 && !h->closing) uv_ref(h->uv);
+}
+
+void cfu_handle_wait_end(cfu_handle *h) {
+  assert(h->waiting > 0);
+  if (--h->waiting == 0 && !h->closing) uv_unref(h->uv);
+}
+
+void cfu_handle_started(cfu_handle *h) {
+  assert(!h->closing);
+  if (h->waiting == 0) uv_unref(h->uv);
+}
 
 /* Closing has begun (uv_close or a reset was issued). */
 static void closing(cfu_handle *h) {
@@ -61,6 +84,7 @@ int cfu_handle_close_reset(cfu_handle *h) {
 }
 
 void cfu_handle_unref(cfu_handle *h) {
+  assert(h->refs > 0);
   if (--h->refs > 0) return;
   if (!h->closing && !h->vt->linger) cfu_handle_close(h);
   if (h->closed) handle_free(h);
@@ -68,6 +92,9 @@ void cfu_handle_unref(cfu_handle *h) {
 
 void cfu_handle_close_all(cf_link *list) {
   cf_link *l;
-  while ((l = cf__list_pop_front(list)))
-    cfu_handle_close(cf__container_of(l, cfu_handle, link));
+  while ((l = cf__list_pop_front(list))) {
+    cfu_handle *h = cf__container_of(l, cfu_handle, link);
+    assert(!h->closing); /* closing takes a handle off the list */
+    cfu_handle_close(h);
+  }
 }

@@ -10,11 +10,16 @@
  *   and no reference is left, whichever comes last.
  * - While open, the handle is on the runtime's list, so closing the
  *   runtime closes it properly (with its callbacks) before the loop goes.
+ * - Once closing, a handle is never used again for I/O (reads, accepts,
+ *   receives, writes): only its references are counted down.
+ * - All of it runs on the loop thread.
  */
 #ifndef CF_UV_HANDLE_H
 #define CF_UV_HANDLE_H
 
-#include "driver.h"
+#include <uv.h>
+
+#include "../core/core.h"
 
 typedef struct cfu_handle cfu_handle;
 
@@ -29,8 +34,9 @@ struct cfu_handle {
   const cfu_handle_vt *vt;
   uv_handle_t *uv; /* once initialised; NULL: nothing to close */
   int refs;
-  uint8_t closing; /* uv_close was called */
-  uint8_t closed;  /* its close callback ran */
+  unsigned waiting; /* futures pending on it (cfu_handle_wait_begin) */
+  uint8_t closing;  /* uv_close was called */
+  uint8_t closed;   /* its close callback ran */
 };
 
 /* One reference (the creator's), nothing initialised, on no list. */
@@ -42,6 +48,16 @@ void cfu_handle_track(cf_link *list, cfu_handle *h);
 void cfu_handle_ref(cfu_handle *h);
 /* Drop a reference; the last one closes the handle (unless it lingers). */
 void cfu_handle_unref(cfu_handle *h);
+/* A future is pending on h (begin) or no longer is (end). Only while some
+ * future is does an active handle keep the loop alive: a handle that
+ * watches for nobody cannot wake anyone, so it must not hide a deadlock
+ * (nor end a program later or sooner depending on when the collector finds
+ * it). */
+void cfu_handle_wait_begin(cfu_handle *h);
+void cfu_handle_wait_end(cfu_handle *h);
+/* h was just started (reading, listening, receiving, watching): it keeps
+ * the loop alive only while a future is pending on it. */
+void cfu_handle_started(cfu_handle *h);
 /* Close now (idempotent). */
 void cfu_handle_close(cfu_handle *h);
 /* Close a TCP handle with a reset (RST) instead of an orderly end. */

@@ -4,21 +4,28 @@
  */
 #include "net.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- name resolution ------------------------------------------------------------- */
 
+static void lookup_free(cfu_req *r) {
+  cfu_lookup *l = cf__container_of(r, cfu_lookup, base);
+  if (l->res) uv_freeaddrinfo(l->res);
+  free(l);
+}
+
+cfu_lookup *cfu_lookup_new(void) {
+  cfu_lookup *l = calloc(1, sizeof *l);
+  if (l) cfu_req_init(&l->base, lookup_free);
+  return l;
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   cfu_lookup *l = req->data;
-  l->done = 1;
-  l->err = status;
   l->res = res;
-  if (l->orphaned) {
-    cfu_lookup_free(l);
-    return;
-  }
-  cf_waker_wake(&l->waker);
+  cfu_req_complete(&l->base, status);
 }
 
 static void fill_hints(struct addrinfo *h, int socktype, int family) {
@@ -34,98 +41,74 @@ int cfu_lookup_start(uv_loop_t *loop, cfu_lookup *l, const char *host, const cha
   fill_hints(&hints, socktype, family);
   l->req.data = l;
   int r = uv_getaddrinfo(loop, &l->req, on_resolved, host, service, &hints);
-  if (r == 0) cf_waker_set(&l->waker, w);
-  return r;
+  return cfu_req_submitted(&l->base, r, w);
 }
 
 void cfu_lookup_orphan(cfu_lookup *l) {
-  cf_waker_drop(&l->waker);
-  if (l->done) {
-    cfu_lookup_free(l);
-    return;
-  }
-  l->orphaned = 1;
-  uv_cancel((uv_req_t *)&l->req);
-}
-
-void cfu_lookup_free(cfu_lookup *l) {
-  if (l->res) uv_freeaddrinfo(l->res);
-  free(l);
+  if (cfu_req_orphan(&l->base)) uv_cancel((uv_req_t *)&l->req);
 }
 
 /* ---- TCP connect -------------------------------------------------------------------- */
 
-static void connect_free(cfu_connect *c) {
-  if (c->lookup.res) uv_freeaddrinfo(c->lookup.res);
-  if (c->s) cfu_handle_unref(&c->s->base);
-  cf_waker_drop(&c->waker);
+static void connect_free(cfu_req *r) {
+  cfu_connect *c = cf__container_of(r, cfu_connect, base);
+  if (c->res) uv_freeaddrinfo(c->res);
+  if (c->s) cfu_handle_unref(&c->s->base); /* closes a connection nobody wants */
   free(c);
 }
 
-static void connect_finish(cfu_connect *c) {
-  c->stage = 3;
-  cf_waker_wake(&c->waker);
+cfu_connect *cfu_connect_new(void) {
+  cfu_connect *c = calloc(1, sizeof *c);
+  if (c) cfu_req_init(&c->base, connect_free);
+  return c;
 }
 
 static void on_connected(uv_connect_t *req, int status);
 
-/* Try the remaining addresses in order until one connects. */
-static void try_next(cfu_connect *c) {
+/* Try the remaining addresses in order until one connects; err is the
+ * failure so far. */
+static void try_next(cfu_connect *c, int err) {
   while (c->next) {
     struct addrinfo *ai = c->next;
     c->next = ai->ai_next;
-    cfu_stream *s = cfu_stream_new();
+    cfu_stream *s = cfu_stream_new_tcp(c->loop);
     if (!s) {
-      c->err = UV_ENOMEM;
+      err = UV_ENOMEM;
       break;
     }
-    uv_tcp_init(c->loop, &s->h.tcp);
-    cfu_handle_opened(&s->base, &s->h.handle);
-    s->tcp = 1;
     c->req.data = c;
     int r = uv_tcp_connect(&c->req, &s->h.tcp, ai->ai_addr, on_connected);
     if (r == 0) {
       c->s = s;
-      c->stage = 2;
       return;
     }
     cfu_handle_unref(&s->base);
-    c->err = r;
+    err = r;
   }
-  connect_finish(c);
+  cfu_req_complete(&c->base, err);
 }
 
+/* An orphaned connect ends at its next callback (completing frees it). */
 static void on_connect_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   cfu_connect *c = req->data;
-  c->lookup.res = res;
-  if (c->orphaned) {
-    connect_free(c);
-    return;
-  }
-  if (status != 0) {
-    c->err = status;
-    connect_finish(c);
+  c->res = res;
+  if (status != 0 || cfu_req_orphaned(&c->base)) {
+    cfu_req_complete(&c->base, status);
     return;
   }
   c->next = res;
-  try_next(c);
+  try_next(c, 0);
 }
 
 static void on_connected(uv_connect_t *req, int status) {
   cfu_connect *c = req->data;
-  if (c->orphaned) {
-    connect_free(c); /* closes the connection nobody wants */
+  if (status == 0 || cfu_req_orphaned(&c->base)) {
+    cfu_req_complete(&c->base, status);
     return;
   }
-  if (status == 0) {
-    c->err = 0;
-    connect_finish(c);
-    return;
-  }
-  c->err = status;
   cfu_handle_unref(&c->s->base);
   c->s = NULL;
-  try_next(c);
+  try_next(c, status);
 }
 
 int cfu_connect_start(uv_loop_t *loop, cfu_connect *c, const char *host, const char *port,
@@ -133,29 +116,17 @@ int cfu_connect_start(uv_loop_t *loop, cfu_connect *c, const char *host, const c
   struct addrinfo hints;
   fill_hints(&hints, SOCK_STREAM, AF_UNSPEC);
   c->loop = loop;
-  c->lookup.req.data = c;
-  int r = uv_getaddrinfo(loop, &c->lookup.req, on_connect_resolved, host, port, &hints);
-  if (r != 0) return r;
-  c->stage = 1;
-  cf_waker_set(&c->waker, w);
-  return 0;
+  c->resolve.data = c;
+  int r = uv_getaddrinfo(loop, &c->resolve, on_connect_resolved, host, port, &hints);
+  return cfu_req_submitted(&c->base, r, w);
 }
 
-void cfu_connect_set_waker(cfu_connect *c, const cf_waker *w) { cf_waker_set(&c->waker, w); }
-
 void cfu_connect_orphan(cfu_connect *c) {
-  cf_waker_drop(&c->waker);
-  switch (c->stage) {
-  case 1:
-    c->orphaned = 1;
-    uv_cancel((uv_req_t *)&c->lookup.req);
-    break;
-  case 2:
-    c->orphaned = 1;
+  if (!cfu_req_orphan(&c->base)) return;
+  if (c->s)
     cfu_handle_close(&c->s->base); /* the connect callback runs with UV_ECANCELED */
-    break;
-  default: connect_free(c);
-  }
+  else
+    uv_cancel((uv_req_t *)&c->resolve);
 }
 
 cfu_stream *cfu_connect_take(cfu_connect *c) {
@@ -163,8 +134,6 @@ cfu_stream *cfu_connect_take(cfu_connect *c) {
   c->s = NULL;
   return s;
 }
-
-void cfu_connect_free(cfu_connect *c) { connect_free(c); }
 
 /* ---- TCP listen -------------------------------------------------------------------- */
 
@@ -198,24 +167,14 @@ static void on_connection(uv_stream_t *server, int status) {
 int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags) {
   int r = uv_tcp_bind(&l->h, addr, (unsigned)flags);
   if (r == 0) r = uv_listen((uv_stream_t *)&l->h, backlog, on_connection);
-  if (r == 0 && l->waiting == 0) uv_unref((uv_handle_t *)&l->h);
+  if (r == 0) cfu_handle_started(&l->base);
   return r;
 }
 
-void cfu_listener_wait_begin(cfu_listener *l) {
-  if (l->waiting++ == 0 && !l->base.closing) uv_ref((uv_handle_t *)&l->h);
-}
-
-void cfu_listener_wait_end(cfu_listener *l) {
-  if (--l->waiting == 0 && !l->base.closing) uv_unref((uv_handle_t *)&l->h);
-}
-
 int cfu_listener_accept(cfu_listener *l, cfu_stream **out) {
-  cfu_stream *s = cfu_stream_new();
+  assert(!l->base.closing && l->pending);
+  cfu_stream *s = cfu_stream_new_tcp(l->h.loop);
   if (!s) return UV_ENOMEM;
-  uv_tcp_init(l->h.loop, &s->h.tcp);
-  cfu_handle_opened(&s->base, &s->h.handle);
-  s->tcp = 1;
   l->pending = 0;
   int r = uv_accept((uv_stream_t *)&l->h, &s->h.stream);
   if (r != 0) {
@@ -297,24 +256,17 @@ static void udp_on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct 
 int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx) {
   if (u->head || u->rerr || u->base.closing) return 1;
   if (!u->receiving) {
+    assert(!u->base.closing); /* returned above */
     int r = uv_udp_recv_start(&u->h, udp_alloc, udp_on_recv);
     if (r != 0) {
       u->rerr = r;
       return 1;
     }
     u->receiving = 1;
-    if (u->waiting == 0) uv_unref((uv_handle_t *)&u->h); /* the receiver's wait_begin refs it */
+    cfu_handle_started(&u->base); /* the receiver's wait_begin refs it */
   }
   cf_waitlist_register(&u->receivers, cx);
   return 0;
-}
-
-void cfu_udp_wait_begin(cfu_udp *u) {
-  if (u->waiting++ == 0 && !u->base.closing) uv_ref((uv_handle_t *)&u->h);
-}
-
-void cfu_udp_wait_end(cfu_udp *u) {
-  if (--u->waiting == 0 && !u->base.closing) uv_unref((uv_handle_t *)&u->h);
 }
 
 cfu_datagram *cfu_udp_take(cfu_udp *u) {
@@ -326,10 +278,13 @@ cfu_datagram *cfu_udp_take(cfu_udp *u) {
   return d;
 }
 
+static void udp_send_free(cfu_req *r) { free(cf__container_of(r, cfu_udp_send, base)); }
+
 cfu_udp_send *cfu_udp_send_new(const char *data, size_t len) {
   cfu_udp_send *sr = malloc(sizeof *sr + len);
   if (!sr) return NULL;
   memset(sr, 0, sizeof *sr);
+  cfu_req_init(&sr->base, udp_send_free);
   memcpy(sr->data, data, len);
   sr->len = len;
   return sr;
@@ -338,37 +293,27 @@ cfu_udp_send *cfu_udp_send_new(const char *data, size_t len) {
 static void on_udp_sent(uv_udp_send_t *req, int status) {
   cfu_udp_send *sr = req->data;
   cfu_udp *u = sr->u;
-  sr->done = 1;
-  sr->status = status;
   sr->u = NULL;
-  if (sr->orphaned)
-    free(sr);
-  else
-    cf_waker_wake(&sr->waker);
+  cfu_req_complete(&sr->base, status);
   cfu_handle_unref(&u->base);
 }
 
 int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to,
                         const cf_waker *w) {
-  if (u->base.closing) return UV_EBADF;
   uv_buf_t b;
   b.base = sr->data;
   b.len = sr->len; /* not uv_buf_init: its length is an unsigned int */
   sr->req.data = sr;
-  int r = uv_udp_send(&sr->req, &u->h, &b, 1, to, on_udp_sent);
-  if (r != 0) return r;
-  sr->u = u;
-  cfu_handle_ref(&u->base);
-  cf_waker_set(&sr->waker, w);
-  return 0;
+  int r = u->base.closing ? UV_EBADF : uv_udp_send(&sr->req, &u->h, &b, 1, to, on_udp_sent);
+  if (r == 0) {
+    sr->u = u;
+    cfu_handle_ref(&u->base);
+  }
+  return cfu_req_submitted(&sr->base, r, w);
 }
 
 void cfu_udp_send_orphan(cfu_udp_send *sr) {
-  cf_waker_drop(&sr->waker);
-  if (sr->u)
-    sr->orphaned = 1;
-  else
-    free(sr);
+  cfu_req_orphan(&sr->base); /* in flight: a datagram handed to libuv cannot be taken back */
 }
 
 int cfu_addr_name(const struct sockaddr *sa, char *host, size_t hostlen, int *port) {

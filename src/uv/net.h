@@ -1,10 +1,11 @@
 /*
  * net.h — TCP connect and listen, UDP, and name resolution on libuv.
  *
- * Each in-flight request (a lookup, a connect, a datagram send) is C memory
- * that lives until its libuv callback; the future that started it may let
- * go earlier (orphan), and the callback then cleans up: a connection made
- * for nobody is closed, a resolved address list is freed.
+ * Each in-flight request (a lookup, a connect, a datagram send) is a
+ * request (req.h): C memory that lives until its libuv callback; the future
+ * that started it may let go earlier (orphan), and the callback then cleans
+ * up: a connection made for nobody is closed, a resolved address list is
+ * freed.
  */
 #ifndef CF_UV_NET_H
 #define CF_UV_NET_H
@@ -14,50 +15,47 @@
 /* ---- name resolution --------------------------------------------------------- */
 
 typedef struct cfu_lookup {
+  cfu_req base;
   uv_getaddrinfo_t req;
-  cf_waker waker;
   struct addrinfo *res; /* the answer, owned until freed */
-  int err;
-  uint8_t done, orphaned;
 } cfu_lookup;
 
+cfu_lookup *cfu_lookup_new(void); /* NULL when out of memory */
 /* Start resolving host (and service, may be NULL) for socktype (SOCK_STREAM,
- * SOCK_DGRAM, or 0 for any). 0 or a libuv error. */
+ * SOCK_DGRAM, or 0 for any). 0, or a libuv error: then l is done with it. */
 int cfu_lookup_start(uv_loop_t *loop, cfu_lookup *l, const char *host, const char *service,
                      int socktype, int family, const cf_waker *w);
 void cfu_lookup_orphan(cfu_lookup *l); /* frees now or in the callback */
-void cfu_lookup_free(cfu_lookup *l);   /* when done */
 
 /* ---- TCP connect ----------------------------------------------------------------- */
 
+/* Busy from the start until the last address was tried: resolving, then
+ * connecting to each address in turn until one works. */
 typedef struct cfu_connect {
-  cfu_lookup lookup;
+  cfu_req base;
+  uv_getaddrinfo_t resolve;
   uv_connect_t req;
   uv_loop_t *loop;
+  struct addrinfo *res;  /* the resolved addresses, owned until freed */
   struct addrinfo *next; /* the address to try after the current one */
-  cfu_stream *s;         /* the connection being made (one reference) */
-  cf_waker waker;
-  int err;
-  uint8_t stage; /* 0 new, 1 resolving, 2 connecting, 3 done */
-  uint8_t orphaned;
+  cfu_stream *s;         /* the connection being made (one reference); NULL while resolving */
 } cfu_connect;
 
+cfu_connect *cfu_connect_new(void); /* NULL when out of memory */
+/* 0, or a libuv error: then c is done with it. */
 int cfu_connect_start(uv_loop_t *loop, cfu_connect *c, const char *host, const char *port,
                       const cf_waker *w);
-void cfu_connect_set_waker(cfu_connect *c, const cf_waker *w);
-void cfu_connect_orphan(cfu_connect *c);
+void cfu_connect_orphan(cfu_connect *c); /* frees now, or once the attempt is over */
 /* Take the connected stream (done, no error): the caller owns its reference. */
 cfu_stream *cfu_connect_take(cfu_connect *c);
-void cfu_connect_free(cfu_connect *c);
 
 /* ---- TCP listen ---------------------------------------------------------------- */
 
 typedef struct cfu_listener {
   cfu_handle base; /* refs: the Lua object and pending accepts */
   uv_tcp_t h;
-  uint8_t pending;  /* libuv holds an accepted connection for uv_accept */
-  unsigned waiting; /* accepts pending (cfu_listener_wait_begin) */
-  int err;          /* a failed accept, reported to the next acceptor */
+  uint8_t pending; /* libuv holds an accepted connection for uv_accept */
+  int err;         /* a failed accept, reported to the next acceptor */
   cf_waitlist acceptors;
 } cfu_listener;
 
@@ -65,12 +63,18 @@ cfu_listener *cfu_listener_new(uv_loop_t *loop);
 int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags);
 /* Accept the pending connection into a new stream (one reference). */
 int cfu_listener_accept(cfu_listener *l, cfu_stream **out);
+/* The failed accept to report (0: none), reported once. */
+static inline int cfu_listener_take_err(cfu_listener *l) {
+  int err = l->err;
+  l->err = 0;
+  return err;
+}
 /* An accept is pending on l (begin) or no longer is (end). Only while one
  * is does the listener keep the loop alive: a listener nobody accepts on
  * wakes nobody, so it must not hide a deadlock (nor end a program later or
  * sooner depending on when the collector finds it). */
-void cfu_listener_wait_begin(cfu_listener *l);
-void cfu_listener_wait_end(cfu_listener *l);
+static inline void cfu_listener_wait_begin(cfu_listener *l) { cfu_handle_wait_begin(&l->base); }
+static inline void cfu_listener_wait_end(cfu_listener *l) { cfu_handle_wait_end(&l->base); }
 
 /* ---- UDP ---------------------------------------------------------------------- */
 
@@ -85,7 +89,6 @@ typedef struct cfu_udp {
   cfu_handle base; /* refs: the Lua object, receives, sends in flight */
   uv_udp_t h;
   uint8_t receiving;
-  unsigned waiting; /* receives pending (cfu_udp_wait_begin) */
   int rerr;
   cfu_datagram *head, *tail; /* received, not yet taken */
   size_t queued;
@@ -101,20 +104,20 @@ cfu_datagram *cfu_udp_take(cfu_udp *u); /* caller frees */
 /* A receive is pending on u (begin) or no longer is (end): as for a
  * listener, only then does the socket keep the loop alive (sends in flight
  * do as requests). */
-void cfu_udp_wait_begin(cfu_udp *u);
-void cfu_udp_wait_end(cfu_udp *u);
+static inline void cfu_udp_wait_begin(cfu_udp *u) { cfu_handle_wait_begin(&u->base); }
+static inline void cfu_udp_wait_end(cfu_udp *u) { cfu_handle_wait_end(&u->base); }
 
+/* A datagram in flight: a request (req.h) whose bytes are a copy it owns. */
 typedef struct cfu_udp_send {
+  cfu_req base;
   uv_udp_send_t req;
-  cfu_udp *u;
-  cf_waker waker;
-  int status;
-  uint8_t done, orphaned;
+  cfu_udp *u; /* referenced while busy */
   size_t len;
   char data[];
 } cfu_udp_send;
 
 cfu_udp_send *cfu_udp_send_new(const char *data, size_t len);
+/* 0, or a libuv error: then sr is done with it. */
 int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to, const cf_waker *w);
 void cfu_udp_send_orphan(cfu_udp_send *sr);
 

@@ -33,6 +33,7 @@ cfu_process *cfu_process_new(void) {
 
 int cfu_process_spawn(uv_loop_t *loop, cfu_process *p, uv_process_options_t *opts) {
   opts->exit_cb = on_child_exit;
+  p->group = (opts->flags & UV_PROCESS_DETACHED) != 0;
   cfu_handle_opened(&p->base, (uv_handle_t *)&p->h);
   int r = uv_spawn(loop, &p->h, opts);
   if (r != 0) {

@@ -20,7 +20,8 @@ typedef struct cfu_process {
 } cfu_process;
 
 cfu_process *cfu_process_new(void);
-/* Start the child; on failure the handle is closed and the error returned
+/* Start the child (a UV_PROCESS_DETACHED one leads its own process group);
+ * on failure the handle is closed and the error returned
  * (p is then freed with its last reference as usual). */
 int cfu_process_spawn(uv_loop_t *loop, cfu_process *p, uv_process_options_t *opts);
 
@@ -35,5 +36,11 @@ typedef struct cfu_signal {
 
 cfu_signal *cfu_signal_new(void);
 int cfu_signal_start(uv_loop_t *loop, cfu_signal *s, int signum);
+/* The deliveries since the last take (0: none). */
+static inline unsigned cfu_signal_take(cfu_signal *s) {
+  unsigned n = s->pending;
+  s->pending = 0;
+  return n;
+}
 
 #endif

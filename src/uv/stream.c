@@ -14,6 +14,7 @@
 #define _GNU_SOURCE /* memmem */
 #include "stream.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,11 +37,28 @@ static void stream_free(cfu_handle *h) {
 
 static const cfu_handle_vt stream_vt = {stream_closing, stream_free, 0};
 
-cfu_stream *cfu_stream_new(void) {
+static cfu_stream *stream_new(void) {
   cfu_stream *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   cfu_handle_init(&s->base, &stream_vt);
   cf_waitlist_init(&s->readers);
+  return s;
+}
+
+cfu_stream *cfu_stream_new_pipe(uv_loop_t *loop) {
+  cfu_stream *s = stream_new();
+  if (!s) return NULL;
+  uv_pipe_init(loop, &s->h.pipe, 0);
+  cfu_handle_opened(&s->base, &s->h.handle);
+  return s;
+}
+
+cfu_stream *cfu_stream_new_tcp(uv_loop_t *loop) {
+  cfu_stream *s = stream_new();
+  if (!s) return NULL;
+  uv_tcp_init(loop, &s->h.tcp);
+  cfu_handle_opened(&s->base, &s->h.handle);
+  s->tcp = 1;
   return s;
 }
 
@@ -122,13 +140,14 @@ static int can_complete(cfu_stream *s, const cfu_read_spec *r) {
 int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx) {
   if (can_complete(s, r)) return 1;
   if (!s->reading) {
+    assert(!s->base.closing); /* can_complete said so */
     int e = uv_read_start(&s->h.stream, on_alloc, on_read);
     if (e != 0) {
       s->rerr = e;
       return 1;
     }
     s->reading = 1;
-    if (s->waiting == 0) uv_unref(&s->h.handle); /* the reader's wait_begin refs it */
+    cfu_handle_started(&s->base); /* the reader's wait_begin refs it */
   }
   cf_waitlist_register(&s->readers, cx);
   return 0;
@@ -167,23 +186,12 @@ const char *cfu_stream_peek(cfu_stream *s, const cfu_read_spec *r, size_t *len, 
   default: break;
   }
   if (k == 0 && skip == 0) {
-    if (s->rerr && s->rerr != UV_EOF)
-      *err = s->rerr;
-    else if (s->base.closing && !s->eof)
-      *err = UV_ECANCELED;
+    *err = cfu_stream_end_err(s);
     return NULL;
   }
   *len = k;
   *used = k + skip;
   return s->buf + s->off;
-}
-
-void cfu_stream_wait_begin(cfu_stream *s) {
-  if (s->waiting++ == 0 && !s->base.closing) uv_ref(&s->h.handle);
-}
-
-void cfu_stream_wait_end(cfu_stream *s) {
-  if (--s->waiting == 0 && !s->base.closing) uv_unref(&s->h.handle);
 }
 
 void cfu_stream_consume(cfu_stream *s, size_t n) {
@@ -194,10 +202,13 @@ void cfu_stream_consume(cfu_stream *s, size_t n) {
 
 /* ---- writing ------------------------------------------------------------------- */
 
+static void write_free(cfu_req *r) { free(cf__container_of(r, cfu_write, base)); }
+
 cfu_write *cfu_write_new(const char *data, size_t len) {
   cfu_write *w = malloc(sizeof *w + len);
   if (!w) return NULL;
   memset(w, 0, sizeof *w);
+  cfu_req_init(&w->base, write_free);
   memcpy(w->data, data, len);
   w->len = len;
   return w;
@@ -206,37 +217,43 @@ cfu_write *cfu_write_new(const char *data, size_t len) {
 static void on_write(uv_write_t *req, int status) {
   cfu_write *w = req->data;
   cfu_stream *s = w->s;
-  w->done = 1;
-  w->status = status;
   w->s = NULL;
-  if (w->orphaned)
-    free(w);
-  else
-    cf_waker_wake(&w->waker);
+  cfu_req_complete(&w->base, status);
   cfu_handle_unref(&s->base);
 }
 
-int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker) {
+/* UV_EBADF / UV_EPIPE when s takes no more writes, else 0. */
+static int write_check(const cfu_stream *s) {
   if (s->base.closing) return UV_EBADF;
-  if (s->shut) return UV_EPIPE;
+  return s->shut ? UV_EPIPE : 0;
+}
+
+int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker) {
   uv_buf_t b;
   b.base = w->data;
   b.len = w->len; /* not uv_buf_init: its length is an unsigned int */
   w->req.data = w;
-  int r = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
-  if (r != 0) return r;
-  w->s = s;
-  cfu_handle_ref(&s->base);
-  cf_waker_set(&w->waker, waker);
-  return 0;
+  int r = write_check(s);
+  if (r == 0) r = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
+  if (r == 0) {
+    w->s = s;
+    cfu_handle_ref(&s->base);
+  }
+  return cfu_req_submitted(&w->base, r, waker);
 }
 
 void cfu_write_orphan(cfu_write *w) {
-  cf_waker_drop(&w->waker);
-  if (w->s)
-    w->orphaned = 1; /* in flight: bytes handed to libuv cannot be taken back */
-  else
-    free(w);
+  cfu_req_orphan(&w->base); /* in flight: bytes handed to libuv cannot be taken back */
+}
+
+int cfu_stream_try_write(cfu_stream *s, const char *data, size_t len) {
+  int r = write_check(s);
+  if (r != 0 || s->h.stream.write_queue_size != 0 || len == 0) return r;
+  uv_buf_t b;
+  b.base = (char *)data;
+  b.len = len; /* not uv_buf_init: its length is an unsigned int */
+  int n = uv_try_write(&s->h.stream, &b, 1);
+  return n == UV_EAGAIN || n == UV_ENOSYS ? 0 : n;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {

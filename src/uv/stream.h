@@ -9,6 +9,7 @@
 #define CF_UV_STREAM_H
 
 #include "handle.h"
+#include "req.h"
 
 typedef struct cfu_stream {
   cfu_handle base; /* refs: the Lua object, read futures, writes in flight */
@@ -18,22 +19,21 @@ typedef struct cfu_stream {
     uv_pipe_t pipe;
     uv_tcp_t tcp;
   } h;
-  uint8_t eof;      /* the peer finished writing */
-  uint8_t reading;  /* uv_read_start is on */
-  uint8_t shut;     /* the write side was shut down */
-  uint8_t tcp;      /* h.tcp is the handle */
-  unsigned waiting; /* reads pending (cfu_stream_wait_begin) */
-  int rerr;         /* read error, sticky (negative libuv error) */
-  char *buf;        /* received bytes [off, off + len) not yet taken */
+  uint8_t eof;     /* the peer finished writing */
+  uint8_t reading; /* uv_read_start is on */
+  uint8_t shut;    /* the write side was shut down */
+  uint8_t tcp;     /* h.tcp is the handle */
+  int rerr;        /* read error, sticky (negative libuv error) */
+  char *buf;       /* received bytes [off, off + len) not yet taken */
   size_t off, len, cap;
   cf_waitlist readers;
 } cfu_stream;
 
-/* A stream with one reference, not yet initialised: the caller inits
- * s->h for its kind, then calls cfu_handle_opened. NULL when out of
- * memory. Lifetime: cfu_handle_ref / unref / close on &s->base; closing
- * wakes the readers, which then see it closed. */
-cfu_stream *cfu_stream_new(void);
+/* A new pipe or TCP stream on loop, initialised, with one reference: NULL
+ * when out of memory. Lifetime: cfu_handle_ref / unref / close on
+ * &s->base; closing wakes the readers, which then see it closed. */
+cfu_stream *cfu_stream_new_pipe(uv_loop_t *loop);
+cfu_stream *cfu_stream_new_tcp(uv_loop_t *loop);
 static inline int cfu_stream_closing(const cfu_stream *s) { return s->base.closing; }
 
 /* What a read waits for */
@@ -62,30 +62,45 @@ int cfu_stream_poll_read(cfu_stream *s, const cfu_read_spec *r, cf_context *cx);
 const char *cfu_stream_peek(cfu_stream *s, const cfu_read_spec *r, size_t *len, size_t *used,
                             int *err);
 void cfu_stream_consume(cfu_stream *s, size_t n);
+/* All the bytes buffered ([0, *len), possibly none), to move elsewhere
+ * with cfu_stream_consume. */
+static inline const char *cfu_stream_buffered(const cfu_stream *s, size_t *len) {
+  *len = s->len;
+  return s->buf + s->off;
+}
+/* The error a read that ends now gets: the read error (the end of the
+ * stream is none), UV_ECANCELED if s closed before its end, else 0. */
+static inline int cfu_stream_end_err(const cfu_stream *s) {
+  if (s->rerr && s->rerr != UV_EOF) return s->rerr;
+  return s->base.closing && !s->eof ? UV_ECANCELED : 0;
+}
 /* A read future is pending on s (begin) or no longer is (end). Only while
  * some read is pending does the handle keep the loop alive: a stream that
  * reads ahead for nobody cannot wake anyone, so it must not hide a
  * deadlock (writes in flight keep the loop alive as requests). */
-void cfu_stream_wait_begin(cfu_stream *s);
-void cfu_stream_wait_end(cfu_stream *s);
+static inline void cfu_stream_wait_begin(cfu_stream *s) { cfu_handle_wait_begin(&s->base); }
+static inline void cfu_stream_wait_end(cfu_stream *s) { cfu_handle_wait_end(&s->base); }
 
-/* A write in flight: its bytes are a copy owned by the request. */
+/* A write in flight: a request (req.h) whose bytes are a copy it owns. */
 typedef struct cfu_write {
+  cfu_req base;
   uv_write_t req;
-  cfu_stream *s;
-  cf_waker waker;
-  int status;
-  uint8_t done;
-  uint8_t orphaned; /* its future is gone: free it when done */
+  cfu_stream *s; /* referenced while busy */
   size_t len;
   char data[];
 } cfu_write;
 
 cfu_write *cfu_write_new(const char *data, size_t len);
-/* Queue w on s (which it references until done). 0 or a libuv error. */
+/* Queue w on s (which it references until done). 0, or a libuv error:
+ * then w is done with it. */
 int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker);
 /* The write's future lets go. */
 void cfu_write_orphan(cfu_write *w);
+/* The first step of a write: hand the kernel what it takes at once when
+ * nothing is queued (no copy). The count of bytes taken (0 if it would
+ * block), or UV_EBADF if s is closing, UV_EPIPE if it was shut down, or
+ * another libuv error. */
+int cfu_stream_try_write(cfu_stream *s, const char *data, size_t len);
 /* Shut the write side down once queued writes are done (best effort). */
 int cfu_stream_shutdown(cfu_stream *s);
 

@@ -13,7 +13,7 @@
  */
 #include <stdlib.h>
 
-#include "driver.h"
+#include "timer.h"
 
 static void on_close(uv_handle_t *h) { free(h); }
 
