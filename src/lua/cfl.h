@@ -33,8 +33,8 @@
  * budget (128 ready awaits, coro.c) it bounds how long busy tasks can keep
  * a due timer waiting, as tokio's event_interval does. */
 #define CFL_BUDGET 128
-#define CFL_STEP_BUDGET 1024 /* cf.step's default: task polls per step */
-#define CFL_POOL_MAX 512     /* idle coroutines kept for reuse */
+#define CFL_STEP_BUDGET 1024   /* cf.step's default: task polls per step */
+#define CFL_CORO_CACHE_MAX 512 /* idle coroutines kept for reuse */
 
 /* In this order: a poll guard tests "past PENDING" (cfl_polled_out). */
 typedef enum cfl_state {
@@ -147,11 +147,15 @@ typedef struct cfl_task_ext {
   char *name;
   cfl_scope *scope; /* structured parent, or NULL */
   cf_link scope_link;
+  /* Called when the task completes, before its results are settled (the
+   * scope's bookkeeping); NULL if none. */
+  void (*on_done)(cfl_task *t);
 } cfl_task_ext;
 
 struct cfl_task {
-  cf_task base;  /* base.waiter serves as root.waiter */
-  cfl_coro root; /* root.ref anchors the coroutine, then the results */
+  cf_task base;    /* base.waiter serves as root.waiter */
+  cf_future entry; /* what the executor polls: starts root, then is root */
+  cfl_coro root;   /* root.ref anchors the coroutine, then the results */
   cfl_task_ext *ext;
   uint64_t parent;  /* id of the task that spawned it, 0 if none */
   int nholders;     /* JoinHandles, block_on, a scope re-raising its error */
@@ -169,50 +173,65 @@ static inline cfl_scope *cfl_task_scope(const cfl_task *t) { return t->ext ? t->
 #define CFL_MT_SLOTS 128 /* room for every class twice, half full at most */
 
 struct cf_runtime {
+  /* ---- the scheduler */
   cf_executor ex;
+  cfl_coro *current; /* coroutine whose body runs now */
+  const cf_context *current_cx;
+  unsigned coop; /* ready awaits left before the running task must yield */
+
+  /* ---- the loop */
   uv_loop_t *loop;
   uv_loop_t own_loop;
   uv_idle_t *kick; /* on a host's loop: runs ready tasks from its uv_run */
   cfu_timers timers;
+  cf_link io;  /* open streams, processes, signal watchers (cfu_handle) */
+  int polling; /* inside uv_run */
+
+  /* ---- Lua threads (which code may use which: docs/INTERNALS.md) */
   lua_State *L;      /* main thread */
   lua_State *S;      /* scratch thread for C-side Lua work during polls */
   lua_State *driver; /* thread running block_on/step/run */
-  cfl_coro *current; /* coroutine whose body runs now */
-  const cf_context *current_cx;
-  int anchors; /* registry ref: table for luaL_ref anchors */
-  int stage;   /* registry ref: arguments of tasks not started yet */
-  int stage_top;
-  int staged;
-  int pool; /* registry ref: idle coroutines */
-  int npool;
-  int reports; /* registry ref: pending error reports */
-  int nreports;
-  int handler;     /* registry ref: cf.on_error handler, or LUA_NOREF */
-  int await_fn;    /* registry ref: the await C closure */
-  int yield_token; /* registry ref: the future cf.yield_now() returns */
+
+  /* ---- life: every entry point checks closed (cfl_rt) */
+  int opened;  /* open_module finished initialising it */
+  int in_run;  /* a drive (block_on, run, step, the kick) is running */
+  int closing; /* close has begun: no new work */
+  int closed;  /* closed for good: every entry point raises */
+
+  /* ---- what Lua keeps for the runtime, by registry reference */
+  int anchors; /* table for luaL_ref anchors (task roots, their results) */
+  struct {
+    int ref, top, n; /* table of the function and arguments of tasks not started yet */
+  } stage;
+  struct {
+    int ref, n; /* table of idle coroutines, kept for reuse (coro.c) */
+  } coro_cache;
+  struct {
+    int ref, n;  /* table of pending error reports (report.c) */
+    int handler; /* cf.on_error's handler, or LUA_NOREF */
+  } reports;
+  struct {
+    int methods;      /* the methods of every future (await, state) */
+    int await_fn;     /* the await C closure */
+    int yield_token;  /* the future cf.yield_now() returns */
+    int sent;         /* the future a send that went through returns */
+    int run_fn;       /* the protected executor run (runtime.c) */
+    int cancelled_mt; /* metatable of cancellation errors */
+  } ref;
   void *yield_token_ptr;
-  int sent;   /* registry ref: the future a send that went through returns */
-  int run_fn; /* registry ref: the protected executor run (runtime.c) */
-  int mt;     /* registry ref: the methods of every future (await, state) */
   /* Identities of the future metatables, one per class and kind (with __gc,
    * light), built on first use: an open-addressed set of their addresses,
    * bit 0 set for a light one (cfl_tofuture). */
   uintptr_t future_mts[CFL_MT_SLOTS];
-  int cancelled_mt;            /* registry ref: metatable of cancellation errors */
-  struct cfl_threads *threads; /* worker threads and pools, created on first use */
-  struct cfl_trace *trace;     /* event tracing, when something asked for it */
-  const void *stream_mt;       /* identity of the stream metatable (cfl_testudata) */
-  cf_link io;                  /* open streams, processes, signal watchers (cfu_handle) */
-  uv_signal_t *dump_signal;    /* cf.dump_on_signal's watcher, or NULL */
-  int dump_requested;          /* the signal came: dump at the next chance */
-  int in_run;
-  int polling; /* inside uv_run */
-  int closing;
-  int closed;                       /* closed for good: every entry point raises (cfl_rt) */
-  int opened;                       /* open_module finished initialising it */
-  const cfl_module *const *modules; /* its subsystems, NULL-terminated (module.c) */
+  const void *stream_mt; /* identity of the stream metatable (cfl_testudata) */
+
+  /* ---- subsystems (module.c) and what they keep here */
+  const cfl_module *const *modules; /* NULL-terminated */
   int after_run_wanted;             /* subsystems with work for their after_run hook */
-  unsigned coop;                    /* ready awaits left before the running task must yield */
+  struct cfl_threads *threads;      /* worker threads and pools, created on first use */
+  struct cfl_trace *trace;          /* event tracing, when something asked for it */
+  uv_signal_t *dump_signal;         /* cf.dump_on_signal's watcher, or NULL */
+  int dump_requested;               /* the signal came: dump at the next chance */
 };
 
 /* upvalues of every module function */
@@ -246,6 +265,12 @@ static inline void *cfl_testudata(lua_State *L, int idx, const void *mt) {
 /* Raise "<fname>: argument #<idx> must be <what> (call it with a colon; got
  * <type>)": a method called with a dot, or given a foreign self. */
 int cfl_raise_self(lua_State *L, int idx, const char *fname, const char *what);
+/* What the value at idx is, for messages: its metatable's __name, or its
+ * type. */
+const char *cfl_what_is(lua_State *L, int idx);
+/* The runtime, as cfl_rt, but a closed runtime's error names fname (cfl_rt
+ * finds no name for a function called through pcall). */
+cf_runtime *cfl_rt_named(lua_State *L, const char *fname);
 /* Push nil, "<what>: <message>", "<ECODE>" for a negative libuv error
  * (what may be NULL); cfl_push_ioerrf formats what (lua_pushfstring's
  * formats). Both return 3. */
@@ -273,14 +298,20 @@ const char *cfl_check_cstring(lua_State *L, int idx, const char *fname, const ch
 lua_Integer cfl_check_int_range(lua_State *L, int idx, const char *fname, const char *what,
                                 lua_Integer lo, lua_Integer hi);
 
-/* runtime.c */
+/* runtime.c: what every binding asks of the runtime */
+extern const char cfl_runtime_key; /* registry[&cfl_runtime_key]: the runtime */
 /* Register fns into the table on top, with the module's two upvalues. */
 void cfl_setfuncs(lua_State *L, cf_runtime *rt, const luaL_Reg *fns);
+/* The Lua thread to work on: the running coroutine, or the driver's. */
+lua_State *cfl_from(cf_runtime *rt);
+/* Push the registry table at key, creating it on first use (with __mode
+ * `mode`, e.g. "k", or none when NULL); in any state, workers' included. */
+void cfl_registry_table(lua_State *L, const void *key, const char *mode);
+
+/* report.c */
 void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t); /* error on from's top, popped */
 void cfl_flush_reports(cf_runtime *rt);
 void cfl_push_cancelled(lua_State *L, cf_runtime *rt, const char *what);
-lua_State *cfl_from(cf_runtime *rt);
-int cfl_run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fname);
 
 /* future.c */
 cfl_future *cfl_new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size);
@@ -333,11 +364,11 @@ int cfl_take(lua_State *L, cfl_future *f);
 void cfl_register_self(lua_State *L, int idx);
 void cfl_push_self(lua_State *L, const void *p);
 const char *cfl_state_name(int state);
-/* Register the metatable `name` of a handle class: __gc, __close and
- * __tostring (each may be NULL) and an __index table of methods, which is
- * left on the stack. */
+/* Register the metatable `name` of a handle class: its metamethods (meta,
+ * may be NULL) and an __index table of methods, which is left on the stack;
+ * both get the module's upvalues. */
 void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods,
-                   lua_CFunction gc, lua_CFunction close, lua_CFunction tostring);
+                   const luaL_Reg *meta);
 /* Add methods every future has (await). Before any future is made. */
 void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *methods);
 
@@ -350,7 +381,7 @@ cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs);
 /* If the value at idx is an async function (cf.async), replace it with the
  * function it wraps. */
 void cfl_unwrap_async(lua_State *L, int idx);
-lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt);
+lua_State *cfl_coroutine_new(lua_State *L, cf_runtime *rt);
 int cfl_await(lua_State *L);
 /* Await f, the only value on L's stack, as cfl_await does, for a caller
  * that made f and never let it out (no checks of what f is or who owns it). */
@@ -361,7 +392,6 @@ extern const cfl_class cfl_handle_class;
 /* h:abort() and h:is_finished(): the methods of a class with `abort`. */
 extern const luaL_Reg cfl_abort_methods[];
 cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname);
-void cfl_task_start(cfl_task *t);
 void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t);
 int cfl_task_take(lua_State *L, cfl_task *t);
 void cfl_task_hold(cfl_task *t);
@@ -398,7 +428,6 @@ cfl_job *cfl_new_job(lua_State *L, cf_runtime *rt, const cfl_job_kind *kind, cfu
 void cfl_push_stream(lua_State *L, cfu_stream *s);
 /* The open stream at idx; raises naming fname otherwise. */
 cfu_stream *cfl_check_stream(lua_State *L, int idx, const char *fname);
-void cfl_scope_child_done(cfl_task *t);
 void cfl_push_describe(lua_State *L, cfl_future *f);
 
 #endif

@@ -80,6 +80,25 @@ lua_Integer cfl_check_int_range(lua_State *L, int idx, const char *fname, const 
 
 /* ---- a method's self ---------------------------------------------------- */
 
+/* What the value at idx is, for messages: its metatable's __name, or its
+ * type (the metatable keeps the name alive). */
+const char *cfl_what_is(lua_State *L, int idx) {
+  const char *kind = luaL_typename(L, idx);
+  if (luaL_getmetafield(L, idx, "__name")) {
+    if (lua_type(L, -1) == LUA_TSTRING) kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return kind;
+}
+
+/* The runtime, as cfl_rt, but the message names fname (cfl_rt finds no
+ * name for a function called by pcall). */
+cf_runtime *cfl_rt_named(lua_State *L, const char *fname) {
+  cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  if (rt->closed) luaL_error(L, "%s: the cfuture runtime is closed", fname);
+  return rt;
+}
+
 int cfl_raise_self(lua_State *L, int idx, const char *fname, const char *what) {
   return luaL_error(L, "%s: argument #%d must be %s (call it with a colon; got %s)", fname, idx,
                     what, luaL_typename(L, idx));

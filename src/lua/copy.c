@@ -12,6 +12,7 @@
 
 #include "compat.h"
 
+#include "cfl.h"
 #include "copy.h"
 
 int cfl_buf_put(cfl_buf *b, const void *data, size_t n) {
@@ -134,20 +135,6 @@ int cfl_encode(lua_State *L, int idx, cfl_buf *b, char err[160]) {
   cfl_copy_release(b->p + at, b->len - at);
   b->len = at;
   return -1;
-}
-
-void cfl_registry_table(lua_State *L, const void *key, const char *mode) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_newtable(L);
-  if (mode) {
-    lua_createtable(L, 0, 1);
-    lua_pushstring(L, mode);
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-  }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
 /* Read n bytes at *pos into out; -1 if p ends before. */

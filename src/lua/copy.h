@@ -59,8 +59,4 @@ int cfl_push_traceback(lua_State *L, int idx);
 cfu_xchan *cfl_toxchan(lua_State *L, int idx);    /* NULL if not a channel */
 void cfl_push_xchan(lua_State *L, cfu_xchan *ch); /* takes a reference */
 
-/* Push the registry table at key, creating it on first use (with __mode
- * `mode`, e.g. "k", or none when NULL); in any state, workers' included. */
-void cfl_registry_table(lua_State *L, const void *key, const char *mode);
-
 #endif

@@ -27,15 +27,15 @@
 static const char CFL_AWAIT_OK = 'o', CFL_AWAIT_ERR = 'e';
 #endif
 
-/* ---- coroutine pool ---------------------------------------------------- */
+/* ---- coroutine cache --------------------------------------------------- */
 
 /* Push an idle coroutine onto L and return it. */
-lua_State *cfl_thread_new(lua_State *L, cf_runtime *rt) {
-  if (rt->npool > 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pool);
-    lua_rawgeti(L, -1, rt->npool);
+lua_State *cfl_coroutine_new(lua_State *L, cf_runtime *rt) {
+  if (rt->coro_cache.n > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->coro_cache.ref);
+    lua_rawgeti(L, -1, rt->coro_cache.n);
     lua_pushnil(L);
-    lua_rawseti(L, -3, rt->npool--);
+    lua_rawseti(L, -3, rt->coro_cache.n--);
     lua_remove(L, -2);
     return lua_tothread(L, -1);
   }
@@ -248,7 +248,6 @@ static cf_poll coro_poll(cf_future *base, cf_context *cx) {
   if (c->root) rt->coop = COOP_BUDGET; /* the executor polls the task */
   switch (c->hdr.state) {
   case CFL_ST_FRESH:
-    if (c->staged) cfl_task_start(cfl_coro_task(c)); /* a task's first run */
     c->hdr.state = CFL_ST_PENDING;
     nargs = lua_gettop(c->co) - 1;
     break;
@@ -394,7 +393,7 @@ cfl_coro *cfl_new_coro(lua_State *L, cf_runtime *rt, int fn, int nargs) {
   luaL_checkstack(L, nargs + 3, "too many arguments");
   cfl_coro_ud *u = (cfl_coro_ud *)cfl_new_future(L, rt, &cfl_coro_class, sizeof(cfl_coro_ud));
   cfl_coro *c = &u->c;
-  lua_State *co = cfl_thread_new(L, rt);
+  lua_State *co = cfl_coroutine_new(L, rt);
   cfl_setuservalue(L, -2);
   cfl_coro_init(c, rt, co, LUA_NOREF, &u->waiter);
   for (int i = 0; i <= nargs; i++)
@@ -621,7 +620,7 @@ static void open_coro(lua_State *L) {
   cfl_setfuncs(L, rt, funcs);
   /* await: the module's upvalues and the table of awaited futures */
   lua_pushlightuserdata(L, rt);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.methods);
   lua_newtable(L);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &AWAITED_KEY);
@@ -632,11 +631,11 @@ static void open_coro(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "await");
   /* f:await() */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.methods);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "await");
   lua_pop(L, 1);
-  rt->await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->ref.await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 const cfl_module cfl_coro_module = {.name = "coro", .open = open_coro};

@@ -554,7 +554,7 @@ static const luaL_Reg file_methods[] = {{"read", f_read},           {"read_line"
                                         {"is_closed", f_is_closed}, {NULL, NULL}};
 
 static const luaL_Reg file_meta[] = {
-    {"__close", f_close_var}, {"__tostring", f_tostring}, {NULL, NULL}};
+    {"__gc", f_gc}, {"__close", f_close_var}, {"__tostring", f_tostring}, {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {{"read_file", l_read_file}, {"write_file", l_write_file},
                                  {"stat", l_stat},           {"lstat", l_lstat},
@@ -575,12 +575,8 @@ static void open_fs(lua_State *L) {
   cfu_fs_init();
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  cfl_new_class(L, rt, FILE_MT, file_methods, f_gc, NULL, NULL);
+  cfl_new_class(L, rt, FILE_MT, file_methods, file_meta);
   lua_setfield(L, -2, "File");
-  /* __close and __tostring check the runtime: they need its upvalues */
-  luaL_getmetatable(L, FILE_MT);
-  cfl_setfuncs(L, rt, file_meta);
-  lua_pop(L, 1);
   lua_setfield(L, -2, "fs");
 }
 

@@ -54,7 +54,7 @@ static void push_class_mt(lua_State *L, cf_runtime *rt, const cfl_class *cls, in
   luaL_Reg meta[] = {{"__tostring", f_tostring}, {light ? NULL : "__gc", f_gc}, {NULL, NULL}};
   cfl_setfuncs(L, rt, meta);
   lua_newtable(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt); /* every future's methods */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.methods); /* every future's methods */
   copy_fields(L);
   /* the same functions in every class that has them (h.abort == th.abort) */
   if (cls->abort) lua_rawgetp(L, LUA_REGISTRYINDEX, &ABORT_KEY), copy_fields(L);
@@ -217,23 +217,15 @@ static const luaL_Reg methods[] = {{"state", f_state}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {{"is_future", l_is_future}, {NULL, NULL}};
 
 void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.methods);
   cfl_setfuncs(L, rt, fns);
   lua_pop(L, 1);
 }
 
 void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *fns,
-                   lua_CFunction gc, lua_CFunction close, lua_CFunction tostring) {
+                   const luaL_Reg *meta) {
   luaL_newmetatable(L, name);
-  const struct {
-    const char *field;
-    lua_CFunction fn;
-  } meta[] = {{"__gc", gc}, {"__close", close}, {"__tostring", tostring}};
-  for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
-    if (!meta[i].fn) continue;
-    lua_pushcfunction(L, meta[i].fn);
-    lua_setfield(L, -2, meta[i].field);
-  }
+  if (meta) cfl_setfuncs(L, rt, meta);
   lua_newtable(L);
   cfl_setfuncs(L, rt, fns);
   lua_pushvalue(L, -1);

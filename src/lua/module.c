@@ -21,21 +21,38 @@
 
 #include "cfl.h"
 
-static const char RT_KEY = 'r';     /* registry[&RT_KEY] = runtime guard */
 static const char MODULE_KEY = 'm'; /* registry[&MODULE_KEY] = module table */
 
 /* In open order; each closes in the reverse. */
-extern const cfl_module cfl_runtime_module, cfl_report_module, cfl_future_module, cfl_coro_module,
+extern const cfl_module cfl_drive_module, cfl_report_module, cfl_future_module, cfl_coro_module,
     cfl_task_module, cfl_combinators_module, cfl_timer_module, cfl_custom_module, cfl_scope_module,
-    cfl_introspect_module, cfl_sync_module, cfl_fs_module, cfl_stream_module, cfl_net_module,
-    cfl_process_module, cfl_signal_module, cfl_blocking_module, cfl_thread_module, cfl_trace_module;
+    cfl_introspect_module, cfl_sync_module, cfl_channel_module, cfl_fs_module, cfl_stream_module,
+    cfl_net_module, cfl_udp_module, cfl_dns_module, cfl_process_module, cfl_signal_module,
+    cfl_blocking_module, cfl_thread_module, cfl_trace_module;
 
-static const cfl_module *const modules[] = {
-    &cfl_runtime_module,  &cfl_report_module,      &cfl_future_module,  &cfl_coro_module,
-    &cfl_task_module,     &cfl_combinators_module, &cfl_timer_module,   &cfl_custom_module,
-    &cfl_scope_module,    &cfl_introspect_module,  &cfl_sync_module,    &cfl_fs_module,
-    &cfl_stream_module,   &cfl_net_module,         &cfl_process_module, &cfl_signal_module,
-    &cfl_blocking_module, &cfl_thread_module,      &cfl_trace_module,   NULL};
+static const cfl_module *const modules[] = {&cfl_drive_module,
+                                            &cfl_report_module,
+                                            &cfl_future_module,
+                                            &cfl_coro_module,
+                                            &cfl_task_module,
+                                            &cfl_combinators_module,
+                                            &cfl_timer_module,
+                                            &cfl_custom_module,
+                                            &cfl_scope_module,
+                                            &cfl_introspect_module,
+                                            &cfl_sync_module,
+                                            &cfl_channel_module,
+                                            &cfl_fs_module,
+                                            &cfl_stream_module,
+                                            &cfl_net_module,
+                                            &cfl_udp_module,
+                                            &cfl_dns_module,
+                                            &cfl_process_module,
+                                            &cfl_signal_module,
+                                            &cfl_blocking_module,
+                                            &cfl_thread_module,
+                                            &cfl_trace_module,
+                                            NULL};
 
 static void close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
@@ -78,16 +95,6 @@ static int guard_gc(lua_State *L) {
   rt->closed = 1;
   return 0;
 }
-
-cf_runtime *cf_runtime_of(lua_State *L) {
-  cf_runtime *rt = NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &RT_KEY);
-  if (lua_isuserdata(L, -1)) rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return rt;
-}
-
-uv_loop_t *cf_runtime_loop(cf_runtime *rt) { return rt->loop; }
 
 static int new_ref_table(lua_State *L) {
   lua_newtable(L);
@@ -163,7 +170,7 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   lua_pushliteral(L, "cfuture.Runtime");
   lua_setfield(L, -2, "__name");
   lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &RT_KEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cfl_runtime_key);
 
   cf_executor_init(&rt->ex, rt);
   rt->loop = host_loop ? host_loop : &rt->own_loop;
@@ -185,14 +192,14 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   rt->S = lua_newthread(L);
   luaL_ref(L, LUA_REGISTRYINDEX);
   rt->anchors = new_ref_table(L);
-  rt->pool = new_ref_table(L);
+  rt->coro_cache.ref = new_ref_table(L);
   rt->modules = modules;
 
   /* module table; every function gets upvalues (runtime, future methods) */
   lua_newtable(L);
   int module = lua_gettop(L);
   lua_newtable(L);
-  rt->mt = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->ref.methods = luaL_ref(L, LUA_REGISTRYINDEX);
   for (size_t i = 0; modules[i]; i++) {
     lua_settop(L, module);
     modules[i]->open(L);

@@ -1,32 +1,30 @@
 /*
- * net.c — cf.net: TCP clients and servers, UDP sockets, DNS lookups.
+ * net.c — cf.net: TCP clients and servers, and the address helpers that
+ * UDP (udp.c) and DNS (dns.c) share.
  *
- * connect, accept, lookup, send_to and recv_from are futures; failures are
- * nil, message, code. Connected and accepted sockets are streams (see
- * stream.c) with a few TCP methods added. listen and udp bind at the call.
+ * connect and accept are futures; failures are nil, message, code.
+ * Connected and accepted sockets are streams (see stream.c) with a few TCP
+ * methods added. listen binds at the call.
  */
 #include <limits.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../uv/net.h"
-#include "cfl.h"
+#include "net.h"
 
 #define LISTENER_MT "cfuture.Listener"
-#define UDP_MT "cfuture.Udp"
 
 /* ---- addresses ------------------------------------------------------------------- */
 
-static int check_port(lua_State *L, int idx, const char *fname) {
+int cfl_check_port(lua_State *L, int idx, const char *fname) {
   char what[32];
   snprintf(what, sizeof what, "argument #%d (port)", idx);
   return (int)cfl_check_int_range(L, idx, fname, what, 0, 65535);
 }
 
 /* A host string; an embedded NUL would cut it short in the C calls. */
-static const char *check_host(lua_State *L, int idx, const char *fname) {
+const char *cfl_check_host(lua_State *L, int idx, const char *fname) {
   if (lua_type(L, idx) != LUA_TSTRING)
     luaL_error(L, "%s: argument #%d must be a host name or address string (got %s)", fname, idx,
                luaL_typename(L, idx));
@@ -36,7 +34,7 @@ static const char *check_host(lua_State *L, int idx, const char *fname) {
 }
 
 /* A numeric address ("127.0.0.1", "::1"; "localhost"; "*" or "" for any). */
-static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
+int cfl_parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   memset(ss, 0, sizeof *ss);
   if (!host || !*host || !strcmp(host, "*")) host = "0.0.0.0";
   if (!strcmp(host, "localhost")) host = "127.0.0.1";
@@ -45,7 +43,7 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
   return UV_EINVAL;
 }
 
-static int push_addr(lua_State *L, const struct sockaddr *sa) {
+int cfl_push_addr(lua_State *L, const struct sockaddr *sa) {
   char host[64];
   int port;
   int r = cfu_addr_name(sa, host, sizeof host, &port);
@@ -55,7 +53,7 @@ static int push_addr(lua_State *L, const struct sockaddr *sa) {
   return 2;
 }
 
-static int bad_addr(lua_State *L, const char *fname, const char *host) {
+int cfl_bad_addr(lua_State *L, const char *fname, const char *host) {
   lua_pushnil(L);
   lua_pushfstring(L, "%s: '%s' is not a numeric IPv4 or IPv6 address", fname, host);
   lua_pushliteral(L, "EINVAL");
@@ -109,10 +107,7 @@ static int connect_take(lua_State *L, cfl_future *base) {
   int n = 1;
   int err = cfu_req_err(&f->c->base);
   if (err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "connect %s: %s", f->what, uv_strerror(err));
-    lua_pushstring(L, uv_err_name(err));
-    n = 3;
+    n = cfl_push_ioerrf(L, err, "connect %s", f->what);
   } else {
     cfu_stream *s = cfu_connect_take(f->c);
     cfu_handle_track(&f->hdr.rt->io, &s->base);
@@ -142,174 +137,14 @@ static const cfl_class connect_class = {
 /* cf.net.connect(host, port) -> future of a stream */
 static int l_connect(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  const char *host = check_host(L, 1, "net.connect");
-  int port = check_port(L, 2, "net.connect");
+  const char *host = cfl_check_host(L, 1, "net.connect");
+  int port = cfl_check_port(L, 2, "net.connect");
   cfl_connect *f = (cfl_connect *)cfl_new_future(L, rt, &connect_class, sizeof *f);
   f->c = cfu_connect_new();
   lua_pushfstring(L, "%s:%d", host, port);
   f->what = strdup(lua_tostring(L, -1));
   lua_pop(L, 1);
   if (!f->c || !f->what) return luaL_error(L, "net.connect: out of memory");
-  return 1;
-}
-
-/* ---- lookup --------------------------------------------------------------------------- */
-
-typedef struct cfl_lookup {
-  cfl_future hdr;
-  cfu_lookup *l;
-  char *host;
-  int family;
-} cfl_lookup;
-
-static cf_poll lookup_poll(cf_future *base, cf_context *cx) {
-  cfl_lookup *f = (cfl_lookup *)base;
-  if (f->hdr.state == CFL_ST_FRESH) {
-    f->hdr.state = CFL_ST_PENDING;
-    /* a failed start leaves it done with the error */
-    cfu_lookup_start(f->hdr.rt->loop, f->l, f->host, NULL, SOCK_STREAM, f->family, cx->waker);
-  } else if (f->hdr.state == CFL_ST_PENDING && !cfu_req_done(&f->l->base)) {
-    cfu_req_set_waker(&f->l->base, cx->waker);
-  }
-  if (f->hdr.state == CFL_ST_PENDING && cfu_req_done(&f->l->base)) f->hdr.state = CFL_ST_READY;
-  return f->hdr.state == CFL_ST_PENDING ? CF_PENDING : CF_READY;
-}
-
-static void lookup_release(cfl_lookup *f) {
-  if (f->l) {
-    cfu_lookup *l = f->l;
-    f->l = NULL;
-    cfu_lookup_orphan(l); /* freed now unless busy */
-  }
-  free(f->host);
-  f->host = NULL;
-}
-
-static void lookup_drop(cf_future *base) {
-  cfl_lookup *f = (cfl_lookup *)base;
-  lookup_release(f);
-  cfl_mark_dropped(&f->hdr);
-}
-
-static int lookup_take(lua_State *L, cfl_future *base) {
-  cfl_lookup *f = (cfl_lookup *)base;
-  int n = 1;
-  int err = cfu_req_err(&f->l->base);
-  if (err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "lookup %s: %s", f->host, uv_strerror(err));
-    lua_pushstring(L, uv_err_name(err));
-    n = 3;
-  } else {
-    lua_newtable(L);
-    int i = 0;
-    for (struct addrinfo *ai = f->l->res; ai; ai = ai->ai_next) {
-      char host[64];
-      int port;
-      if (cfu_addr_name(ai->ai_addr, host, sizeof host, &port) != 0) continue;
-      lua_pushstring(L, host); /* skip duplicates (one per socket type) */
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, -3) != LUA_TNIL) {
-        lua_pop(L, 2);
-        continue;
-      }
-      lua_pop(L, 1);
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, -3, ++i);
-      lua_pushboolean(L, 1);
-      lua_rawset(L, -3);
-    }
-    for (int k = 1; k <= i; k++) { /* drop the membership keys */
-      lua_rawgeti(L, -1, k);
-      lua_pushnil(L);
-      lua_rawset(L, -3);
-    }
-  }
-  f->hdr.state = CFL_ST_TAKEN;
-  lookup_release(f);
-  return n;
-}
-
-static void lookup_describe(lua_State *L, cfl_future *base) {
-  lua_pushfstring(L, "lookup %s", ((cfl_lookup *)base)->host);
-}
-
-static const cfl_class lookup_class = {
-    .core = {.poll = lookup_poll, .drop = lookup_drop},
-    .name = "lookup",
-    .take = lookup_take,
-    .describe = lookup_describe,
-};
-
-/* cf.net.lookup(name [, family]) -> future of a list of addresses ("inet", "inet6") */
-static int l_lookup(lua_State *L) {
-  static const char *const fams[] = {"any", "inet", "inet6"};
-  static const int famv[] = {AF_UNSPEC, AF_INET, AF_INET6};
-  cf_runtime *rt = cfl_rt(L);
-  const char *host = check_host(L, 1, "net.lookup");
-  int fam = 0;
-  if (!lua_isnoneornil(L, 2)) {
-    const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
-    for (fam = 0; name && fam < 3 && strcmp(name, fams[fam]) != 0; fam++) {
-    }
-    if (!name || fam == 3)
-      return luaL_error(L,
-                        "net.lookup: argument #2 must be \"any\", \"inet\" or \"inet6\" (got %s)",
-                        name ? name : luaL_typename(L, 2));
-  }
-  cfl_lookup *f = (cfl_lookup *)cfl_new_future(L, rt, &lookup_class, sizeof *f);
-  f->l = cfu_lookup_new();
-  f->host = strdup(host);
-  f->family = famv[fam];
-  if (!f->l || !f->host) return luaL_error(L, "net.lookup: out of memory");
-  return 1;
-}
-
-/* reverse lookup: getnameinfo on the thread pool */
-typedef struct reverse_job {
-  cfu_job job;
-  struct sockaddr_storage addr;
-  char host[NI_MAXHOST];
-  char what[64];
-} reverse_job;
-
-static void reverse_run(cfu_job *job) {
-  reverse_job *j = (reverse_job *)job;
-  socklen_t len =
-      j->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-  int r =
-      getnameinfo((struct sockaddr *)&j->addr, len, j->host, sizeof j->host, NULL, 0, NI_NAMEREQD);
-  if (r != 0) job->err = r == EAI_NONAME ? UV_EAI_NONAME : UV_EAI_FAIL;
-}
-static void reverse_free(cfu_job *job) { free(job); }
-static const cfu_job_vt reverse_vt = {reverse_run, NULL, reverse_free};
-
-static int reverse_push(lua_State *L, cfu_job *job) {
-  reverse_job *j = (reverse_job *)job;
-  if (job->err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "reverse %s: %s", j->what, uv_strerror(job->err));
-    lua_pushstring(L, uv_err_name(job->err));
-    return 3;
-  }
-  lua_pushstring(L, j->host);
-  return 1;
-}
-static const cfl_job_kind reverse_kind = {"reverse lookup", reverse_push, NULL, NULL};
-
-/* cf.net.reverse(address) -> future of a host name */
-static int l_reverse(lua_State *L) {
-  cf_runtime *rt = cfl_rt(L);
-  const char *host = check_host(L, 1, "net.reverse");
-  reverse_job *j = calloc(1, sizeof *j);
-  if (!j) return luaL_error(L, "net.reverse: out of memory");
-  if (parse_addr(host, 0, &j->addr) != 0 || !*host || !strcmp(host, "*")) {
-    free(j);
-    return bad_addr(L, "net.reverse", host);
-  }
-  cfu_job_init(&j->job, &reverse_vt);
-  strncpy(j->what, host, sizeof j->what - 1);
-  cfl_new_job(L, rt, &reverse_kind, &j->job);
   return 1;
 }
 
@@ -339,8 +174,8 @@ static cfu_listener *check_listener(lua_State *L, const char *fname) {
 /* cf.net.listen(host, port [, {backlog=, ipv6only=}]) -> listener, or nil, msg, code */
 static int l_listen(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
-  const char *host = lua_isnoneornil(L, 1) ? "*" : check_host(L, 1, "net.listen");
-  int port = check_port(L, 2, "net.listen");
+  const char *host = lua_isnoneornil(L, 1) ? "*" : cfl_check_host(L, 1, "net.listen");
+  int port = cfl_check_port(L, 2, "net.listen");
   int backlog = 511, flags = 0;
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "backlog");
@@ -354,7 +189,7 @@ static int l_listen(lua_State *L) {
                       luaL_typename(L, 3));
   }
   struct sockaddr_storage ss;
-  if (parse_addr(host, port, &ss) != 0) return bad_addr(L, "net.listen", host);
+  if (cfl_parse_addr(host, port, &ss) != 0) return cfl_bad_addr(L, "net.listen", host);
   cfl_listener *o = lua_newuserdatauv(L, sizeof *o, 0);
   o->l = NULL;
   luaL_setmetatable(L, LISTENER_MT);
@@ -538,7 +373,7 @@ static int li_local_address(lua_State *L) {
   int len = sizeof ss;
   int r = uv_tcp_getsockname(&l->h, (struct sockaddr *)&ss, &len);
   if (r != 0) return cfl_push_ioerr(L, r, "listener:local_address");
-  return push_addr(L, (struct sockaddr *)&ss);
+  return cfl_push_addr(L, (struct sockaddr *)&ss);
 }
 
 static void listener_release(cfl_listener *o) {
@@ -587,7 +422,7 @@ static int s_peer_address(lua_State *L) {
   int len = sizeof ss;
   int r = uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len);
   if (r != 0) return cfl_push_ioerr(L, r, "stream:peer_address");
-  return push_addr(L, (struct sockaddr *)&ss);
+  return cfl_push_addr(L, (struct sockaddr *)&ss);
 }
 
 static int s_local_address(lua_State *L) {
@@ -596,7 +431,7 @@ static int s_local_address(lua_State *L) {
   int len = sizeof ss;
   int r = uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len);
   if (r != 0) return cfl_push_ioerr(L, r, "stream:local_address");
-  return push_addr(L, (struct sockaddr *)&ss);
+  return cfl_push_addr(L, (struct sockaddr *)&ss);
 }
 
 /* stream:set_nodelay(on) -> true (connections start with no delay) */
@@ -632,300 +467,9 @@ static int s_reset(lua_State *L) {
   return 1;
 }
 
-/* ---- UDP --------------------------------------------------------------------------------- */
-
-typedef struct cfl_udp {
-  cfu_udp *u;
-} cfl_udp;
-
-static cfl_udp *to_udp(lua_State *L, int idx) { return luaL_testudata(L, idx, UDP_MT); }
-
-static cfl_udp *check_udp_obj(lua_State *L, const char *fname) {
-  cfl_udp *o = to_udp(L, 1);
-  if (!o) cfl_raise_self(L, 1, fname, "a UDP socket");
-  return o;
-}
-
-/* Every UDP method: the runtime first, then the open socket at 1. */
-static cfu_udp *check_udp(lua_State *L, const char *fname) {
-  cfl_rt(L);
-  cfl_udp *o = check_udp_obj(L, fname);
-  if (!o->u || o->u->base.closing) luaL_error(L, "%s: the socket is closed", fname);
-  return o->u;
-}
-
-/* cf.net.udp([host [, port]]) -> socket bound to host:port (default any
- * address, an ephemeral port), or nil, msg, code */
-static int l_udp(lua_State *L) {
-  cf_runtime *rt = cfl_rt(L);
-  const char *host = lua_isnoneornil(L, 1) ? "*" : check_host(L, 1, "net.udp");
-  int port = lua_isnoneornil(L, 2) ? 0 : check_port(L, 2, "net.udp");
-  struct sockaddr_storage ss;
-  if (parse_addr(host, port, &ss) != 0) return bad_addr(L, "net.udp", host);
-  cfl_udp *o = lua_newuserdatauv(L, sizeof *o, 0);
-  o->u = NULL;
-  luaL_setmetatable(L, UDP_MT);
-  cfu_udp *u = cfu_udp_new(rt->loop);
-  if (!u) return luaL_error(L, "net.udp: out of memory");
-  o->u = u;
-  cfu_handle_track(&rt->io, &u->base);
-  int r = uv_udp_bind(&u->h, (struct sockaddr *)&ss, UV_UDP_REUSEADDR);
-  if (r != 0) {
-    o->u = NULL;
-    cfu_handle_unref(&u->base);
-    return cfl_push_ioerrf(L, r, "udp %s:%d", host, port);
-  }
-  return 1;
-}
-
-typedef struct cfl_recv {
-  cfl_future hdr;
-  cfu_udp *u;
-  cfu_datagram *d;
-  int err;
-  uint8_t waiting; /* counted in the socket's waiting (it keeps the loop alive) */
-} cfl_recv;
-
-/* A pending receive keeps the socket's handle (and so the loop) alive. */
-static void recv_wait(cfl_recv *f, int on) {
-  if (f->waiting == on || !f->u) return;
-  f->waiting = (uint8_t)on;
-  if (on)
-    cfu_udp_wait_begin(f->u);
-  else
-    cfu_udp_wait_end(f->u);
-}
-
-static cf_poll recv_poll(cf_future *base, cf_context *cx) {
-  cfl_recv *f = (cfl_recv *)base;
-  if (cfl_polled_out(&f->hdr)) return CF_READY;
-  f->hdr.state = CFL_ST_PENDING;
-  if (!cfu_udp_poll_recv(f->u, cx)) {
-    recv_wait(f, 1);
-    return CF_PENDING;
-  }
-  recv_wait(f, 0);
-  f->d = cfu_udp_take(f->u);
-  if (!f->d) f->err = f->u->rerr ? f->u->rerr : UV_ECANCELED;
-  return cfl_ready(&f->hdr);
-}
-
-static void recv_release(cfl_recv *f) {
-  recv_wait(f, 0);
-  free(f->d);
-  f->d = NULL;
-  if (f->u) {
-    cfu_udp *u = f->u;
-    f->u = NULL;
-    cfu_handle_unref(&u->base);
-  }
-}
-
-static void recv_drop(cf_future *base) {
-  cfl_recv *f = (cfl_recv *)base;
-  recv_release(f);
-  cfl_mark_dropped(&f->hdr);
-}
-
-static int recv_take(lua_State *L, cfl_future *base) {
-  cfl_recv *f = (cfl_recv *)base;
-  f->hdr.state = CFL_ST_TAKEN;
-  int n;
-  if (f->d) {
-    lua_pushlstring(L, f->d->data, f->d->len);
-    n = 1 + push_addr(L, (struct sockaddr *)&f->d->from);
-  } else {
-    n = cfl_push_ioerr(L, f->err, "udp:recv_from");
-  }
-  recv_release(f);
-  return n;
-}
-
-static const cfl_class recv_class = {
-    .core = {.poll = recv_poll, .drop = recv_drop},
-    .name = "udp:recv_from",
-    .take = recv_take,
-    .nuv = 1,
-};
-
-/* udp:recv_from() -> future of data, host, port */
-static int u_recv_from(lua_State *L) {
-  cfu_udp *u = check_udp(L, "udp:recv_from");
-  cfl_recv *f = (cfl_recv *)cfl_new_future(L, cfl_rt(L), &recv_class, sizeof *f);
-  f->u = u;
-  cfu_handle_ref(&u->base);
-  lua_pushvalue(L, 1);
-  cfl_setuservalue(L, -2);
-  return 1;
-}
-
-typedef struct cfl_send {
-  cfl_future hdr;
-  cfu_udp *u;
-  cfu_udp_send *sr;
-  struct sockaddr_storage to;
-  int err;
-} cfl_send;
-
-static cf_poll send_poll(cf_future *base, cf_context *cx) {
-  cfl_send *f = (cfl_send *)base;
-  switch (f->hdr.state) {
-  case CFL_ST_FRESH: {
-    f->hdr.state = CFL_ST_PENDING;
-    int r = cfu_udp_send_submit(f->u, f->sr, (struct sockaddr *)&f->to, cx->waker);
-    if (r == 0) return CF_PENDING;
-    f->err = r;
-    break;
-  }
-  case CFL_ST_PENDING:
-    if (!cfu_req_done(&f->sr->base)) {
-      cfu_req_set_waker(&f->sr->base, cx->waker);
-      return CF_PENDING;
-    }
-    f->err = cfu_req_err(&f->sr->base);
-    break;
-  default: return CF_READY;
-  }
-  return cfl_ready(&f->hdr);
-}
-
-static void send_release(cfl_send *f) {
-  if (f->sr) {
-    cfu_udp_send *sr = f->sr;
-    f->sr = NULL;
-    cfu_udp_send_orphan(sr);
-  }
-  if (f->u) {
-    cfu_udp *u = f->u;
-    f->u = NULL;
-    cfu_handle_unref(&u->base);
-  }
-}
-
-static void send_drop(cf_future *base) {
-  cfl_send *f = (cfl_send *)base;
-  send_release(f);
-  cfl_mark_dropped(&f->hdr);
-}
-
-static int send_take(lua_State *L, cfl_future *base) {
-  cfl_send *f = (cfl_send *)base;
-  f->hdr.state = CFL_ST_TAKEN;
-  send_release(f);
-  if (f->err) return cfl_push_ioerr(L, f->err, "udp:send_to");
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static const cfl_class send_class = {
-    .core = {.poll = send_poll, .drop = send_drop},
-    .name = "udp:send_to",
-    .take = send_take,
-    .nuv = 1,
-};
-
-/* udp:send_to(data, host, port) -> future of true (host: a numeric address) */
-static int u_send_to(lua_State *L) {
-  cfu_udp *u = check_udp(L, "udp:send_to");
-  size_t len;
-  const char *data = lua_isstring(L, 2) ? lua_tolstring(L, 2, &len) : NULL;
-  if (!data)
-    luaL_error(L, "udp:send_to: argument #2 must be a string (got %s)", luaL_typename(L, 2));
-  const char *host = check_host(L, 3, "udp:send_to");
-  int port = check_port(L, 4, "udp:send_to");
-  struct sockaddr_storage to;
-  if (parse_addr(host, port, &to) != 0 || !*host || !strcmp(host, "*"))
-    return bad_addr(L, "udp:send_to", host);
-  cfl_send *f = (cfl_send *)cfl_new_future(L, cfl_rt(L), &send_class, sizeof *f);
-  f->u = u;
-  cfu_handle_ref(&u->base);
-  f->to = to;
-  f->sr = cfu_udp_send_new(data, len); /* after the future: its __gc frees it */
-  if (!f->sr) return luaL_error(L, "udp:send_to: out of memory");
-  lua_pushvalue(L, 1);
-  cfl_setuservalue(L, -2);
-  return 1;
-}
-
-static int u_local_address(lua_State *L) {
-  cfu_udp *u = check_udp(L, "udp:local_address");
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  int r = uv_udp_getsockname(&u->h, (struct sockaddr *)&ss, &len);
-  if (r != 0) return cfl_push_ioerr(L, r, "udp:local_address");
-  return push_addr(L, (struct sockaddr *)&ss);
-}
-
-static int u_result(lua_State *L, int r, const char *fname) {
-  if (r != 0) return cfl_push_ioerr(L, r, fname);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int u_set_broadcast(lua_State *L) {
-  cfu_udp *u = check_udp(L, "udp:set_broadcast");
-  return u_result(L, uv_udp_set_broadcast(&u->h, lua_toboolean(L, 2)), "udp:set_broadcast");
-}
-static int u_set_ttl(lua_State *L) {
-  cfu_udp *u = check_udp(L, "udp:set_ttl");
-  int ttl = (int)cfl_check_int_range(L, 2, "udp:set_ttl", "argument #2 (ttl)", 1, 255);
-  return u_result(L, uv_udp_set_ttl(&u->h, ttl), "udp:set_ttl");
-}
-static int u_set_multicast_loop(lua_State *L) {
-  cfu_udp *u = check_udp(L, "udp:set_multicast_loop");
-  return u_result(L, uv_udp_set_multicast_loop(&u->h, lua_toboolean(L, 2)),
-                  "udp:set_multicast_loop");
-}
-static int u_set_multicast_ttl(lua_State *L) {
-  cfu_udp *u = check_udp(L, "udp:set_multicast_ttl");
-  int ttl = (int)cfl_check_int_range(L, 2, "udp:set_multicast_ttl", "argument #2 (ttl)", 0, 255);
-  return u_result(L, uv_udp_set_multicast_ttl(&u->h, ttl), "udp:set_multicast_ttl");
-}
-static int membership(lua_State *L, uv_membership m, const char *fname) {
-  cfu_udp *u = check_udp(L, fname);
-  const char *group = check_host(L, 2, fname);
-  const char *iface = lua_isnoneornil(L, 3)
-                          ? NULL
-                          : cfl_check_cstring(L, 3, fname, "argument #3 (interface)", NULL);
-  return u_result(L, uv_udp_set_membership(&u->h, group, iface, m), fname);
-}
-static int u_join_group(lua_State *L) { return membership(L, UV_JOIN_GROUP, "udp:join_group"); }
-static int u_leave_group(lua_State *L) { return membership(L, UV_LEAVE_GROUP, "udp:leave_group"); }
-
-static void udp_release(cfl_udp *o) {
-  if (o->u) {
-    cfu_udp *u = o->u;
-    o->u = NULL;
-    cfu_handle_close(&u->base);
-    cfu_handle_unref(&u->base);
-  }
-}
-
-/* udp:close() (also __close) */
-static int u_close(lua_State *L) {
-  cfl_rt(L);
-  udp_release(check_udp_obj(L, "udp:close"));
-  return 0;
-}
-
-/* __gc: never raises; a foreign self is ignored (see li_gc) */
-static int u_gc(lua_State *L) {
-  cfl_udp *o = to_udp(L, 1);
-  if (o) udp_release(o);
-  return 0;
-}
-
-static int u_tostring(lua_State *L) {
-  cfl_udp *o = check_udp_obj(L, "udp:__tostring");
-  lua_pushfstring(L, "cfuture.Udp(%s): %p", o->u && !o->u->base.closing ? "open" : "closed",
-                  (void *)o);
-  return 1;
-}
-
 /* ---- module ------------------------------------------------------------------------------- */
 
-static const luaL_Reg funcs[] = {{"connect", l_connect}, {"listen", l_listen}, {"lookup", l_lookup},
-                                 {"reverse", l_reverse}, {"udp", l_udp},       {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"connect", l_connect}, {"listen", l_listen}, {NULL, NULL}};
 static const luaL_Reg listener_methods[] = {{"accept", li_accept},
                                             {"incoming", li_incoming},
                                             {"local_address", li_local_address},
@@ -933,42 +477,21 @@ static const luaL_Reg listener_methods[] = {{"accept", li_accept},
                                             {NULL, NULL}};
 static const luaL_Reg listener_meta[] = {
     {"__gc", li_gc}, {"__close", li_close}, {"__tostring", li_tostring}, {NULL, NULL}};
-static const luaL_Reg udp_meta[] = {
-    {"__gc", u_gc}, {"__close", u_close}, {"__tostring", u_tostring}, {NULL, NULL}};
 static const luaL_Reg tcp_methods[] = {{"peer_address", s_peer_address},
                                        {"local_address", s_local_address},
                                        {"set_nodelay", s_set_nodelay},
                                        {"set_keepalive", s_set_keepalive},
                                        {"reset", s_reset},
                                        {NULL, NULL}};
-static const luaL_Reg udp_methods[] = {{"recv_from", u_recv_from},
-                                       {"send_to", u_send_to},
-                                       {"local_address", u_local_address},
-                                       {"set_broadcast", u_set_broadcast},
-                                       {"set_ttl", u_set_ttl},
-                                       {"set_multicast_loop", u_set_multicast_loop},
-                                       {"set_multicast_ttl", u_set_multicast_ttl},
-                                       {"join_group", u_join_group},
-                                       {"leave_group", u_leave_group},
-                                       {"close", u_close},
-                                       {NULL, NULL}};
 
-/* Module table on top (after cfl_open_stream): adds cf.net. */
+/* Module table on top (after the stream subsystem): adds cf.net, which the
+ * udp and dns subsystems fill further. */
 static void open_net(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  /* metamethods with the module's upvalues (cfl_new_class registers bare ones) */
-  cfl_new_class(L, rt, LISTENER_MT, listener_methods, NULL, NULL, NULL);
+  cfl_new_class(L, rt, LISTENER_MT, listener_methods, listener_meta);
   lua_setfield(L, -2, "Listener"); /* net.Listener, net.Udp: the method tables */
-  luaL_getmetatable(L, LISTENER_MT);
-  cfl_setfuncs(L, rt, listener_meta);
-  lua_pop(L, 1);
-  cfl_new_class(L, rt, UDP_MT, udp_methods, NULL, NULL, NULL);
-  lua_setfield(L, -2, "Udp");
-  luaL_getmetatable(L, UDP_MT);
-  cfl_setfuncs(L, rt, udp_meta);
-  lua_pop(L, 1);
   lua_setfield(L, -2, "net");
   lua_getfield(L, -1, "Stream");
   cfl_setfuncs(L, rt, tcp_methods);

@@ -381,7 +381,8 @@ static void open_process(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
-  cfl_new_class(L, rt, PROCESS_MT, methods, p_gc, NULL, p_tostring);
+  static const luaL_Reg meta[] = {{"__gc", p_gc}, {"__tostring", p_tostring}, {NULL, NULL}};
+  cfl_new_class(L, rt, PROCESS_MT, methods, meta);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "Process");
   /* fields (pid, stdin, ...) first, then methods */

@@ -14,7 +14,7 @@
 void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t) {
   lua_State *S = rt->S;
   lua_xmove(from, S, 1);
-  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->reports);
+  lua_rawgeti(S, LUA_REGISTRYINDEX, rt->reports.ref);
   lua_createtable(S, 0, 3);
   lua_pushvalue(S, -3);
   lua_setfield(S, -2, "error");
@@ -26,7 +26,7 @@ void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t) {
       lua_setfield(S, -2, "name");
     }
   }
-  lua_rawseti(S, -2, ++rt->nreports);
+  lua_rawseti(S, -2, ++rt->reports.n);
   lua_pop(S, 2);
 }
 
@@ -65,19 +65,19 @@ static void print_report(lua_State *S, int entry) {
 
 void cfl_flush_reports(cf_runtime *rt) {
   lua_State *S = rt->S;
-  while (rt->nreports > 0) {
-    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->reports);
-    int n = rt->nreports;
+  while (rt->reports.n > 0) {
+    lua_rawgeti(S, LUA_REGISTRYINDEX, rt->reports.ref);
+    int n = rt->reports.n;
     /* swap in a fresh list first: a handler may cause new reports */
     lua_newtable(S);
-    lua_rawseti(S, LUA_REGISTRYINDEX, rt->reports);
-    rt->nreports = 0;
+    lua_rawseti(S, LUA_REGISTRYINDEX, rt->reports.ref);
+    rt->reports.n = 0;
     int list = lua_gettop(S);
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(S, list, i);
       int entry = lua_gettop(S);
-      if (rt->handler != LUA_NOREF) {
-        lua_rawgeti(S, LUA_REGISTRYINDEX, rt->handler);
+      if (rt->reports.handler != LUA_NOREF) {
+        lua_rawgeti(S, LUA_REGISTRYINDEX, rt->reports.handler);
         lua_getfield(S, entry, "error");
         lua_pushvalue(S, entry);
         if (lua_pcall(S, 2, 0, 0) != LUA_OK) {
@@ -99,15 +99,15 @@ static int l_on_error(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  if (rt->handler != LUA_NOREF)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handler);
+  if (rt->reports.handler != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->reports.handler);
   else
     lua_pushnil(L);
-  luaL_unref(L, LUA_REGISTRYINDEX, rt->handler);
-  rt->handler = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->reports.handler);
+  rt->reports.handler = LUA_NOREF;
   if (!lua_isnil(L, 1)) {
     lua_pushvalue(L, 1);
-    rt->handler = luaL_ref(L, LUA_REGISTRYINDEX);
+    rt->reports.handler = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   return 1;
 }
@@ -120,7 +120,7 @@ void cfl_push_cancelled(lua_State *L, cf_runtime *rt, const char *what) {
   lua_setfield(L, -2, "message");
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "cancelled");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancelled_mt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.cancelled_mt);
   lua_setmetatable(L, -2);
 }
 
@@ -134,7 +134,7 @@ static int l_is_cancelled(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   int r = 0;
   if (lua_getmetatable(L, 1)) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->cancelled_mt);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.cancelled_mt);
     r = lua_rawequal(L, -1, -2);
   }
   lua_pushboolean(L, r);
@@ -147,14 +147,14 @@ static const luaL_Reg funcs[] = {
 static void open_report(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   lua_newtable(L);
-  rt->reports = luaL_ref(L, LUA_REGISTRYINDEX);
-  rt->handler = LUA_NOREF;
+  rt->reports.ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->reports.handler = LUA_NOREF;
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, cancelled_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pushliteral(L, "cfuture.Cancelled");
   lua_setfield(L, -2, "__name");
-  rt->cancelled_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->ref.cancelled_mt = luaL_ref(L, LUA_REGISTRYINDEX);
   cfl_setfuncs(L, rt, funcs);
 }
 

@@ -40,7 +40,8 @@ static void detach_children(cfl_scope *sc) {
   sc->nchildren = 0;
 }
 
-void cfl_scope_child_done(cfl_task *t) {
+/* A child's on_done: it leaves the scope; its failure fails the scope. */
+static void child_done(cfl_task *t) {
   cfl_scope *sc = t->ext->scope;
   cf__list_remove(&t->ext->scope_link);
   sc->nchildren--;
@@ -168,6 +169,7 @@ static int s_spawn(lua_State *L) {
     return luaL_error(L, "spawn: out of memory");
   }
   x->scope = sc;
+  x->on_done = child_done;
   cf_task_ref(&t->base);
   cf__list_push_back(&sc->children, &x->scope_link);
   sc->nchildren++;

@@ -276,7 +276,9 @@ static void open_signal(lua_State *L) {
   lua_newtable(L);
   cfl_setfuncs(L, rt, funcs);
   lua_setfield(L, -2, "signal");
-  cfl_new_class(L, rt, LISTENER_MT, listener_methods, li_gc, li_mclose, li_tostring);
+  static const luaL_Reg meta[] = {
+      {"__gc", li_gc}, {"__close", li_mclose}, {"__tostring", li_tostring}, {NULL, NULL}};
+  cfl_new_class(L, rt, LISTENER_MT, listener_methods, meta);
   lua_pop(L, 1);
 }
 

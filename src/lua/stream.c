@@ -559,10 +559,9 @@ static const luaL_Reg metamethods[] = {
 /* Module table on top: cf.Stream holds the stream methods. */
 static void open_stream(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
-  cfl_new_class(L, rt, STREAM_MT, methods, NULL, NULL, NULL);
+  cfl_new_class(L, rt, STREAM_MT, methods, metamethods);
   luaL_getmetatable(L, STREAM_MT);
   rt->stream_mt = lua_topointer(L, -1);
-  cfl_setfuncs(L, rt, metamethods);
   lua_pop(L, 1);
   lua_setfield(L, -2, "Stream");
 }

@@ -31,17 +31,17 @@ static const char NIL_MARK = 'n'; /* stands for nil in an anchor slot */
 /* ---- the stage: arguments of tasks that have not started ----------------- */
 
 static void stage_push(lua_State *L, cf_runtime *rt, cfl_task *t, int idx, int n) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage.ref);
   int tbl = lua_gettop(L);
   t->root.staged = 1;
-  t->root.ref = rt->stage_top + 1; /* index of the first value */
+  t->root.ref = rt->stage.top + 1; /* index of the first value */
   t->root.nres = n;                /* how many */
   for (int i = 0; i < n; i++) {
     lua_pushvalue(L, idx + i);
     lua_rawseti(L, tbl, t->root.ref + i);
   }
-  rt->stage_top += n;
-  rt->staged += n;
+  rt->stage.top += n;
+  rt->stage.n += n;
   lua_pop(L, 1);
 }
 
@@ -50,7 +50,7 @@ static void stage_take(cf_runtime *rt, cfl_task *t, lua_State *to) {
   lua_State *L = to ? to : rt->S;
   int n = t->root.nres, first = t->root.ref;
   luaL_checkstack(L, n + 2, "too many arguments");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->stage.ref);
   int tbl = lua_gettop(L);
   for (int i = 0; i < n; i++) {
     if (to) lua_rawgeti(L, tbl, first + i);
@@ -61,27 +61,44 @@ static void stage_take(cf_runtime *rt, cfl_task *t, lua_State *to) {
   t->root.staged = 0;
   t->root.ref = LUA_NOREF;
   t->root.nres = 0;
-  rt->staged -= n;
-  if (rt->staged == 0) {
+  rt->stage.n -= n;
+  if (rt->stage.n == 0) {
     /* empty: start again at 1, in a fresh table if a burst grew this one */
-    if (rt->stage_top > 4096) {
+    if (rt->stage.top > 4096) {
       lua_newtable(L);
-      lua_rawseti(L, LUA_REGISTRYINDEX, rt->stage);
+      lua_rawseti(L, LUA_REGISTRYINDEX, rt->stage.ref);
     }
-    rt->stage_top = 0;
+    rt->stage.top = 0;
   }
 }
 
-void cfl_task_start(cfl_task *t) {
+/* A staged task's first poll: its coroutine is made only now (a task
+ * cancelled before it ran never costs one). */
+static void task_start(cfl_task *t) {
   cf_runtime *rt = t->root.hdr.rt;
   lua_State *S = rt->S;
   lua_rawgeti(S, LUA_REGISTRYINDEX, rt->anchors);
-  lua_State *co = cfl_thread_new(S, rt);
+  lua_State *co = cfl_coroutine_new(S, rt);
   stage_take(rt, t, co); /* reads ref and nres: before they are reused */
   t->root.ref = luaL_ref(S, -2);
   lua_pop(S, 1);
   t->root.co = co;
 }
+
+/* The executor polls the task's entry: the first poll starts a staged
+ * task, and every poll is the root coroutine's. */
+static cf_poll entry_poll(cf_future *base, cf_context *cx) {
+  cfl_task *t = (cfl_task *)((char *)base - offsetof(cfl_task, entry));
+  if (t->root.staged) task_start(t);
+  return cfl_coro_class.core.poll(&t->root.hdr.base, cx);
+}
+
+static void entry_drop(cf_future *base) {
+  cfl_task *t = (cfl_task *)((char *)base - offsetof(cfl_task, entry));
+  cfl_coro_class.core.drop(&t->root.hdr.base);
+}
+
+static const cf_future_vtable entry_vt = {entry_poll, entry_drop};
 
 /* ---- completion and results ---------------------------------------------- */
 
@@ -124,10 +141,10 @@ static void settle(cfl_task *t) {
   c->nres = n;
   if (!running) {
     lua_settop(co, 0);
-    if (lua_status(co) == LUA_OK && rt->npool < CFL_POOL_MAX) {
-      lua_rawgeti(S, LUA_REGISTRYINDEX, rt->pool);
+    if (lua_status(co) == LUA_OK && rt->coro_cache.n < CFL_CORO_CACHE_MAX) {
+      lua_rawgeti(S, LUA_REGISTRYINDEX, rt->coro_cache.ref);
       lua_pushvalue(S, tbl + 1);
-      lua_rawseti(S, -2, ++rt->npool);
+      lua_rawseti(S, -2, ++rt->coro_cache.n);
     }
   }
   lua_settop(S, tbl - 1);
@@ -211,7 +228,7 @@ static void task_complete(cf_task *bt, int cancelled) {
   cfl_task *t = (cfl_task *)bt;
   (void)cancelled;
   settle(t);
-  if (cfl_task_scope(t)) cfl_scope_child_done(t);
+  if (t->ext && t->ext->on_done) t->ext->on_done(t);
   if (t->nholders == 0) release(t);
 }
 
@@ -293,13 +310,14 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
   } else if (f) {
     /* the task's coroutine will await the future */
     f->owner = &t->root;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->await_fn);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.await_fn);
     lua_pushvalue(L, fn);
     stage_push(L, rt, t, lua_gettop(L) - 1, 2);
   } else {
     stage_push(L, rt, t, fn, nargs + 1);
   }
-  cf_task_spawn(&t->base, &rt->ex, &task_hooks, &t->root.hdr.base);
+  t->entry.vt = &entry_vt;
+  cf_task_spawn(&t->base, &rt->ex, &task_hooks, &t->entry);
   lua_settop(L, top);
   return t;
 }
@@ -474,7 +492,7 @@ static void open_task(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
   lua_newtable(L);
-  rt->stage = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->stage.ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 const cfl_module cfl_task_module = {.name = "task", .open = open_task};

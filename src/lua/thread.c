@@ -443,7 +443,8 @@ static const luaL_Reg pool_methods[] = {
 /* Module table on top: adds cf.thread. */
 static void open_thread(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
-  cfl_new_class(L, rt, POOL_MT, pool_methods, p_gc, NULL, p_tostring);
+  static const luaL_Reg meta[] = {{"__gc", p_gc}, {"__tostring", p_tostring}, {NULL, NULL}};
+  cfl_new_class(L, rt, POOL_MT, pool_methods, meta);
   lua_pop(L, 1);
   lua_newtable(L);
   cfl_setfuncs(L, rt, cfl_worker_funcs);

@@ -222,7 +222,7 @@ static cfl_future *own_yield(lua_State *L, int idx) {
 
 /* cf.yield_now() -> future: let the other ready tasks run once */
 static int l_yield_now(lua_State *L) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, cfl_rt(L)->yield_token);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cfl_rt(L)->ref.yield_token);
   return 1;
 }
 
@@ -245,7 +245,7 @@ static void open_timer(lua_State *L) {
   cfl_setfuncs(L, rt, time_funcs);
   lua_setfield(L, -2, "time");
   rt->yield_token_ptr = cfl_new_future(L, rt, &cfl_yield_token_class, sizeof(cfl_future));
-  rt->yield_token = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->ref.yield_token = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 const cfl_module cfl_timer_module = {.name = "timer", .open = open_timer};

@@ -278,42 +278,16 @@ cfu_datagram *cfu_udp_take(cfu_udp *u) {
   return d;
 }
 
-static void udp_send_free(cfu_req *r) { free(cf__container_of(r, cfu_udp_send, base)); }
+static void on_udp_sent(uv_udp_send_t *req, int status) { cfu__write_done(req->data, status); }
 
-cfu_udp_send *cfu_udp_send_new(const char *data, size_t len) {
-  cfu_udp_send *sr = malloc(sizeof *sr + len);
-  if (!sr) return NULL;
-  memset(sr, 0, sizeof *sr);
-  cfu_req_init(&sr->base, udp_send_free);
-  memcpy(sr->data, data, len);
-  sr->len = len;
-  return sr;
-}
-
-static void on_udp_sent(uv_udp_send_t *req, int status) {
-  cfu_udp_send *sr = req->data;
-  cfu_udp *u = sr->u;
-  sr->u = NULL;
-  cfu_req_complete(&sr->base, status);
-  cfu_handle_unref(&u->base);
-}
-
-int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to,
-                        const cf_waker *w) {
+int cfu_udp_send_submit(cfu_udp *u, cfu_write *sr, const struct sockaddr *to, const cf_waker *w) {
   uv_buf_t b;
   b.base = sr->data;
   b.len = sr->len; /* not uv_buf_init: its length is an unsigned int */
-  sr->req.data = sr;
-  int r = u->base.closing ? UV_EBADF : uv_udp_send(&sr->req, &u->h, &b, 1, to, on_udp_sent);
-  if (r == 0) {
-    sr->u = u;
-    cfu_handle_ref(&u->base);
-  }
+  sr->req.udp.data = sr;
+  int r = u->base.closing ? UV_EBADF : uv_udp_send(&sr->req.udp, &u->h, &b, 1, to, on_udp_sent);
+  if (r == 0) cfu__write_busy(sr, &u->base);
   return cfu_req_submitted(&sr->base, r, w);
-}
-
-void cfu_udp_send_orphan(cfu_udp_send *sr) {
-  cfu_req_orphan(&sr->base); /* in flight: a datagram handed to libuv cannot be taken back */
 }
 
 int cfu_addr_name(const struct sockaddr *sa, char *host, size_t hostlen, int *port) {

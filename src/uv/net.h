@@ -107,19 +107,10 @@ cfu_datagram *cfu_udp_take(cfu_udp *u); /* caller frees */
 static inline void cfu_udp_wait_begin(cfu_udp *u) { cfu_handle_wait_begin(&u->base); }
 static inline void cfu_udp_wait_end(cfu_udp *u) { cfu_handle_wait_end(&u->base); }
 
-/* A datagram in flight: a request (req.h) whose bytes are a copy it owns. */
-typedef struct cfu_udp_send {
-  cfu_req base;
-  uv_udp_send_t req;
-  cfu_udp *u; /* referenced while busy */
-  size_t len;
-  char data[];
-} cfu_udp_send;
-
-cfu_udp_send *cfu_udp_send_new(const char *data, size_t len);
+/* A datagram in flight is a cfu_write (stream.h), made by cfu_write_new
+ * and let go with cfu_write_orphan. */
 /* 0, or a libuv error: then sr is done with it. */
-int cfu_udp_send_submit(cfu_udp *u, cfu_udp_send *sr, const struct sockaddr *to, const cf_waker *w);
-void cfu_udp_send_orphan(cfu_udp_send *sr);
+int cfu_udp_send_submit(cfu_udp *u, cfu_write *sr, const struct sockaddr *to, const cf_waker *w);
 
 /* "1.2.3.4" / "::1" and a port for an address; 0 or a libuv error. */
 int cfu_addr_name(const struct sockaddr *sa, char *host, size_t hostlen, int *port);

@@ -214,13 +214,22 @@ cfu_write *cfu_write_new(const char *data, size_t len) {
   return w;
 }
 
-static void on_write(uv_write_t *req, int status) {
-  cfu_write *w = req->data;
-  cfu_stream *s = w->s;
-  w->s = NULL;
+/* The callback's part, for either kind: the handle lets go after the
+ * request completed (completing may free w, never the handle). */
+void cfu__write_done(cfu_write *w, int status) {
+  cfu_handle *h = w->h;
+  w->h = NULL;
   cfu_req_complete(&w->base, status);
-  cfu_handle_unref(&s->base);
+  cfu_handle_unref(h);
 }
+
+/* libuv submitted w: it references h until done. */
+void cfu__write_busy(cfu_write *w, cfu_handle *h) {
+  w->h = h;
+  cfu_handle_ref(h);
+}
+
+static void on_write(uv_write_t *req, int status) { cfu__write_done(req->data, status); }
 
 /* UV_EBADF / UV_EPIPE when s takes no more writes, else 0. */
 static int write_check(const cfu_stream *s) {
@@ -232,13 +241,10 @@ int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker) {
   uv_buf_t b;
   b.base = w->data;
   b.len = w->len; /* not uv_buf_init: its length is an unsigned int */
-  w->req.data = w;
+  w->req.stream.data = w;
   int r = write_check(s);
-  if (r == 0) r = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
-  if (r == 0) {
-    w->s = s;
-    cfu_handle_ref(&s->base);
-  }
+  if (r == 0) r = uv_write(&w->req.stream, &s->h.stream, &b, 1, on_write);
+  if (r == 0) cfu__write_busy(w, &s->base);
   return cfu_req_submitted(&w->base, r, waker);
 }
 

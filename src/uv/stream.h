@@ -81,11 +81,15 @@ static inline int cfu_stream_end_err(const cfu_stream *s) {
 static inline void cfu_stream_wait_begin(cfu_stream *s) { cfu_handle_wait_begin(&s->base); }
 static inline void cfu_stream_wait_end(cfu_stream *s) { cfu_handle_wait_end(&s->base); }
 
-/* A write in flight: a request (req.h) whose bytes are a copy it owns. */
+/* A write in flight: a request (req.h) whose bytes are a copy it owns, to
+ * a stream or, as one datagram, to a UDP socket (net.h). */
 typedef struct cfu_write {
   cfu_req base;
-  uv_write_t req;
-  cfu_stream *s; /* referenced while busy */
+  union {
+    uv_write_t stream;
+    uv_udp_send_t udp;
+  } req;
+  cfu_handle *h; /* referenced while busy */
   size_t len;
   char data[];
 } cfu_write;
@@ -96,6 +100,10 @@ cfu_write *cfu_write_new(const char *data, size_t len);
 int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker);
 /* The write's future lets go. */
 void cfu_write_orphan(cfu_write *w);
+/* Drivers only: libuv took w (it references h until done); w's callback
+ * (either kind) completes it. */
+void cfu__write_busy(cfu_write *w, cfu_handle *h);
+void cfu__write_done(cfu_write *w, int status);
 /* The first step of a write: hand the kernel what it takes at once when
  * nothing is queued (no copy). The count of bytes taken (0 if it would
  * block), or UV_EBADF if s is closing, UV_EPIPE if it was shut down, or
