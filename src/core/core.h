@@ -49,7 +49,10 @@ struct cf_task {
   cf_link all;   /* executor's live tasks */
   const cf_task_hooks *hooks;
   cf_executor *ex;
-  cf_future *future;   /* root future, polled by the executor */
+  /* The root future, polled by the executor. Its poll may replace it with
+   * one that stands for it from then on (a task's entry hands over to the
+   * future it started). */
+  cf_future *future;
   cf_waitlist joiners; /* poll sites waiting for completion */
   cf_waiter waiter;    /* the task's own poll-site node for its root */
   uint64_t id;

@@ -54,7 +54,7 @@ typedef struct cfl_future cfl_future;
 typedef struct cfl_module {
   const char *name;
   void (*open)(lua_State *L); /* module table on top: add functions and classes */
-  /* After each executor run, on the driver's thread, while some subsystem
+  /* After each executor run, on the caller's thread, while some subsystem
    * asked for it (rt->after_run_wanted): deliver what the run buffered. */
   void (*after_run)(cf_runtime *rt);
   /* Runtime close, every task cancelled: stop what could feed the loop. */
@@ -66,8 +66,8 @@ typedef struct cfl_coro cfl_coro;
 typedef struct cfl_task cfl_task;
 
 typedef struct cfl_class {
-  cf_future_vtable core; /* poll; drop = cancel (idempotent) */
-  const char *name;      /* what it is, in descriptions and errors: "sleep" */
+  cf_future_vtable vt; /* poll; drop = cancel (idempotent) */
+  const char *name;    /* what it is, in descriptions and errors: "sleep" */
   /* Its Lua type: __name, tostring and the LuaLS class ("cfuture.Channel");
    * NULL for a plain "cfuture.Future". */
   const char *type;
@@ -154,7 +154,7 @@ typedef struct cfl_task_ext {
 
 struct cfl_task {
   cf_task base;    /* base.waiter serves as root.waiter */
-  cf_future entry; /* what the executor polls: starts root, then is root */
+  cf_future entry; /* a staged task's first poll: starts root, hands over */
   cfl_coro root;   /* root.ref anchors the coroutine, then the results */
   cfl_task_ext *ext;
   uint64_t parent;  /* id of the task that spawned it, 0 if none */
@@ -170,7 +170,8 @@ static inline cfl_task *cfl_coro_task(cfl_coro *c) {
 static inline const char *cfl_task_name(const cfl_task *t) { return t->ext ? t->ext->name : NULL; }
 static inline cfl_scope *cfl_task_scope(const cfl_task *t) { return t->ext ? t->ext->scope : NULL; }
 
-#define CFL_MT_SLOTS 128 /* room for every class twice, half full at most */
+#define CFL_MT_SLOTS 128   /* room for every class twice, half full at most */
+#define CFL_CLASS_SLOTS 64 /* the same, once per class */
 
 struct cf_runtime {
   /* ---- the scheduler */
@@ -190,7 +191,7 @@ struct cf_runtime {
   /* ---- Lua threads (which code may use which: docs/INTERNALS.md) */
   lua_State *L;      /* main thread */
   lua_State *S;      /* scratch thread for C-side Lua work during polls */
-  lua_State *driver; /* thread running block_on/step/run */
+  lua_State *caller; /* the thread that called block_on, run or step (the main one otherwise) */
 
   /* ---- life: every entry point checks closed (cfl_rt) */
   int opened;  /* open_module finished initialising it */
@@ -223,6 +224,12 @@ struct cf_runtime {
    * light), built on first use: an open-addressed set of their addresses,
    * bit 0 set for a light one (cfl_tofuture). */
   uintptr_t future_mts[CFL_MT_SLOTS];
+  /* Each class's two metatables (ref[1]: light), by registry reference, in
+   * slots found by the class's address; 0 until made. */
+  struct cfl_class_mt {
+    const cfl_class *cls;
+    int ref[2];
+  } class_mts[CFL_CLASS_SLOTS];
   const void *stream_mt; /* identity of the stream metatable (cfl_testudata) */
 
   /* ---- subsystems (module.c) and what they keep here */
@@ -249,6 +256,14 @@ static inline cf_runtime *cfl_rt(lua_State *L) {
   return rt;
 }
 
+/* The runtime, as cfl_rt, but a closed runtime's error names fname (cfl_rt
+ * finds no name for a function called through pcall). */
+static inline cf_runtime *cfl_rt_named(lua_State *L, const char *fname) {
+  cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
+  if (rt->closed) luaL_error(L, "%s: the cfuture runtime is closed", fname);
+  return rt;
+}
+
 /* The userdata at idx if its metatable is the one whose identity is mt, else
  * NULL: luaL_testudata without the registry lookup by name, for methods on
  * the hot path of every read and write. */
@@ -268,9 +283,6 @@ int cfl_raise_self(lua_State *L, int idx, const char *fname, const char *what);
 /* What the value at idx is, for messages: its metatable's __name, or its
  * type. */
 const char *cfl_what_is(lua_State *L, int idx);
-/* The runtime, as cfl_rt, but a closed runtime's error names fname (cfl_rt
- * finds no name for a function called through pcall). */
-cf_runtime *cfl_rt_named(lua_State *L, const char *fname);
 /* Push nil, "<what>: <message>", "<ECODE>" for a negative libuv error
  * (what may be NULL); cfl_push_ioerrf formats what (lua_pushfstring's
  * formats). Both return 3. */
@@ -302,7 +314,7 @@ lua_Integer cfl_check_int_range(lua_State *L, int idx, const char *fname, const 
 extern const char cfl_runtime_key; /* registry[&cfl_runtime_key]: the runtime */
 /* Register fns into the table on top, with the module's two upvalues. */
 void cfl_setfuncs(lua_State *L, cf_runtime *rt, const luaL_Reg *fns);
-/* The Lua thread to work on: the running coroutine, or the driver's. */
+/* The Lua thread to work on: the running coroutine, or the caller's. */
 lua_State *cfl_from(cf_runtime *rt);
 /* Push the registry table at key, creating it on first use (with __mode
  * `mode`, e.g. "k", or none when NULL); in any state, workers' included. */
@@ -388,11 +400,11 @@ int cfl_await(lua_State *L);
 int cfl_await_own(lua_State *L, cfl_future *f);
 
 /* task.c */
-extern const cfl_class cfl_handle_class;
+extern const cfl_class cfl_join_handle_class;
 /* h:abort() and h:is_finished(): the methods of a class with `abort`. */
 extern const luaL_Reg cfl_abort_methods[];
 cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname);
-void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t);
+void cfl_push_join_handle(lua_State *L, cf_runtime *rt, cfl_task *t);
 int cfl_task_take(lua_State *L, cfl_task *t);
 void cfl_task_hold(cfl_task *t);
 void cfl_task_unhold(cfl_task *t);

@@ -55,7 +55,7 @@ typedef struct cfl_chan {
 
 extern const cfl_class cfl_chan_class;
 
-static int is_chan(cfl_future *f) { return f && f->base.vt == &cfl_chan_class.core; }
+static int is_chan(cfl_future *f) { return f && f->base.vt == &cfl_chan_class.vt; }
 
 /* Messages a receiver may take: not promised to others, not reserved. */
 static lua_Integer recv_available(cfl_chan *ch, cf_waiter *w) {
@@ -221,7 +221,7 @@ static void recv_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class recv_op_class = {
-    .core = {.poll = recv_poll, .drop = recv_drop},
+    .vt = {.poll = recv_poll, .drop = recv_drop},
     .name = "channel recv",
     .take = recv_take,
     .describe = recv_describe,
@@ -310,7 +310,7 @@ static void send_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class send_op_class = {
-    .core = {.poll = send_poll, .drop = send_drop},
+    .vt = {.poll = send_poll, .drop = send_drop},
     .name = "channel send",
     .take = send_take,
     .describe = send_describe,
@@ -330,7 +330,7 @@ static int done_take(lua_State *L, cfl_future *f) {
   return 0;
 }
 static const cfl_class done_class = {
-    .core = {.poll = done_poll, .drop = done_drop}, .name = "sent", .take = done_take, .shared = 1};
+    .vt = {.poll = done_poll, .drop = done_drop}, .name = "sent", .take = done_take, .shared = 1};
 
 /* The channel at index 1. */
 static cfl_chan *check_chan(lua_State *L, const char *fname) {
@@ -462,7 +462,7 @@ static const luaL_Reg chan_methods[] = {
     {"capacity", c_capacity}, {"is_closed", c_is_closed}, {NULL, NULL}};
 
 const cfl_class cfl_chan_class = {
-    .core = {.poll = chan_poll, .drop = chan_drop},
+    .vt = {.poll = chan_poll, .drop = chan_drop},
     .name = "channel",
     .type = "cfuture.Channel",
     .methods = chan_methods,

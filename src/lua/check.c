@@ -91,14 +91,6 @@ const char *cfl_what_is(lua_State *L, int idx) {
   return kind;
 }
 
-/* The runtime, as cfl_rt, but the message names fname (cfl_rt finds no
- * name for a function called by pcall). */
-cf_runtime *cfl_rt_named(lua_State *L, const char *fname) {
-  cf_runtime *rt = (cf_runtime *)lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
-  if (rt->closed) luaL_error(L, "%s: the cfuture runtime is closed", fname);
-  return rt;
-}
-
 int cfl_raise_self(lua_State *L, int idx, const char *fname, const char *what) {
   return luaL_error(L, "%s: argument #%d must be %s (call it with a colon; got %s)", fname, idx,
                     what, luaL_typename(L, idx));

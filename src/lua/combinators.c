@@ -170,7 +170,7 @@ static void multi_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class multi_class = {
-    .core = {.poll = multi_poll, .drop = multi_drop},
+    .vt = {.poll = multi_poll, .drop = multi_drop},
     .name = "combinator",
     .take = multi_take,
     .describe = multi_describe,

@@ -45,7 +45,7 @@ lua_State *cfl_coroutine_new(lua_State *L, cf_runtime *rt) {
 /* ---- coroutine futures --------------------------------------------------- */
 
 void cfl_coro_init(cfl_coro *c, cf_runtime *rt, lua_State *co, int ref, cf_waiter *waiter) {
-  c->hdr.base.vt = &cfl_coro_class.core;
+  c->hdr.base.vt = &cfl_coro_class.vt;
   c->hdr.rt = rt;
   c->hdr.owner = NULL;
   c->hdr.state = CFL_ST_FRESH;
@@ -215,7 +215,7 @@ static cf_poll coro_resume(cf_runtime *rt, cfl_coro *c, cf_context *cx, int narg
   rt->current = c;
   rt->current_cx = cx;
   c->running = 1;
-  int st = lua_resume(co, prev ? prev->co : rt->driver, nargs, &nres);
+  int st = lua_resume(co, prev ? prev->co : rt->caller, nargs, &nres);
   c->running = 0;
   rt->current = prev;
   rt->current_cx = prevcx;
@@ -365,7 +365,7 @@ static void coro_describe(lua_State *L, cfl_future *f) {
 }
 
 const cfl_class cfl_coro_class = {
-    .core = {.poll = coro_poll, .drop = coro_drop},
+    .vt = {.poll = coro_poll, .drop = coro_drop},
     .name = "async function",
     .take = coro_take,
     .describe = coro_describe,

@@ -145,7 +145,7 @@ static int custom_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class custom_class = {
-    .core = {.poll = custom_poll, .drop = custom_drop},
+    .vt = {.poll = custom_poll, .drop = custom_drop},
     .name = "custom future",
     .take = custom_take,
     .gc = custom_gc,

@@ -19,15 +19,16 @@ typedef struct cfl_lookup {
 
 static cf_poll lookup_poll(cf_future *base, cf_context *cx) {
   cfl_lookup *f = (cfl_lookup *)base;
+  if (cfl_polled_out(&f->hdr)) return CF_READY;
   if (f->hdr.state == CFL_ST_FRESH) {
     f->hdr.state = CFL_ST_PENDING;
     /* a failed start leaves it done with the error */
     cfu_lookup_start(f->hdr.rt->loop, f->l, f->host, NULL, SOCK_STREAM, f->family, cx->waker);
-  } else if (f->hdr.state == CFL_ST_PENDING && !cfu_req_done(&f->l->base)) {
-    cfu_req_set_waker(&f->l->base, cx->waker);
+    if (!cfu_req_done(&f->l->base)) return CF_PENDING;
+  } else if (!cfu_req_poll(&f->l->base, cx->waker)) {
+    return CF_PENDING;
   }
-  if (f->hdr.state == CFL_ST_PENDING && cfu_req_done(&f->l->base)) f->hdr.state = CFL_ST_READY;
-  return f->hdr.state == CFL_ST_PENDING ? CF_PENDING : CF_READY;
+  return cfl_ready(&f->hdr);
 }
 
 static void lookup_release(cfl_lookup *f) {
@@ -87,7 +88,7 @@ static void lookup_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class lookup_class = {
-    .core = {.poll = lookup_poll, .drop = lookup_drop},
+    .vt = {.poll = lookup_poll, .drop = lookup_drop},
     .name = "lookup",
     .take = lookup_take,
     .describe = lookup_describe,

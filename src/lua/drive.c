@@ -19,14 +19,14 @@
 
 static size_t run_ready(cf_runtime *rt, size_t budget);
 
-/* A driver (block_on, run, step, the kick below) runs tasks from thread L.
- * Leaving, it hands tasks still ready to the kick: a driver may stop with
+/* A drive (block_on, run, step, the kick below) runs tasks from thread L.
+ * Leaving, it hands tasks still ready to the kick: a drive may stop with
  * some left (its future finished, or its poll budget ran out), and on a
  * host's loop nothing else would run them until another wake. */
 static lua_State *drive_enter(cf_runtime *rt, lua_State *L) {
-  lua_State *prev = rt->driver;
+  lua_State *prev = rt->caller;
   rt->in_run = 1;
-  rt->driver = L;
+  rt->caller = L;
   return prev;
 }
 
@@ -34,7 +34,7 @@ static void on_kick(uv_idle_t *h);
 
 static void drive_leave(cf_runtime *rt, lua_State *prev) {
   rt->in_run = 0;
-  rt->driver = prev;
+  rt->caller = prev;
   if (rt->kick && !rt->closing && cf_executor_has_ready(&rt->ex))
     uv_idle_start(rt->kick, on_kick); /* no-op if already active */
 }
@@ -42,12 +42,12 @@ static void drive_leave(cf_runtime *rt, lua_State *prev) {
 /* On a host's loop, the host runs uv_run: an idle handle, active only while
  * tasks are ready, runs them from there (an idle handle, not a 0 ms timer:
  * libuv < 1.48 reruns a timer re-armed from its callback in the same pass
- * and starves the loop). Inside cfuture's own block_on/run/step the driver
+ * and starves the loop). Inside cfuture's own block_on/run/step the drive
  * runs them instead. Each resume is protected: no Lua error reaches uv_run. */
 static void on_kick(uv_idle_t *h) {
   cf_runtime *rt = h->data;
   uv_idle_stop(h);
-  if (rt->in_run || rt->current || rt->closing) return; /* that driver runs them */
+  if (rt->in_run || rt->current || rt->closing) return; /* that drive runs them */
   lua_State *prev = drive_enter(rt, rt->L);
   run_ready(rt, CFL_BUDGET);
   drive_leave(rt, prev); /* restarts the kick if the budget left some */
@@ -83,12 +83,12 @@ static int run_ready_p(lua_State *L) {
  * error must not leave the scheduler half-way (a task stuck "running", the
  * drive flags set, every later block_on refusing): the run is protected, a
  * poll it cut short is handed back cancelled, and the error is reported
- * like one nobody awaited. The driver's thread is the one running now, so
+ * like one nobody awaited. The caller's thread is the one running now, so
  * lua_pcall on it is allowed. */
 static size_t run_ready(cf_runtime *rt, size_t budget) {
   if (!cf_executor_has_ready(&rt->ex) && !rt->reports.n && !rt->after_run_wanted)
     return 0; /* nothing to run: an idle step costs no protected call */
-  lua_State *L = rt->driver;
+  lua_State *L = rt->caller;
   run_args a = {rt, budget, budget};
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.run_fn); /* run_ready_p, allocated once */
   lua_pushlightuserdata(L, &a);
@@ -125,7 +125,7 @@ static void on_ready(cf_executor *ex) {
   if (rt->polling)
     uv_stop(rt->loop);
   else if (rt->kick && !rt->in_run && !rt->closing)
-    uv_idle_start(rt->kick, on_kick); /* inside a driver, drive_leave does it */
+    uv_idle_start(rt->kick, on_kick); /* inside a drive, drive_leave does it */
 }
 
 /* A paused clock moves by itself when nothing else can happen: poll I/O

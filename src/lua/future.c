@@ -45,9 +45,17 @@ static void copy_fields(lua_State *L) {
 /* Push the metatable of cls (light: without __gc), made on first use: its
  * __index holds every future's methods and the class's own. */
 static void push_class_mt(lua_State *L, cf_runtime *rt, const cfl_class *cls, int light) {
-  const void *key = light ? (const void *)((const char *)cls + 1) : (const void *)cls;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
-  lua_pop(L, 1);
+  /* the class's slot in rt->class_mts (open addressing by its address) */
+  unsigned i = cfl__mt_slot(cls) & (CFL_CLASS_SLOTS - 1), n = 0;
+  while (rt->class_mts[i].cls && rt->class_mts[i].cls != cls) {
+    i = (i + 1) & (CFL_CLASS_SLOTS - 1);
+    if (++n == CFL_CLASS_SLOTS) luaL_error(L, "cfuture: too many future classes");
+  }
+  struct cfl_class_mt *e = &rt->class_mts[i];
+  if (e->ref[light]) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref[light]);
+    return;
+  }
   lua_createtable(L, 0, 4);
   lua_pushstring(L, type_of(cls));
   lua_setfield(L, -2, "__name");
@@ -62,14 +70,15 @@ static void push_class_mt(lua_State *L, cf_runtime *rt, const cfl_class *cls, in
   lua_setfield(L, -2, "__index");
   add_future_mt(L, rt, light);
   lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  e->ref[light] = luaL_ref(L, LUA_REGISTRYINDEX);
+  e->cls = cls;
 }
 
 static cfl_future *new_future(lua_State *L, cf_runtime *rt, const cfl_class *cls, size_t size,
                               int light) {
   cfl_future *f = lua_newuserdatauv(L, size, cls->nuv);
   memset(f, 0, size);
-  f->base.vt = &cls->core;
+  f->base.vt = &cls->vt;
   f->rt = rt;
   f->owner = NULL;
   f->state = CFL_ST_FRESH;
@@ -178,7 +187,7 @@ static int f_gc(lua_State *L) {
   if (cls->gc)
     cls->gc(L, f);
   else
-    cls->core.drop(&f->base);
+    cls->vt.drop(&f->base);
   return 0;
 }
 

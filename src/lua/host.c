@@ -53,7 +53,7 @@ static void hostf_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class hostf_class = {
-    .core = {.poll = hostf_poll, .drop = hostf_drop},
+    .vt = {.poll = hostf_poll, .drop = hostf_drop},
     .name = "C future",
     .take = hostf_take,
     .describe = hostf_describe,

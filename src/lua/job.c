@@ -56,7 +56,7 @@ static void job_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class job_class = {
-    .core = {.poll = job_poll, .drop = job_drop},
+    .vt = {.poll = job_poll, .drop = job_drop},
     .name = "job",
     .take = job_take,
     .describe = job_describe,

@@ -188,7 +188,7 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   cfl_push_mainthread(L);
   rt->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  rt->driver = rt->L;
+  rt->caller = rt->L;
   rt->S = lua_newthread(L);
   luaL_ref(L, LUA_REGISTRYINDEX);
   rt->anchors = new_ref_table(L);

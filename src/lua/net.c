@@ -78,10 +78,10 @@ static cf_poll connect_poll(cf_future *base, cf_context *cx) {
     *colon = '\0';
     cfu_connect_start(f->hdr.rt->loop, c, f->what, colon + 1, cx->waker); /* or done, failed */
     *colon = ':';
-  } else if (!cfu_req_done(&c->base)) {
-    cfu_req_set_waker(&c->base, cx->waker);
+    if (!cfu_req_done(&c->base)) return CF_PENDING;
+  } else if (!cfu_req_poll(&c->base, cx->waker)) {
+    return CF_PENDING;
   }
-  if (!cfu_req_done(&c->base)) return CF_PENDING;
   return cfl_ready(&f->hdr);
 }
 
@@ -128,7 +128,7 @@ static void connect_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class connect_class = {
-    .core = {.poll = connect_poll, .drop = connect_drop},
+    .vt = {.poll = connect_poll, .drop = connect_drop},
     .name = "connect",
     .take = connect_take,
     .describe = connect_describe,
@@ -216,12 +216,7 @@ typedef struct cfl_accept {
 
 /* A pending accept keeps the listener's handle (and so the loop) alive. */
 static void accept_wait(cfl_accept *f, int on) {
-  if (f->waiting == on || !f->l) return;
-  f->waiting = (uint8_t)on;
-  if (on)
-    cfu_listener_wait_begin(f->l);
-  else
-    cfu_listener_wait_end(f->l);
+  cfu_handle_wait(f->l ? &f->l->base : NULL, &f->waiting, on);
 }
 
 static cf_poll accept_poll(cf_future *base, cf_context *cx) {
@@ -282,7 +277,7 @@ static int accept_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class accept_class = {
-    .core = {.poll = accept_poll, .drop = accept_drop},
+    .vt = {.poll = accept_poll, .drop = accept_drop},
     .name = "accept",
     .take = accept_take,
     .nuv = 1,
@@ -308,7 +303,7 @@ static int incoming_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class incoming_class = {
-    .core = {.poll = accept_poll, .drop = accept_drop},
+    .vt = {.poll = accept_poll, .drop = accept_drop},
     .name = "accept",
     .take = incoming_take,
     .nuv = 1,

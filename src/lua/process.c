@@ -84,7 +84,7 @@ static void pwait_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class pwait_class = {
-    .core = {.poll = pwait_poll, .drop = pwait_drop},
+    .vt = {.poll = pwait_poll, .drop = pwait_drop},
     .name = "process:wait",
     .take = pwait_take,
     .describe = pwait_describe,

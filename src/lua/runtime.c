@@ -18,7 +18,7 @@ cf_runtime *cf_runtime_of(lua_State *L) {
 
 uv_loop_t *cf_runtime_loop(cf_runtime *rt) { return rt->loop; }
 
-lua_State *cfl_from(cf_runtime *rt) { return rt->current ? rt->current->co : rt->driver; }
+lua_State *cfl_from(cf_runtime *rt) { return rt->current ? rt->current->co : rt->caller; }
 
 void cfl_setfuncs(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
   lua_pushlightuserdata(L, rt);

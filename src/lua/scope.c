@@ -34,7 +34,8 @@ static void detach_children(cfl_scope *sc) {
   while ((l = cf__list_pop_front(&sc->children))) {
     cfl_task *t = cf__container_of(l, cfl_task_ext, scope_link)->task;
     cf_task_abort(&t->base);
-    t->ext->scope = NULL;
+    t->ext->scope = NULL; /* it runs on alone: nothing to hear of its end */
+    t->ext->on_done = NULL;
     cf_task_unref(&t->base);
   }
   sc->nchildren = 0;
@@ -46,6 +47,7 @@ static void child_done(cfl_task *t) {
   cf__list_remove(&t->ext->scope_link);
   sc->nchildren--;
   t->ext->scope = NULL;
+  t->ext->on_done = NULL;
   if (!t->base.cancelled && t->root.hdr.state == CFL_ST_FAILED) {
     t->observed = 1;
     if (!sc->failed && sc->body->hdr.state != CFL_ST_FAILED) {
@@ -122,7 +124,7 @@ static int s_spawn(lua_State *L);
 static const luaL_Reg scope_methods[] = {{"spawn", s_spawn}, {NULL, NULL}};
 
 static const cfl_class scope_class = {
-    .core = {.poll = scope_poll, .drop = scope_drop},
+    .vt = {.poll = scope_poll, .drop = scope_drop},
     .name = "scope",
     .type = "cfuture.Scope",
     .methods = scope_methods,
@@ -157,7 +159,7 @@ static int l_scope(lua_State *L) {
 static int s_spawn(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   cfl_future *f = cfl_tofuture(L, 1);
-  if (!f || f->base.vt != &scope_class.core)
+  if (!f || f->base.vt != &scope_class.vt)
     return luaL_error(L, "spawn: s:spawn needs the scope object (call it with a colon)");
   cfl_scope *sc = (cfl_scope *)f;
   if (cfl_polled_out(&sc->hdr)) return luaL_error(L, "spawn: the scope has already finished");
@@ -173,7 +175,7 @@ static int s_spawn(lua_State *L) {
   cf_task_ref(&t->base);
   cf__list_push_back(&sc->children, &x->scope_link);
   sc->nchildren++;
-  cfl_push_handle(L, rt, t);
+  cfl_push_join_handle(L, rt, t);
   return 1;
 }
 

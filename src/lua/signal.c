@@ -45,17 +45,8 @@ typedef struct cfl_sigwait {
   uint8_t holding; /* counted as pending on s */
 } cfl_sigwait;
 
-static void hold(cfl_sigwait *w) {
-  if (w->holding) return;
-  w->holding = 1;
-  cfu_handle_wait_begin(&w->s->base);
-}
-
-static void unhold(cfl_sigwait *w) {
-  if (!w->holding) return;
-  w->holding = 0;
-  cfu_handle_wait_end(&w->s->base);
-}
+static void hold(cfl_sigwait *w) { cfu_handle_wait(&w->s->base, &w->holding, 1); }
+static void unhold(cfl_sigwait *w) { cfu_handle_wait(&w->s->base, &w->holding, 0); }
 
 static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
   cfl_sigwait *w = (cfl_sigwait *)base;
@@ -124,7 +115,7 @@ static void sigwait_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class sigwait_class = {
-    .core = {.poll = sigwait_poll, .drop = sigwait_drop},
+    .vt = {.poll = sigwait_poll, .drop = sigwait_drop},
     .name = "signal",
     .take = sigwait_take,
     .describe = sigwait_describe,

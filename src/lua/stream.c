@@ -37,20 +37,14 @@ typedef struct cfl_read {
   char *data;         /* the result once ready (read_all accumulates here) */
   size_t len, cap;
   int err;
-  uint8_t waiting; /* counted in the stream's waiting (cfu_stream_wait_begin) */
+  uint8_t waiting; /* counted in the stream's waiting (cfu_handle_wait) */
 } cfl_read;
 
 /* A pending read keeps the stream's handle (and so the loop) alive; a read
  * that is ready or dropped no longer does. s is NULL once the stream object
  * was finalised: its stream is closing then, and what it counts is moot. */
 static void read_wait(cfl_read *r, cfu_stream *s, int on) {
-  if (r->waiting == on) return;
-  r->waiting = (uint8_t)on;
-  if (!s) return;
-  if (on)
-    cfu_stream_wait_begin(s);
-  else
-    cfu_stream_wait_end(s);
+  cfu_handle_wait(s ? &s->base : NULL, &r->waiting, on);
 }
 
 /* read_all: move what is buffered into the future, so the stream keeps
@@ -160,7 +154,7 @@ static void read_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class read_class = {
-    .core = {.poll = read_poll, .drop = read_drop},
+    .vt = {.poll = read_poll, .drop = read_drop},
     .name = "stream:read",
     .take = read_take,
     .describe = read_describe,
@@ -168,7 +162,7 @@ static const cfl_class read_class = {
 };
 /* read_until: the same with its delimiter string anchored */
 static const cfl_class read_until_class = {
-    .core = {.poll = read_poll, .drop = read_drop},
+    .vt = {.poll = read_poll, .drop = read_drop},
     .name = "stream:read",
     .take = read_take,
     .describe = read_describe,
@@ -218,10 +212,7 @@ static cf_poll write_poll(cf_future *base, cf_context *cx) {
     break;
   }
   case CFL_ST_PENDING:
-    if (!cfu_req_done(&f->w->base)) {
-      cfu_req_set_waker(&f->w->base, cx->waker);
-      return CF_PENDING;
-    }
+    if (!cfu_req_poll(&f->w->base, cx->waker)) return CF_PENDING;
     f->err = cfu_req_err(&f->w->base);
     break;
   default: return CF_READY;
@@ -253,7 +244,7 @@ static int write_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class write_class = {
-    .core = {.poll = write_poll, .drop = write_drop},
+    .vt = {.poll = write_poll, .drop = write_drop},
     .name = "stream:write",
     .take = write_take,
     .nuv = 2,
@@ -404,7 +395,7 @@ static int read_iter_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class read_iter_class = {
-    .core = {.poll = read_iter_poll, .drop = read_drop},
+    .vt = {.poll = read_iter_poll, .drop = read_drop},
     .name = "stream:read",
     .take = read_iter_take,
     .describe = read_describe,

@@ -134,7 +134,7 @@ static void acq_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class acq_class = {
-    .core = {.poll = acq_poll, .drop = acq_drop},
+    .vt = {.poll = acq_poll, .drop = acq_drop},
     .name = "acquire",
     .take = acq_take,
     .describe = acq_describe,
@@ -344,7 +344,7 @@ static int wait_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class wait_class = {
-    .core = {.poll = wait_poll, .drop = wait_drop},
+    .vt = {.poll = wait_poll, .drop = wait_drop},
     .name = "notify wait",
     .take = wait_take,
     .nuv = 1,

@@ -18,11 +18,11 @@
 
 #include "cfl.h"
 
-typedef struct cfl_handle {
+typedef struct cfl_join_handle {
   cfl_future hdr;
   cfl_task *task; /* NULL once finalised (a finaliser may resurrect it) */
   uint64_t id;    /* the task's, kept for a finalised handle */
-} cfl_handle;
+} cfl_join_handle;
 
 #define FINALISED "the JoinHandle was finalised (its __gc ran; a finaliser resurrected it)"
 
@@ -85,17 +85,18 @@ static void task_start(cfl_task *t) {
   t->root.co = co;
 }
 
-/* The executor polls the task's entry: the first poll starts a staged
- * task, and every poll is the root coroutine's. */
+/* The executor polls a staged task's entry once: it starts the coroutine
+ * and hands over to it (the executor polls the root from then on). */
 static cf_poll entry_poll(cf_future *base, cf_context *cx) {
   cfl_task *t = (cfl_task *)((char *)base - offsetof(cfl_task, entry));
-  if (t->root.staged) task_start(t);
-  return cfl_coro_class.core.poll(&t->root.hdr.base, cx);
+  task_start(t);
+  t->base.future = &t->root.hdr.base;
+  return cf_future_poll(t->base.future, cx);
 }
 
 static void entry_drop(cf_future *base) {
   cfl_task *t = (cfl_task *)((char *)base - offsetof(cfl_task, entry));
-  cfl_coro_class.core.drop(&t->root.hdr.base);
+  cfl_coro_class.vt.drop(&t->root.hdr.base);
 }
 
 static const cf_future_vtable entry_vt = {entry_poll, entry_drop};
@@ -276,7 +277,7 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
                luaL_typename(L, fn));
   }
   if (!f) cfl_unwrap_async(L, fn);
-  int adopt = f && f->base.vt == &cfl_coro_class.core && f->state == CFL_ST_FRESH && !f->owner;
+  int adopt = f && f->base.vt == &cfl_coro_class.vt && f->state == CFL_ST_FRESH && !f->owner;
   if (f && !adopt) cfl_check_claimable(L, f, NULL, fname, idx);
   /* every check is done: from here on, nothing raises but out-of-memory */
   char *name = named ? strdup(lua_tostring(L, top + 1)) : NULL;
@@ -317,17 +318,17 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
     stage_push(L, rt, t, fn, nargs + 1);
   }
   t->entry.vt = &entry_vt;
-  cf_task_spawn(&t->base, &rt->ex, &task_hooks, &t->entry);
+  cf_task_spawn(&t->base, &rt->ex, &task_hooks, t->root.staged ? &t->entry : &t->root.hdr.base);
   lua_settop(L, top);
   return t;
 }
 
 /* ---- join handles ---------------------------------------------------------- */
 
-static cf_poll handle_poll(cf_future *base, cf_context *cx) {
-  cfl_handle *h = (cfl_handle *)base;
+static cf_poll join_handle_poll(cf_future *base, cf_context *cx) {
+  cfl_join_handle *h = (cfl_join_handle *)base;
   cfl_task *t = h->task;
-  if (!t) { /* handle_take says why */
+  if (!t) { /* join_handle_take says why */
     return cfl_failed(&h->hdr);
   }
   if (cf_task_is_complete(&t->base)) {
@@ -340,10 +341,10 @@ static cf_poll handle_poll(cf_future *base, cf_context *cx) {
   return CF_PENDING;
 }
 
-static void handle_drop(cf_future *base) { (void)base; /* detach: the task runs on */ }
+static void join_handle_drop(cf_future *base) { (void)base; /* detach: the task runs on */ }
 
-static int handle_take(lua_State *L, cfl_future *f) {
-  cfl_handle *h = (cfl_handle *)f;
+static int join_handle_take(lua_State *L, cfl_future *f) {
+  cfl_join_handle *h = (cfl_join_handle *)f;
   if (!h->task) {
     lua_pushfstring(L, "await: " FINALISED ", so it no longer knows task %d", (int)h->id);
     return -1;
@@ -351,8 +352,8 @@ static int handle_take(lua_State *L, cfl_future *f) {
   return cfl_task_take(L, h->task);
 }
 
-static void handle_describe(lua_State *L, cfl_future *f) {
-  cfl_task *t = ((cfl_handle *)f)->task;
+static void join_handle_describe(lua_State *L, cfl_future *f) {
+  cfl_task *t = ((cfl_join_handle *)f)->task;
   if (!t) {
     lua_pushliteral(L, "JoinHandle (finalised)");
     return;
@@ -362,8 +363,8 @@ static void handle_describe(lua_State *L, cfl_future *f) {
   lua_concat(L, 2);
 }
 
-static void handle_gc(lua_State *L, cfl_future *f) {
-  cfl_handle *h = (cfl_handle *)f;
+static void join_handle_gc(lua_State *L, cfl_future *f) {
+  cfl_join_handle *h = (cfl_join_handle *)f;
   (void)L;
   if (!h->task) return;
   cfl_task *t = h->task;
@@ -371,8 +372,8 @@ static void handle_gc(lua_State *L, cfl_future *f) {
   cfl_task_unhold(t);
 }
 
-static void handle_abort(cfl_future *f);
-static int handle_is_finished(cfl_future *f);
+static void join_handle_abort(cfl_future *f);
+static int join_handle_is_finished(cfl_future *f);
 static int h_abort(lua_State *L);
 static int h_is_finished(lua_State *L);
 static int h_id(lua_State *L);
@@ -380,37 +381,38 @@ static int h_name(lua_State *L);
 
 const luaL_Reg cfl_abort_methods[] = {
     {"abort", h_abort}, {"is_finished", h_is_finished}, {NULL, NULL}};
-static const luaL_Reg handle_methods[] = {{"id", h_id}, {"name", h_name}, {NULL, NULL}};
+static const luaL_Reg join_handle_methods[] = {{"id", h_id}, {"name", h_name}, {NULL, NULL}};
 
-const cfl_class cfl_handle_class = {
-    .core = {.poll = handle_poll, .drop = handle_drop},
+const cfl_class cfl_join_handle_class = {
+    .vt = {.poll = join_handle_poll, .drop = join_handle_drop},
     .name = "JoinHandle",
     .type = "cfuture.JoinHandle",
-    .methods = handle_methods,
-    .take = handle_take,
-    .describe = handle_describe,
-    .gc = handle_gc,
+    .methods = join_handle_methods,
+    .take = join_handle_take,
+    .describe = join_handle_describe,
+    .gc = join_handle_gc,
     .shared = 1,
-    .abort = handle_abort,
-    .is_finished = handle_is_finished,
+    .abort = join_handle_abort,
+    .is_finished = join_handle_is_finished,
 };
 
-void cfl_push_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
-  cfl_handle *h = (cfl_handle *)cfl_new_future(L, rt, &cfl_handle_class, sizeof(cfl_handle));
+void cfl_push_join_handle(lua_State *L, cf_runtime *rt, cfl_task *t) {
+  cfl_join_handle *h =
+      (cfl_join_handle *)cfl_new_future(L, rt, &cfl_join_handle_class, sizeof(cfl_join_handle));
   h->task = t;
   h->id = t->base.id;
   cfl_task_hold(t);
 }
 
 /* Only reached through check_abortable, which refuses a finalised handle. */
-static void handle_abort(cfl_future *f) { cf_task_abort(&((cfl_handle *)f)->task->base); }
+static void join_handle_abort(cfl_future *f) { cf_task_abort(&((cfl_join_handle *)f)->task->base); }
 
-static int handle_is_finished(cfl_future *f) {
-  return cf_task_is_complete(&((cfl_handle *)f)->task->base);
+static int join_handle_is_finished(cfl_future *f) {
+  return cf_task_is_complete(&((cfl_join_handle *)f)->task->base);
 }
 
 static void check_not_finalised(lua_State *L, cfl_future *f, const char *fname) {
-  if (f->base.vt == &cfl_handle_class.core && !((cfl_handle *)f)->task)
+  if (f->base.vt == &cfl_join_handle_class.vt && !((cfl_join_handle *)f)->task)
     luaL_error(L, "%s: " FINALISED, fname);
 }
 
@@ -424,12 +426,12 @@ static cfl_future *check_abortable(lua_State *L, const char *fname) {
   return f;
 }
 
-static cfl_handle *check_handle(lua_State *L, const char *fname) {
+static cfl_join_handle *check_join_handle(lua_State *L, const char *fname) {
   cfl_future *f = cfl_tofuture(L, 1);
-  if (!f || f->base.vt != &cfl_handle_class.core)
+  if (!f || f->base.vt != &cfl_join_handle_class.vt)
     luaL_error(L, "%s: argument #1 must be a JoinHandle (got %s)", fname,
                f ? cfl_class_of(f)->name : luaL_typename(L, 1));
-  return (cfl_handle *)f;
+  return (cfl_join_handle *)f;
 }
 
 static int h_abort(lua_State *L) {
@@ -446,12 +448,12 @@ static int h_is_finished(lua_State *L) {
 
 /* h:id() -> the task's id (a finalised handle still knows it) */
 static int h_id(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)check_handle(L, "id")->id);
+  lua_pushinteger(L, (lua_Integer)check_join_handle(L, "id")->id);
   return 1;
 }
 
 static int h_name(lua_State *L) {
-  cfl_handle *h = check_handle(L, "name");
+  cfl_join_handle *h = check_join_handle(L, "name");
   check_not_finalised(L, &h->hdr, "name");
   cfl_task *t = h->task;
   if (cfl_task_name(t))
@@ -468,7 +470,7 @@ static int l_spawn(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   if (rt->closing) return luaL_error(L, "spawn: the runtime is closed");
   cfl_task *t = cfl_spawn(L, rt, 1, "spawn");
-  cfl_push_handle(L, rt, t);
+  cfl_push_join_handle(L, rt, t);
   return 1;
 }
 

@@ -69,7 +69,7 @@ typedef struct xwork {
 } xwork;
 
 struct tpool {
-  cfu_tpool core;
+  cfu_tpool base;
   cf_link link;         /* cfl_threads.pools */
   int nworks;           /* xwork that point here, not freed yet */
   struct cfl_pool *obj; /* the Lua object, NULL once collected */
@@ -243,7 +243,7 @@ static int work_is_finished(cfl_future *base) {
 }
 
 static const cfl_class work_class = {
-    .core = {.poll = work_poll, .drop = work_drop},
+    .vt = {.poll = work_poll, .drop = work_drop},
     .name = "thread",
     .type = "cfuture.ThreadHandle",
     .take = work_take,
@@ -292,7 +292,7 @@ typedef struct cfl_pool {
 static void pool_free(tpool *p) {
   if (cf__link_linked(&p->link)) cf__list_remove(&p->link);
   if (p->obj) p->obj->p = NULL;
-  cfu_tpool_destroy(&p->core);
+  cfu_tpool_destroy(&p->base);
   cfl_threads_unref(p->ts);
   free(p);
 }
@@ -300,7 +300,7 @@ static void pool_free(tpool *p) {
 /* A pool goes once its workers are joined, its Lua object collected and
  * no job (nor a future of one) points at it. */
 static void pool_maybe_free(tpool *p) {
-  if (cfu_tpool_idle(&p->core) && !p->obj && p->nworks == 0) pool_free(p);
+  if (cfu_tpool_idle(&p->base) && !p->obj && p->nworks == 0) pool_free(p);
 }
 
 static void pool_unref(tpool *p) {
@@ -309,7 +309,7 @@ static void pool_unref(tpool *p) {
 }
 
 /* loop thread: a worker left (its pool closed) */
-static void pool_exited(cfu_tpool *core) { pool_maybe_free(cf__container_of(core, tpool, core)); }
+static void pool_exited(cfu_tpool *base) { pool_maybe_free(cf__container_of(base, tpool, base)); }
 
 static cfl_pool *to_pool(lua_State *L, const char *fname) {
   cfl_pool *o = luaL_testudata(L, 1, POOL_MT);
@@ -346,7 +346,7 @@ static int l_pool(lua_State *L) {
   luaL_setmetatable(L, POOL_MT);
   tpool *p = calloc(1, sizeof *p);
   if (!p) return luaL_error(L, "thread.pool: out of memory");
-  if (cfu_tpool_init(&p->core, &ts->hub, (size_t)cap, pool_exited) != 0) {
+  if (cfu_tpool_init(&p->base, &ts->hub, (size_t)cap, pool_exited) != 0) {
     free(p);
     return luaL_error(L, "thread.pool: out of memory");
   }
@@ -356,9 +356,9 @@ static int l_pool(lua_State *L) {
   o->p = p;
   for (int i = 0; i < n; i++) {
     cfu_worker *t = cfl_worker_new(L, ts, "thread.pool");
-    int r = cfu_tpool_start(&p->core, t);
+    int r = cfu_tpool_start(&p->base, t);
     if (r != 0) {
-      if (cfu_tpool_size(&p->core) == 0) {
+      if (cfu_tpool_size(&p->base) == 0) {
         pool_free(p);
         return luaL_error(L, "thread.pool: cannot start a thread: %s", uv_strerror(r));
       }
@@ -372,10 +372,10 @@ static int l_pool(lua_State *L) {
 static int p_run(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   tpool *p = check_pool(L, "pool:run");
-  if (cfu_tpool_closing(&p->core)) return luaL_error(L, "pool:run: the pool is closed");
+  if (cfu_tpool_closing(&p->base)) return luaL_error(L, "pool:run: the pool is closed");
   xwork *w = work_new(L, p->ts, 2, 3, lua_gettop(L), "pool:run");
   w->pool = p;
-  w->job.pool = &p->core;
+  w->job.pool = &p->base;
   p->nworks++;
   push_work_future(L, rt, w, 1); /* the future keeps the pool object alive */
   return 1;
@@ -384,18 +384,18 @@ static int p_run(lua_State *L) {
 /* pool:close(): take no new jobs; the workers finish the queue and leave */
 static int p_close(lua_State *L) {
   tpool *p = check_pool(L, "pool:close");
-  cfu_tpool_close(&p->core);
+  cfu_tpool_close(&p->base);
   return 0;
 }
 
 static int p_size(lua_State *L) {
-  lua_pushinteger(L, cfu_tpool_size(&check_pool(L, "pool:size")->core));
+  lua_pushinteger(L, cfu_tpool_size(&check_pool(L, "pool:size")->base));
   return 1;
 }
 
 static int p_queued(lua_State *L) {
   tpool *p = check_pool(L, "pool:queued");
-  lua_pushinteger(L, (lua_Integer)cfu_tpool_queued(&p->core));
+  lua_pushinteger(L, (lua_Integer)cfu_tpool_queued(&p->base));
   return 1;
 }
 
@@ -406,7 +406,7 @@ static int p_gc(lua_State *L) {
   if (!p) return 0;
   o->p = NULL;
   p->obj = NULL;
-  cfu_tpool_close(&p->core);
+  cfu_tpool_close(&p->base);
   pool_maybe_free(p);
   return 0;
 }
@@ -418,8 +418,8 @@ static int p_tostring(lua_State *L) {
     lua_pushfstring(L, "cfuture.ThreadPool(closed): %p", (void *)o);
     return 1;
   }
-  lua_pushfstring(L, "cfuture.ThreadPool(%d threads%s): %p", cfu_tpool_size(&p->core),
-                  cfu_tpool_closing(&p->core) ? ", closed" : "", (void *)o);
+  lua_pushfstring(L, "cfuture.ThreadPool(%d threads%s): %p", cfu_tpool_size(&p->base),
+                  cfu_tpool_closing(&p->base) ? ", closed" : "", (void *)o);
   return 1;
 }
 
@@ -470,7 +470,7 @@ static void close_threads(cf_runtime *rt) {
   cf_link *l;
   /* closed first, or their workers would run the queue to its end */
   for (l = ts->pools.next; l != &ts->pools; l = l->next)
-    cfu_tpool_close(&cf__container_of(l, tpool, link)->core);
+    cfu_tpool_close(&cf__container_of(l, tpool, link)->base);
   cfu_threads_stop(&ts->hub); /* every thread asked to stop and joined */
   /* what nobody holds goes now; what a Lua object still holds is finished
    * (as cancelled) and freed with that object */

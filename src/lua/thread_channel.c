@@ -290,7 +290,7 @@ static int xop_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class xop_class = {
-    .core = {.poll = xop_poll, .drop = xop_drop}, .name = "thread channel", .take = xop_take};
+    .vt = {.poll = xop_poll, .drop = xop_drop}, .name = "thread channel", .take = xop_take};
 
 static int new_xop(lua_State *L, int is_send, const char *fname) {
   cfu_xchan *ch = check_xchan(L, fname);

@@ -80,7 +80,7 @@ static void sleep_describe(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class sleep_class = {
-    .core = {.poll = sleep_poll, .drop = sleep_drop},
+    .vt = {.poll = sleep_poll, .drop = sleep_drop},
     .name = "sleep",
     .take = sleep_take,
     .describe = sleep_describe,
@@ -187,7 +187,7 @@ static int yield_take(lua_State *L, cfl_future *f) {
 }
 
 static const cfl_class yield_class = {
-    .core = {.poll = yield_poll, .drop = yield_drop}, .name = "yield_now", .take = yield_take};
+    .vt = {.poll = yield_poll, .drop = yield_drop}, .name = "yield_now", .take = yield_take};
 
 /* The future cf.yield_now() returns. It has no state of its own, so one
  * shared object serves every call: await suspends the task once for it
@@ -206,7 +206,7 @@ static int token_take(lua_State *L, cfl_future *f) {
 }
 static cfl_future *own_yield(lua_State *L, int idx);
 const cfl_class cfl_yield_token_class = {
-    .core = {.poll = token_poll, .drop = token_drop},
+    .vt = {.poll = token_poll, .drop = token_drop},
     .name = "yield_now",
     .take = token_take,
     .shared = 1,

@@ -65,12 +65,7 @@ typedef struct cfl_recv {
 
 /* A pending receive keeps the socket's handle (and so the loop) alive. */
 static void recv_wait(cfl_recv *f, int on) {
-  if (f->waiting == on || !f->u) return;
-  f->waiting = (uint8_t)on;
-  if (on)
-    cfu_udp_wait_begin(f->u);
-  else
-    cfu_udp_wait_end(f->u);
+  cfu_handle_wait(f->u ? &f->u->base : NULL, &f->waiting, on);
 }
 
 static cf_poll recv_poll(cf_future *base, cf_context *cx) {
@@ -119,7 +114,7 @@ static int recv_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class recv_class = {
-    .core = {.poll = recv_poll, .drop = recv_drop},
+    .vt = {.poll = recv_poll, .drop = recv_drop},
     .name = "udp:recv_from",
     .take = recv_take,
     .nuv = 1,
@@ -155,10 +150,7 @@ static cf_poll send_poll(cf_future *base, cf_context *cx) {
     break;
   }
   case CFL_ST_PENDING:
-    if (!cfu_req_done(&f->sr->base)) {
-      cfu_req_set_waker(&f->sr->base, cx->waker);
-      return CF_PENDING;
-    }
+    if (!cfu_req_poll(&f->sr->base, cx->waker)) return CF_PENDING;
     f->err = cfu_req_err(&f->sr->base);
     break;
   default: return CF_READY;
@@ -195,7 +187,7 @@ static int send_take(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class send_class = {
-    .core = {.poll = send_poll, .drop = send_drop},
+    .vt = {.poll = send_poll, .drop = send_drop},
     .name = "udp:send_to",
     .take = send_take,
     .nuv = 1,

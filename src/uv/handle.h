@@ -55,6 +55,18 @@ void cfu_handle_unref(cfu_handle *h);
  * it). */
 void cfu_handle_wait_begin(cfu_handle *h);
 void cfu_handle_wait_end(cfu_handle *h);
+/* A future's part in it: begin or end as `on` says, once, the future's own
+ * flag *waiting remembering which (h may be NULL: its object is gone and
+ * what it counts is moot). */
+static inline void cfu_handle_wait(cfu_handle *h, uint8_t *waiting, int on) {
+  if (*waiting == on) return;
+  *waiting = (uint8_t)on;
+  if (!h) return;
+  if (on)
+    cfu_handle_wait_begin(h);
+  else
+    cfu_handle_wait_end(h);
+}
 /* h was just started (reading, listening, receiving, watching): it keeps
  * the loop alive only while a future is pending on it. */
 void cfu_handle_started(cfu_handle *h);

@@ -69,12 +69,6 @@ static inline int cfu_listener_take_err(cfu_listener *l) {
   l->err = 0;
   return err;
 }
-/* An accept is pending on l (begin) or no longer is (end). Only while one
- * is does the listener keep the loop alive: a listener nobody accepts on
- * wakes nobody, so it must not hide a deadlock (nor end a program later or
- * sooner depending on when the collector finds it). */
-static inline void cfu_listener_wait_begin(cfu_listener *l) { cfu_handle_wait_begin(&l->base); }
-static inline void cfu_listener_wait_end(cfu_listener *l) { cfu_handle_wait_end(&l->base); }
 
 /* ---- UDP ---------------------------------------------------------------------- */
 
@@ -101,11 +95,9 @@ cfu_udp *cfu_udp_new(uv_loop_t *loop);
  * register cx and return 0. */
 int cfu_udp_poll_recv(cfu_udp *u, cf_context *cx);
 cfu_datagram *cfu_udp_take(cfu_udp *u); /* caller frees */
-/* A receive is pending on u (begin) or no longer is (end): as for a
- * listener, only then does the socket keep the loop alive (sends in flight
- * do as requests). */
-static inline void cfu_udp_wait_begin(cfu_udp *u) { cfu_handle_wait_begin(&u->base); }
-static inline void cfu_udp_wait_end(cfu_udp *u) { cfu_handle_wait_end(&u->base); }
+/* A receive counts on u's handle while it is pending (cfu_handle_wait), as
+ * an accept does on a listener's; sends in flight keep the loop alive as
+ * requests. */
 
 /* A datagram in flight is a cfu_write (stream.h), made by cfu_write_new
  * and let go with cfu_write_orphan. */

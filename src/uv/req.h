@@ -106,6 +106,13 @@ static inline int cfu_req_orphan(cfu_req *r) {
 }
 
 static inline int cfu_req_state(const cfu_req *r) { return r->state; }
+/* Its future polls a submitted r: 1 once it is done; else 0, and r wakes w
+ * (cloned) instead of the waker it had. */
+static inline int cfu_req_poll(cfu_req *r, const cf_waker *w) {
+  if (r->state == CFU_REQ_DONE) return 1;
+  cfu_req_set_waker(r, w);
+  return 0;
+}
 static inline int cfu_req_done(const cfu_req *r) { return r->state == CFU_REQ_DONE; }
 static inline int cfu_req_orphaned(const cfu_req *r) { return r->orphaned; }
 /* The outcome of a done request. */

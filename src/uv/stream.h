@@ -74,12 +74,9 @@ static inline int cfu_stream_end_err(const cfu_stream *s) {
   if (s->rerr && s->rerr != UV_EOF) return s->rerr;
   return s->base.closing && !s->eof ? UV_ECANCELED : 0;
 }
-/* A read future is pending on s (begin) or no longer is (end). Only while
- * some read is pending does the handle keep the loop alive: a stream that
- * reads ahead for nobody cannot wake anyone, so it must not hide a
- * deadlock (writes in flight keep the loop alive as requests). */
-static inline void cfu_stream_wait_begin(cfu_stream *s) { cfu_handle_wait_begin(&s->base); }
-static inline void cfu_stream_wait_end(cfu_stream *s) { cfu_handle_wait_end(&s->base); }
+/* A read future counts on s's handle while it is pending (cfu_handle_wait):
+ * a stream that reads ahead for nobody cannot wake anyone, so it must not
+ * keep the loop alive (writes in flight do, as requests). */
 
 /* A write in flight: a request (req.h) whose bytes are a copy it owns, to
  * a stream or, as one datagram, to a UDP socket (net.h). */
