@@ -80,6 +80,10 @@ typedef struct cfl_class {
   int (*take)(lua_State *L, cfl_future *f);
   /* Push a one-line description of what f is (for cf.tasks and dumps). */
   void (*describe)(lua_State *L, cfl_future *f);
+  /* Let go of what it holds (idempotent; also called by its take). With
+   * .vt.drop = cfl_drop_released, that is all its drop does beside marking
+   * it dropped. NULL for a class with a drop of its own. */
+  void (*release)(cfl_future *f);
   /* __gc in place of drop (the userdata is at index 1 of L), or NULL. */
   void (*gc)(lua_State *L, cfl_future *f);
   uint8_t shared; /* many poll sites may await it (join handles) */
@@ -366,10 +370,12 @@ static inline int cfl_done(const cfl_future *f) {
 }
 static inline void cfl_drop(cfl_future *f) { cf_future_drop(&f->base); }
 /* In a class's drop: a future dropped before its results were taken is
- * cancelled (taken, moved or already cancelled stay as they are). */
+ * cancelled (taken, moved, failed or already cancelled stay as they are). */
 static inline void cfl_mark_dropped(cfl_future *f) {
   if (f->state <= CFL_ST_PENDING || f->state == CFL_ST_READY) f->state = CFL_ST_CANCELLED;
 }
+/* The drop of a class with `release`: release, then mark dropped. */
+void cfl_drop_released(cf_future *base);
 int cfl_take(lua_State *L, cfl_future *f);
 /* Let C code that holds only a pointer push the userdata at idx back onto a
  * stack (a weak table; not usable from the object's own finaliser). */

@@ -31,7 +31,8 @@ static cf_poll lookup_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&f->hdr);
 }
 
-static void lookup_release(cfl_lookup *f) {
+static void lookup_release(cfl_future *base) {
+  cfl_lookup *f = (cfl_lookup *)base;
   if (f->l) {
     cfu_lookup *l = f->l;
     f->l = NULL;
@@ -39,12 +40,6 @@ static void lookup_release(cfl_lookup *f) {
   }
   free(f->host);
   f->host = NULL;
-}
-
-static void lookup_drop(cf_future *base) {
-  cfl_lookup *f = (cfl_lookup *)base;
-  lookup_release(f);
-  cfl_mark_dropped(&f->hdr);
 }
 
 static int lookup_take(lua_State *L, cfl_future *base) {
@@ -79,7 +74,7 @@ static int lookup_take(lua_State *L, cfl_future *base) {
     }
   }
   f->hdr.state = CFL_ST_TAKEN;
-  lookup_release(f);
+  lookup_release(&f->hdr);
   return n;
 }
 
@@ -88,7 +83,8 @@ static void lookup_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class lookup_class = {
-    .vt = {.poll = lookup_poll, .drop = lookup_drop},
+    .vt = {.poll = lookup_poll, .drop = cfl_drop_released},
+    .release = lookup_release,
     .name = "lookup",
     .take = lookup_take,
     .describe = lookup_describe,

@@ -145,6 +145,12 @@ void cfl_check_claimable(lua_State *L, cfl_future *f, void *owner, const char *f
 
 int cfl_take(lua_State *L, cfl_future *f) { return cfl_class_of(f)->take(L, f); }
 
+void cfl_drop_released(cf_future *base) {
+  cfl_future *f = (cfl_future *)base;
+  cfl_class_of(f)->release(f);
+  cfl_mark_dropped(f);
+}
+
 static const char SELVES_KEY = 's'; /* registry: weak table pointer -> userdata */
 
 void cfl_register_self(lua_State *L, int idx) {

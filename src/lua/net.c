@@ -85,7 +85,8 @@ static cf_poll connect_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&f->hdr);
 }
 
-static void connect_release(cfl_connect *f) {
+static void connect_release(cfl_future *base) {
+  cfl_connect *f = (cfl_connect *)base;
   if (f->c) {
     cfu_connect *c = f->c;
     f->c = NULL;
@@ -93,12 +94,6 @@ static void connect_release(cfl_connect *f) {
   }
   free(f->what);
   f->what = NULL;
-}
-
-static void connect_drop(cf_future *base) {
-  cfl_connect *f = (cfl_connect *)base;
-  connect_release(f);
-  cfl_mark_dropped(&f->hdr);
 }
 
 static int connect_take(lua_State *L, cfl_future *base) {
@@ -128,7 +123,8 @@ static void connect_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class connect_class = {
-    .vt = {.poll = connect_poll, .drop = connect_drop},
+    .vt = {.poll = connect_poll, .drop = cfl_drop_released},
+    .release = connect_release,
     .name = "connect",
     .take = connect_take,
     .describe = connect_describe,
@@ -243,7 +239,8 @@ static cf_poll accept_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&f->hdr);
 }
 
-static void accept_release(cfl_accept *f) {
+static void accept_release(cfl_future *base) {
+  cfl_accept *f = (cfl_accept *)base;
   accept_wait(f, 0);
   if (f->got) {
     cfu_handle_unref(&f->got->base); /* accepted for nobody: closed */
@@ -256,12 +253,6 @@ static void accept_release(cfl_accept *f) {
   }
 }
 
-static void accept_drop(cf_future *base) {
-  cfl_accept *f = (cfl_accept *)base;
-  accept_release(f);
-  cfl_mark_dropped(&f->hdr);
-}
-
 static int accept_take(lua_State *L, cfl_future *base) {
   cfl_accept *f = (cfl_accept *)base;
   f->hdr.state = CFL_ST_TAKEN;
@@ -272,12 +263,13 @@ static int accept_take(lua_State *L, cfl_future *base) {
   } else {
     n = cfl_push_ioerr(L, f->err ? f->err : UV_ECANCELED, "accept");
   }
-  accept_release(f);
+  accept_release(&f->hdr);
   return n;
 }
 
 static const cfl_class accept_class = {
-    .vt = {.poll = accept_poll, .drop = accept_drop},
+    .vt = {.poll = accept_poll, .drop = cfl_drop_released},
+    .release = accept_release,
     .name = "accept",
     .take = accept_take,
     .nuv = 1,
@@ -290,7 +282,7 @@ static int incoming_take(lua_State *L, cfl_future *base) {
   if (f->got || f->err == 0 || f->err == UV_ECANCELED) {
     if (!f->got) {
       f->hdr.state = CFL_ST_TAKEN;
-      accept_release(f);
+      accept_release(&f->hdr);
       lua_pushnil(L);
       return 1;
     }
@@ -298,12 +290,13 @@ static int incoming_take(lua_State *L, cfl_future *base) {
   }
   f->hdr.state = CFL_ST_TAKEN;
   lua_pushfstring(L, "listener:incoming: %s", uv_strerror(f->err));
-  accept_release(f);
+  accept_release(&f->hdr);
   return -1;
 }
 
 static const cfl_class incoming_class = {
-    .vt = {.poll = accept_poll, .drop = accept_drop},
+    .vt = {.poll = accept_poll, .drop = cfl_drop_released},
+    .release = accept_release,
     .name = "accept",
     .take = incoming_take,
     .nuv = 1,

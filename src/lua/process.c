@@ -41,18 +41,13 @@ static cf_poll pwait_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&w->hdr);
 }
 
-static void pwait_release(cfl_pwait *w) {
+static void pwait_release(cfl_future *base) {
+  cfl_pwait *w = (cfl_pwait *)base;
   if (w->p) {
     cfu_process *p = w->p;
     w->p = NULL;
     cfu_handle_unref(&p->base);
   }
-}
-
-static void pwait_drop(cf_future *base) {
-  cfl_pwait *w = (cfl_pwait *)base;
-  pwait_release(w);
-  cfl_mark_dropped(&w->hdr);
 }
 
 /* code, signal: a child ended by a signal has code 128 + signal number */
@@ -74,7 +69,7 @@ static int pwait_take(lua_State *L, cfl_future *base) {
   cfl_pwait *w = (cfl_pwait *)base;
   w->hdr.state = CFL_ST_TAKEN;
   int n = push_status(L, w->p);
-  pwait_release(w);
+  pwait_release(&w->hdr);
   return n;
 }
 
@@ -84,7 +79,8 @@ static void pwait_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class pwait_class = {
-    .vt = {.poll = pwait_poll, .drop = pwait_drop},
+    .vt = {.poll = pwait_poll, .drop = cfl_drop_released},
+    .release = pwait_release,
     .name = "process:wait",
     .take = pwait_take,
     .describe = pwait_describe,

@@ -74,7 +74,8 @@ static cf_poll sigwait_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&w->hdr);
 }
 
-static void sigwait_release(cfl_sigwait *w) {
+static void sigwait_release(cfl_future *base) {
+  cfl_sigwait *w = (cfl_sigwait *)base;
   if (w->s) {
     unhold(w);
     cfu_signal *s = w->s;
@@ -83,16 +84,10 @@ static void sigwait_release(cfl_sigwait *w) {
   }
 }
 
-static void sigwait_drop(cf_future *base) {
-  cfl_sigwait *w = (cfl_sigwait *)base;
-  sigwait_release(w);
-  cfl_mark_dropped(&w->hdr);
-}
-
 static int sigwait_take(lua_State *L, cfl_future *base) {
   cfl_sigwait *w = (cfl_sigwait *)base;
   w->hdr.state = CFL_ST_TAKEN;
-  sigwait_release(w);
+  sigwait_release(&w->hdr);
   if (w->err) {
     const char *name = cfl_signame(w->signum);
     if (name) return cfl_push_ioerr(L, w->err, name);
@@ -115,7 +110,8 @@ static void sigwait_describe(lua_State *L, cfl_future *base) {
 }
 
 static const cfl_class sigwait_class = {
-    .vt = {.poll = sigwait_poll, .drop = sigwait_drop},
+    .vt = {.poll = sigwait_poll, .drop = cfl_drop_released},
+    .release = sigwait_release,
     .name = "signal",
     .take = sigwait_take,
     .describe = sigwait_describe,

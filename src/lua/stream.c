@@ -220,7 +220,8 @@ static cf_poll write_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&f->hdr);
 }
 
-static void write_release(cfl_write *f) {
+static void write_release(cfl_future *base) {
+  cfl_write *f = (cfl_write *)base;
   if (f->w) {
     cfu_write *w = f->w;
     f->w = NULL;
@@ -228,23 +229,18 @@ static void write_release(cfl_write *f) {
   }
 }
 
-static void write_drop(cf_future *base) {
-  cfl_write *f = (cfl_write *)base;
-  write_release(f);
-  cfl_mark_dropped(&f->hdr);
-}
-
 static int write_take(lua_State *L, cfl_future *base) {
   cfl_write *f = (cfl_write *)base;
   f->hdr.state = CFL_ST_TAKEN;
-  write_release(f);
+  write_release(&f->hdr);
   if (f->err) return cfl_push_ioerr(L, f->err, "stream:write");
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static const cfl_class write_class = {
-    .vt = {.poll = write_poll, .drop = write_drop},
+    .vt = {.poll = write_poll, .drop = cfl_drop_released},
+    .release = write_release,
     .name = "stream:write",
     .take = write_take,
     .nuv = 2,

@@ -243,7 +243,8 @@ static cf_poll xop_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&f->hdr);
 }
 
-static void xop_release(cfl_xop *f) {
+static void xop_release(cfl_future *base) {
+  cfl_xop *f = (cfl_xop *)base;
   if (!f->ch) return;
   cfu_xchan_unwait(f->ch, &f->wait); /* after this no thread posts f->mail */
   cfu_mail_cancel(&f->mail);
@@ -254,12 +255,6 @@ static void xop_release(cfl_xop *f) {
   cfu_xchan_unref(f->ch);
   f->ch = NULL;
   cfl_threads_unref(f->ts);
-}
-
-static void xop_drop(cf_future *base) {
-  cfl_xop *f = (cfl_xop *)base;
-  xop_release(f);
-  cfl_mark_dropped(&f->hdr);
 }
 
 static int xop_take(lua_State *L, cfl_future *base) {
@@ -285,12 +280,16 @@ static int xop_take(lua_State *L, cfl_future *base) {
     free(m);
   } else
     lua_pushnil(L);
-  xop_release(f);
+  xop_release(&f->hdr);
   return n;
 }
 
 static const cfl_class xop_class = {
-    .vt = {.poll = xop_poll, .drop = xop_drop}, .name = "thread channel", .take = xop_take};
+    .vt = {.poll = xop_poll, .drop = cfl_drop_released},
+    .release = xop_release,
+    .name = "thread channel",
+    .take = xop_take,
+};
 
 static int new_xop(lua_State *L, int is_send, const char *fname) {
   cfu_xchan *ch = check_xchan(L, fname);

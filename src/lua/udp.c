@@ -82,7 +82,8 @@ static cf_poll recv_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&f->hdr);
 }
 
-static void recv_release(cfl_recv *f) {
+static void recv_release(cfl_future *base) {
+  cfl_recv *f = (cfl_recv *)base;
   recv_wait(f, 0);
   free(f->d);
   f->d = NULL;
@@ -91,12 +92,6 @@ static void recv_release(cfl_recv *f) {
     f->u = NULL;
     cfu_handle_unref(&u->base);
   }
-}
-
-static void recv_drop(cf_future *base) {
-  cfl_recv *f = (cfl_recv *)base;
-  recv_release(f);
-  cfl_mark_dropped(&f->hdr);
 }
 
 static int recv_take(lua_State *L, cfl_future *base) {
@@ -109,12 +104,13 @@ static int recv_take(lua_State *L, cfl_future *base) {
   } else {
     n = cfl_push_ioerr(L, f->err, "udp:recv_from");
   }
-  recv_release(f);
+  recv_release(&f->hdr);
   return n;
 }
 
 static const cfl_class recv_class = {
-    .vt = {.poll = recv_poll, .drop = recv_drop},
+    .vt = {.poll = recv_poll, .drop = cfl_drop_released},
+    .release = recv_release,
     .name = "udp:recv_from",
     .take = recv_take,
     .nuv = 1,
@@ -158,7 +154,8 @@ static cf_poll send_poll(cf_future *base, cf_context *cx) {
   return cfl_ready(&f->hdr);
 }
 
-static void send_release(cfl_send *f) {
+static void send_release(cfl_future *base) {
+  cfl_send *f = (cfl_send *)base;
   if (f->sr) {
     cfu_write *sr = f->sr;
     f->sr = NULL;
@@ -171,23 +168,18 @@ static void send_release(cfl_send *f) {
   }
 }
 
-static void send_drop(cf_future *base) {
-  cfl_send *f = (cfl_send *)base;
-  send_release(f);
-  cfl_mark_dropped(&f->hdr);
-}
-
 static int send_take(lua_State *L, cfl_future *base) {
   cfl_send *f = (cfl_send *)base;
   f->hdr.state = CFL_ST_TAKEN;
-  send_release(f);
+  send_release(&f->hdr);
   if (f->err) return cfl_push_ioerr(L, f->err, "udp:send_to");
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static const cfl_class send_class = {
-    .vt = {.poll = send_poll, .drop = send_drop},
+    .vt = {.poll = send_poll, .drop = cfl_drop_released},
+    .release = send_release,
     .name = "udp:send_to",
     .take = send_take,
     .nuv = 1,
