@@ -23,6 +23,14 @@
 #include "cfuture.h"
 #include "list.h"
 
+/* Thread-local storage of this library: the initial-exec model, 136 bytes
+ * in the static TLS glibc keeps for modules loaded later.
+ * Lua loads cfuture with dlopen, where the default model allocates each
+ * thread's block on its first access (dynamic TLS), which GCC 12's
+ * LeakSanitizer misreads on glibc 2.36 and crashes in at exit, while
+ * libuv's pool threads still run; static TLS is also cheaper to reach. */
+#define CF_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* ---- tasks ------------------------------------------------------------- */
 
 typedef enum cf_task_state {

@@ -116,9 +116,9 @@ void cfl_call_fail(cfl_call *c, const char *msg) {
 
 /* ---- the worker's side ------------------------------------------------------------------ */
 
-static _Thread_local const atomic_int *tl_stop; /* the flag calls on this thread stop at */
-static _Thread_local int tl_once;               /* raise once per stop request */
-static _Thread_local int tl_raised;             /* the current stop request was raised */
+static CF_THREAD_LOCAL const atomic_int *tl_stop; /* the flag calls on this thread stop at */
+static CF_THREAD_LOCAL int tl_once;               /* raise once per stop request */
+static CF_THREAD_LOCAL int tl_raised;             /* the current stop request was raised */
 
 void cfl_call_watch(const cfl_call_kind *k, const atomic_int *stop) {
   tl_stop = stop;

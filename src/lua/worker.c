@@ -25,9 +25,9 @@ const cfl_call_kind cfl_thread_call = {
     .stop_once = 1,
 };
 
-static _Thread_local cfu_parker *tl_parker; /* threads started by this module */
-static _Thread_local cfu_parker tl_other;   /* any other thread that blocks here */
-static _Thread_local int tl_other_ready;
+static CF_THREAD_LOCAL cfu_parker *tl_parker; /* threads started by this module */
+static CF_THREAD_LOCAL cfu_parker tl_other;   /* any other thread that blocks here */
+static CF_THREAD_LOCAL int tl_other_ready;
 
 cfu_parker *cfl_blocking_parker(lua_State *L, const char *fname) {
   if (tl_parker) return tl_parker;

@@ -263,7 +263,7 @@ static int do_readdir(cfu_fsjob *j) {
   return e;
 }
 
-static _Thread_local int rm_err;
+static CF_THREAD_LOCAL int rm_err;
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
