@@ -387,8 +387,6 @@ const char *cfl_state_name(int state);
  * both get the module's upvalues. */
 void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Reg *methods,
                    const luaL_Reg *meta);
-/* Add methods every future has (await). Before any future is made. */
-void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *methods);
 
 /* coro.c */
 extern const cfl_class cfl_coro_class;
@@ -406,7 +404,6 @@ int cfl_await(lua_State *L);
 int cfl_await_own(lua_State *L, cfl_future *f);
 
 /* task.c */
-extern const cfl_class cfl_join_handle_class;
 /* h:abort() and h:is_finished(): the methods of a class with `abort`. */
 extern const luaL_Reg cfl_abort_methods[];
 cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname);

@@ -53,7 +53,7 @@ typedef struct cfl_chan {
 #define RING_MIN 8
 #define RING_KEEP 4096 /* an emptied ring bigger than this is let go */
 
-extern const cfl_class cfl_chan_class;
+static const cfl_class cfl_chan_class;
 
 static int is_chan(cfl_future *f) { return f && f->base.vt == &cfl_chan_class.vt; }
 
@@ -461,7 +461,7 @@ static const luaL_Reg chan_methods[] = {
     {"try_send", c_try_send}, {"close", c_close},         {"len", c_len},
     {"capacity", c_capacity}, {"is_closed", c_is_closed}, {NULL, NULL}};
 
-const cfl_class cfl_chan_class = {
+static const cfl_class cfl_chan_class = {
     .vt = {.poll = chan_poll, .drop = chan_drop},
     .name = "channel",
     .type = "cfuture.Channel",

@@ -231,7 +231,8 @@ static int l_is_future(lua_State *L) {
 static const luaL_Reg methods[] = {{"state", f_state}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {{"is_future", l_is_future}, {NULL, NULL}};
 
-void cfl_add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
+/* Add methods every future has (before any class's metatable is made). */
+static void add_methods(lua_State *L, cf_runtime *rt, const luaL_Reg *fns) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref.methods);
   cfl_setfuncs(L, rt, fns);
   lua_pop(L, 1);
@@ -252,7 +253,7 @@ void cfl_new_class(lua_State *L, cf_runtime *rt, const char *name, const luaL_Re
 static void open_future(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
   cfl_setfuncs(L, rt, funcs);
-  cfl_add_methods(L, rt, methods);
+  add_methods(L, rt, methods);
   lua_newtable(L);
   cfl_setfuncs(L, rt, cfl_abort_methods);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ABORT_KEY);

@@ -365,12 +365,9 @@ static int li_local_address(lua_State *L) {
 }
 
 static void listener_release(cfl_listener *o) {
-  if (o->l) {
-    cfu_listener *l = o->l;
-    o->l = NULL;
-    cfu_handle_close(&l->base);
-    cfu_handle_unref(&l->base);
-  }
+  cfu_listener *l = o->l;
+  o->l = NULL;
+  if (l) cfu_handle_let_go(&l->base);
 }
 
 /* listener:close() (also __close) */

@@ -179,12 +179,9 @@ static int li_recv(lua_State *L) {
 
 /* Stop watching: pending receives end with ECANCELED. */
 static void listener_close(cfl_listener *o) {
-  if (o->s) {
-    cfu_signal *s = o->s;
-    o->s = NULL;
-    cfu_handle_close(&s->base);
-    cfu_handle_unref(&s->base);
-  }
+  cfu_signal *s = o->s;
+  o->s = NULL;
+  if (s) cfu_handle_let_go(&s->base);
 }
 
 /* listener:close() */

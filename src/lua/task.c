@@ -383,7 +383,7 @@ const luaL_Reg cfl_abort_methods[] = {
     {"abort", h_abort}, {"is_finished", h_is_finished}, {NULL, NULL}};
 static const luaL_Reg join_handle_methods[] = {{"id", h_id}, {"name", h_name}, {NULL, NULL}};
 
-const cfl_class cfl_join_handle_class = {
+static const cfl_class cfl_join_handle_class = {
     .vt = {.poll = join_handle_poll, .drop = join_handle_drop},
     .name = "JoinHandle",
     .type = "cfuture.JoinHandle",

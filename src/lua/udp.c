@@ -254,12 +254,9 @@ static int u_join_group(lua_State *L) { return membership(L, UV_JOIN_GROUP, "udp
 static int u_leave_group(lua_State *L) { return membership(L, UV_LEAVE_GROUP, "udp:leave_group"); }
 
 static void udp_release(cfl_udp *o) {
-  if (o->u) {
-    cfu_udp *u = o->u;
-    o->u = NULL;
-    cfu_handle_close(&u->base);
-    cfu_handle_unref(&u->base);
-  }
+  cfu_udp *u = o->u;
+  o->u = NULL;
+  if (u) cfu_handle_let_go(&u->base);
 }
 
 /* udp:close() (also __close) */

@@ -72,6 +72,11 @@ static inline void cfu_handle_wait(cfu_handle *h, uint8_t *waiting, int on) {
 void cfu_handle_started(cfu_handle *h);
 /* Close now (idempotent). */
 void cfu_handle_close(cfu_handle *h);
+/* Its owner (a Lua object) lets go: close it and drop the owner's reference. */
+static inline void cfu_handle_let_go(cfu_handle *h) {
+  cfu_handle_close(h);
+  cfu_handle_unref(h);
+}
 /* Close a TCP handle with a reset (RST) instead of an orderly end. */
 int cfu_handle_close_reset(cfu_handle *h);
 /* Close every handle still on the list (the runtime is closing). */
