@@ -17,6 +17,7 @@ dependencies = {
 }
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 build = {
   type = "builtin",
@@ -25,7 +26,7 @@ build = {
       sources = {
         "src/core/waiter.c", "src/core/task.c", "src/core/group.c", "src/core/heap.c",
         "src/uv/timer.c", "src/uv/work.c", "src/uv/fs.c", "src/uv/handle.c", "src/uv/stream.c",
-        "src/uv/process.c", "src/uv/net.c", "src/uv/thread.c", "src/uv/tpool.c",
+        "src/uv/process.c", "src/uv/net.c", "src/uv/thread.c", "src/uv/tpool.c", "src/uv/tls.c",
         "src/lua/module.c", "src/lua/runtime.c", "src/lua/drive.c", "src/lua/report.c", "src/lua/check.c", "src/lua/future.c", "src/lua/coro.c", "src/lua/task.c",
         "src/lua/combinators.c",
         "src/lua/timer.c", "src/lua/custom.c", "src/lua/scope.c", "src/lua/introspect.c",
@@ -33,10 +34,11 @@ build = {
         "src/lua/process.c", "src/lua/signal.c", "src/lua/blocking.c", "src/lua/net.c", "src/lua/udp.c", "src/lua/dns.c",
         "src/lua/copy.c", "src/lua/call.c", "src/lua/thread.c", "src/lua/worker.c",
         "src/lua/thread_channel.c", "src/lua/trace.c", "src/lua/host.c", "src/lua/luv.c",
+        "src/lua/tls.c", "src/lua/crypto.c",
       },
-      incdirs = { "include", "$(LIBUV_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)" },
-      libraries = { "uv", "m" },
+      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "uv", "ssl", "crypto", "m" },
     },
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",

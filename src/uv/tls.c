@@ -1,0 +1,4 @@
+/*
+ * tls.c — TLS on a stream: OpenSSL through memory BIOs.
+ */
+#include "stream.h"
