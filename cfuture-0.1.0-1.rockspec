@@ -42,6 +42,7 @@ build = {
     },
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
+    ["cfuture.tls"] = "lua/cfuture/tls.lua",
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
     ["cfuture.luv"] = "lua/cfuture/luv.lua",
   },

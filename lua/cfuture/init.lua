@@ -161,5 +161,6 @@ function cf.test.run(f, ...)
 end
 
 require "cfuture.sync"(cf)
+require "cfuture.tls"(cf)
 
 return cf

@@ -25,6 +25,7 @@
 #include "../core/core.h"
 #include "../uv/driver.h"
 #include "../uv/stream.h"
+#include "../uv/tls.h"
 #include "cfuture.h"
 #include "compat.h"
 

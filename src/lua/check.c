@@ -101,10 +101,10 @@ int cfl_raise_self(lua_State *L, int idx, const char *fname, const char *what) {
 int cfl_push_ioerr(lua_State *L, int err, const char *what) {
   lua_pushnil(L);
   if (what)
-    lua_pushfstring(L, "%s: %s", what, uv_strerror(err));
+    lua_pushfstring(L, "%s: %s", what, cfu_strerror(err));
   else
-    lua_pushstring(L, uv_strerror(err));
-  lua_pushstring(L, uv_err_name(err));
+    lua_pushstring(L, cfu_strerror(err));
+  lua_pushstring(L, cfu_err_name(err));
   return 3;
 }
 
@@ -114,9 +114,9 @@ int cfl_push_ioerrf(lua_State *L, int err, const char *fmt, ...) {
   va_start(ap, fmt);
   const char *what = lua_pushvfstring(L, fmt, ap);
   va_end(ap);
-  lua_pushfstring(L, "%s: %s", what, uv_strerror(err));
+  lua_pushfstring(L, "%s: %s", what, cfu_strerror(err));
   lua_remove(L, -2);
-  lua_pushstring(L, uv_err_name(err));
+  lua_pushstring(L, cfu_err_name(err));
   return 3;
 }
 

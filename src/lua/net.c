@@ -167,6 +167,13 @@ static cfu_listener *check_listener(lua_State *L, const char *fname) {
   return o->l;
 }
 
+cfu_listener *cfl_check_listener(lua_State *L, int idx, const char *fname) {
+  cfl_listener *o = to_listener(L, idx);
+  if (!o || !o->l || o->l->base.closing)
+    luaL_error(L, "%s: argument #%d must be an open listener", fname, idx);
+  return o->l;
+}
+
 /* cf.net.listen(host, port [, {backlog=, ipv6only=}]) -> listener, or nil, msg, code */
 static int l_listen(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);

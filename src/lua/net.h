@@ -20,4 +20,7 @@ int cfl_push_addr(lua_State *L, const struct sockaddr *sa);
 /* Push nil, "<fname>: '<host>' is not a numeric ... address", "EINVAL". */
 int cfl_bad_addr(lua_State *L, const char *fname, const char *host);
 
+/* The open listener at idx; raises naming fname. */
+cfu_listener *cfl_check_listener(lua_State *L, int idx, const char *fname);
+
 #endif

@@ -117,15 +117,24 @@ static void read_drop(cf_future *base) {
   cfl_mark_dropped(&r->hdr);
 }
 
+/* nil, "<fname>: <message>", code for err on s (NULL once its object was
+ * finalised): a TLS failure gives OpenSSL's reason. */
+static int push_stream_err(lua_State *L, const cfu_stream *s, int err, const char *fname) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", fname, cfu_stream_strerror(s, err));
+  lua_pushstring(L, cfu_err_name(err));
+  return 3;
+}
+
 /* The message of a failed read: no delimiter within the limit (a line or
- * read_until), or the libuv error. */
-static void push_read_error(lua_State *L, const cfu_read_spec *spec, int err) {
+ * read_until), or the libuv / TLS error. */
+static void push_read_error(lua_State *L, const cfu_stream *s, const cfu_read_spec *spec, int err) {
   if (err == UV_ENOBUFS && (spec->kind == CFU_TAKE_LINE || spec->kind == CFU_TAKE_UNTIL))
     lua_pushfstring(L, "%s: no delimiter within %d bytes",
                     spec->kind == CFU_TAKE_LINE ? "stream:read_line" : "stream:read_until",
                     (int)spec->n);
   else
-    lua_pushfstring(L, "stream:read: %s", uv_strerror(err));
+    lua_pushfstring(L, "stream:read: %s", cfu_stream_strerror(s, err));
 }
 
 static int read_take(lua_State *L, cfl_future *base) {
@@ -134,8 +143,8 @@ static int read_take(lua_State *L, cfl_future *base) {
   int n = 1;
   if (r->err) {
     lua_pushnil(L);
-    push_read_error(L, &r->spec, r->err);
-    lua_pushstring(L, uv_err_name(r->err));
+    push_read_error(L, r->o->s, &r->spec, r->err);
+    lua_pushstring(L, cfu_err_name(r->err));
     n = 3;
   } else if (r->data)
     lua_pushlstring(L, r->data, r->len);
@@ -185,35 +194,44 @@ typedef struct cfl_write {
   const char *data; /* the Lua string, anchored in uservalue 2 */
   size_t len;
   int err;
+  uint8_t waiting; /* a TLS write waits for input (counted as a read is) */
 } cfl_write;
 
-/* First poll: hand the bytes to the kernel directly when nothing is queued
- * (no copy, no suspension); queue a copy of the rest. */
-static int write_start(cfl_write *f, cf_context *cx) {
-  cfu_stream *s = f->o->s; /* NULL once the stream object was finalised */
-  int n = s ? cfu_stream_try_write(s, f->data, f->len) : UV_EBADF;
-  if (n < 0) return n;
-  size_t off = (size_t)n;
-  if (off == f->len) return 0;
-  f->w = cfu_write_new(f->data + off, f->len - off);
-  if (!f->w) return UV_ENOMEM;
-  int r = cfu_write_submit(s, f->w, cx->waker);
-  return r == 0 ? 1 : r;
+static const cfu_read_spec handshake_spec = {.kind = CFU_HANDSHAKE};
+
+/* Hand the bytes to the kernel directly when nothing is queued (no copy,
+ * no suspension); queue a copy of the rest. A TLS stream whose handshake
+ * is not over waits for it first, as a read would: 1 while pending. */
+static int write_step(cfl_write *f, cf_context *cx) {
+  for (;;) {
+    cfu_stream *s = f->o->s; /* NULL once the stream object was finalised */
+    if (!s) return UV_EBADF;
+    int r = cfu_stream_write(s, f->data, f->len, &f->w, cx->waker);
+    if (r != 2) {
+      cfu_handle_wait(&s->base, &f->waiting, 0);
+      return r;
+    }
+    if (!cfu_stream_poll_read(s, &handshake_spec, cx)) {
+      cfu_handle_wait(&s->base, &f->waiting, 1);
+      return 1;
+    }
+  }
 }
 
 static cf_poll write_poll(cf_future *base, cf_context *cx) {
   cfl_write *f = (cfl_write *)base;
+  int r;
   switch (f->hdr.state) {
-  case CFL_ST_FRESH: {
-    f->hdr.state = CFL_ST_PENDING;
-    int r = write_start(f, cx);
-    if (r == 1) return CF_PENDING;
-    f->err = r;
-    break;
-  }
+  case CFL_ST_FRESH: f->hdr.state = CFL_ST_PENDING; /* fall through */
   case CFL_ST_PENDING:
-    if (!cfu_req_poll(&f->w->base, cx->waker)) return CF_PENDING;
-    f->err = cfu_req_err(&f->w->base);
+    if (f->w) {
+      if (!cfu_req_poll(&f->w->base, cx->waker)) return CF_PENDING;
+      f->err = cfu_req_err(&f->w->base);
+      break;
+    }
+    r = write_step(f, cx);
+    if (r == 1) return CF_PENDING; /* in flight, or waiting for the handshake */
+    f->err = r;
     break;
   default: return CF_READY;
   }
@@ -222,6 +240,7 @@ static cf_poll write_poll(cf_future *base, cf_context *cx) {
 
 static void write_release(cfl_future *base) {
   cfl_write *f = (cfl_write *)base;
+  cfu_handle_wait(f->o->s ? &f->o->s->base : NULL, &f->waiting, 0);
   if (f->w) {
     cfu_write *w = f->w;
     f->w = NULL;
@@ -233,7 +252,7 @@ static int write_take(lua_State *L, cfl_future *base) {
   cfl_write *f = (cfl_write *)base;
   f->hdr.state = CFL_ST_TAKEN;
   write_release(&f->hdr);
-  if (f->err) return cfl_push_ioerr(L, f->err, "stream:write");
+  if (f->err) return push_stream_err(L, f->o->s, f->err, "stream:write");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -381,7 +400,7 @@ static int read_iter_take(lua_State *L, cfl_future *base) {
     lua_pushlstring(L, p, len);
     cfu_stream_consume(s, used);
   } else if (err) {
-    push_read_error(L, &r->spec, err);
+    push_read_error(L, s, &r->spec, err);
     n = -1;
   } else {
     lua_pushnil(L); /* end of stream */
@@ -444,6 +463,44 @@ static int s_lines(lua_State *L) {
   return push_iterator(L, o, CFU_TAKE_LINE, max ? max : LINE_MAX_DEFAULT);
 }
 
+/* ---- the TLS handshake ------------------------------------------------------------ */
+
+/* A read of nothing that waits until the handshake is over, as a read
+ * waits for bytes; a plain stream has none to wait for. */
+static int handshake_take(lua_State *L, cfl_future *base) {
+  cfl_read *r = (cfl_read *)base;
+  cfu_stream *s = r->o->s;
+  r->hdr.state = CFL_ST_TAKEN;
+  if (s && (!s->tls || s->tls->hs_done) && !(s->rerr && cfu_is_tls_err(s->rerr))) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  int err = !s ? UV_ECANCELED : s->rerr ? s->rerr : cfu_stream_end_err(s);
+  if (err == 0) err = s->eof ? CFU_ETLSEOF : UV_ECANCELED;
+  return push_stream_err(L, s, err, "stream:handshake");
+}
+
+static void handshake_describe(lua_State *L, cfl_future *base) {
+  (void)base;
+  lua_pushliteral(L, "stream:handshake");
+}
+
+static const cfl_class handshake_class = {
+    .vt = {.poll = read_iter_poll, .drop = read_drop},
+    .name = "stream:handshake",
+    .take = handshake_take,
+    .describe = handshake_describe,
+    .nuv = 1,
+};
+
+/* stream:handshake() -> future of true once the TLS handshake is over (at
+ * once for a plain stream), or nil, msg, code */
+static int s_handshake(lua_State *L) {
+  cfl_stream *o = check_stream(L, "stream:handshake");
+  new_read(L, o, &handshake_class, CFU_HANDSHAKE, 0);
+  return 1;
+}
+
 /* stream:write(data) -> future of true once the bytes are handed to the kernel */
 static int s_write(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
@@ -484,7 +541,7 @@ static int s_close(lua_State *L) {
   cfl_stream *o = check_self(L, cfl_rt(L), "stream:close");
   if (o->s && !o->closed) {
     o->closed = 1;
-    cfu_handle_close(&o->s->base);
+    cfu_stream_close(o->s);
   }
   return 0;
 }
@@ -522,23 +579,18 @@ static int s_is_closed(lua_State *L) {
 static int s_tostring(lua_State *L) {
   cf_runtime *rt = lua_touserdata(L, lua_upvalueindex(CFL_UP_RT));
   cfl_stream *o = check_self(L, rt, "stream:__tostring");
-  lua_pushfstring(L, "cfuture.Stream(%s): %p", o->closed || !o->s ? "closed" : "open", (void *)o);
+  lua_pushfstring(L, "cfuture.Stream(%s%s): %p", o->closed || !o->s ? "closed" : "open",
+                  o->s && o->s->tls ? ", tls" : "", (void *)o);
   return 1;
 }
 
-static const luaL_Reg methods[] = {{"read", s_read},
-                                   {"read_exact", s_read_exact},
-                                   {"read_line", s_read_line},
-                                   {"read_until", s_read_until},
-                                   {"read_all", s_read_all},
-                                   {"chunks", s_chunks},
-                                   {"lines", s_lines},
-                                   {"write", s_write},
-                                   {"shutdown", s_shutdown},
-                                   {"close", s_close},
-                                   {"is_closed", s_is_closed},
-                                   {"buffered", s_buffered},
-                                   {NULL, NULL}};
+static const luaL_Reg methods[] = {{"read", s_read},           {"read_exact", s_read_exact},
+                                   {"read_line", s_read_line}, {"read_until", s_read_until},
+                                   {"read_all", s_read_all},   {"chunks", s_chunks},
+                                   {"lines", s_lines},         {"write", s_write},
+                                   {"shutdown", s_shutdown},   {"close", s_close},
+                                   {"is_closed", s_is_closed}, {"buffered", s_buffered},
+                                   {"handshake", s_handshake}, {NULL, NULL}};
 /* metamethods with the module's upvalues (cfl_new_class registers bare ones) */
 static const luaL_Reg metamethods[] = {
     {"__gc", s_gc}, {"__close", s_close}, {"__tostring", s_tostring}, {NULL, NULL}};

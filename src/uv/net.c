@@ -141,7 +141,17 @@ static void listener_closing(cfu_handle *h) {
   cf_waitlist_wake_all(&((cfu_listener *)h)->acceptors);
 }
 
-static void listener_free(cfu_handle *h) { free(h); }
+static void listener_free(cfu_handle *h) {
+  cfu_listener *l = (cfu_listener *)h;
+  if (l->tls) cfu_tls_ctx_unref(l->tls);
+  free(l);
+}
+
+void cfu_listener_set_tls(cfu_listener *l, cfu_tls_ctx *c) {
+  cfu_tls_ctx_ref(c);
+  if (l->tls) cfu_tls_ctx_unref(l->tls);
+  l->tls = c;
+}
 
 static const cfu_handle_vt listener_vt = {listener_closing, listener_free, 0};
 
@@ -177,6 +187,7 @@ int cfu_listener_accept(cfu_listener *l, cfu_stream **out) {
   if (!s) return UV_ENOMEM;
   l->pending = 0;
   int r = uv_accept((uv_stream_t *)&l->h, &s->h.stream);
+  if (r == 0 && l->tls) r = cfu_tls_attach(s, l->tls, 1, NULL, NULL);
   if (r != 0) {
     cfu_handle_unref(&s->base);
     return r;

@@ -11,6 +11,7 @@
 #define CF_UV_NET_H
 
 #include "stream.h"
+#include "tls.h"
 
 /* ---- name resolution --------------------------------------------------------- */
 
@@ -57,10 +58,13 @@ typedef struct cfu_listener {
   uint8_t pending; /* libuv holds an accepted connection for uv_accept */
   int err;         /* a failed accept, reported to the next acceptor */
   cf_waitlist acceptors;
+  cfu_tls_ctx *tls; /* accepted connections are TLS servers with it (one reference), or NULL */
 } cfu_listener;
 
 cfu_listener *cfu_listener_new(uv_loop_t *loop);
 int cfu_listener_listen(cfu_listener *l, const struct sockaddr *addr, int backlog, int flags);
+/* Accept connections as TLS streams with context c (referenced). */
+void cfu_listener_set_tls(cfu_listener *l, cfu_tls_ctx *c);
 /* Accept the pending connection into a new stream (one reference). */
 int cfu_listener_accept(cfu_listener *l, cfu_stream **out);
 /* The failed accept to report (0: none), reported once. */

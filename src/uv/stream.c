@@ -14,6 +14,8 @@
 #define _GNU_SOURCE /* memmem */
 #include "stream.h"
 
+#include "tls.h"
+
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@ static void stream_closing(cfu_handle *h) {
 
 static void stream_free(cfu_handle *h) {
   cfu_stream *s = (cfu_stream *)h;
+  cfu__tls_free(s->tls);
   free(s->buf);
   free(s);
 }
@@ -64,25 +67,32 @@ cfu_stream *cfu_stream_new_tcp(uv_loop_t *loop) {
 
 /* ---- reading ----------------------------------------------------------------- */
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  cfu_stream *s = h->data;
-  (void)hint;
+int cfu__stream_reserve(cfu_stream *s, size_t n) {
   if (s->off > 0 && (s->len == 0 || s->off > s->cap / 2)) {
     memmove(s->buf, s->buf + s->off, s->len);
     s->off = 0;
   }
-  if (s->cap - s->off - s->len < CHUNK) {
+  if (s->cap - s->off - s->len < n) {
     size_t cap = s->cap ? s->cap : CHUNK;
-    while (cap - s->off - s->len < CHUNK)
+    while (cap - s->off - s->len < n)
       cap *= 2;
     char *nb = realloc(s->buf, cap);
-    if (!nb) {
-      b->base = NULL;
-      b->len = 0; /* libuv reports UV_ENOBUFS */
-      return;
-    }
+    if (!nb) return 0;
     s->buf = nb;
     s->cap = cap;
+  }
+  return 1;
+}
+
+/* A TLS stream reads its ciphertext into the same free tail: tls.c copies
+ * it into OpenSSL before decrypting into that space. */
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  cfu_stream *s = h->data;
+  (void)hint;
+  if (!cfu__stream_reserve(s, CHUNK)) {
+    b->base = NULL;
+    b->len = 0; /* libuv reports UV_ENOBUFS */
+    return;
   }
   b->base = s->buf + s->off + s->len;
   b->len = s->cap - s->off - s->len;
@@ -97,8 +107,15 @@ static void stop_reading(cfu_stream *s) {
 
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   cfu_stream *s = h->data;
-  (void)b;
-  if (n > 0) {
+  if (s->tls) {
+    if (n > 0)
+      cfu__tls_input(s, b->base, (size_t)n);
+    else if (n == UV_EOF)
+      cfu__tls_eof(s);
+    else if (n < 0 && !s->rerr)
+      s->rerr = (int)n;
+    if (s->eof || s->rerr || s->len >= HIGH_WATER) stop_reading(s);
+  } else if (n > 0) {
     s->len += (size_t)n;
     if (s->len >= HIGH_WATER) stop_reading(s);
   } else if (n == UV_EOF) {
@@ -133,6 +150,7 @@ static int can_complete(cfu_stream *s, const cfu_read_spec *r) {
   case CFU_TAKE_EXACT: return s->len >= r->n;
   case CFU_TAKE_LINE:
   case CFU_TAKE_UNTIL: return find_delim(s, r, &over) != NULL || over;
+  case CFU_HANDSHAKE: return !s->tls || s->tls->hs_done;
   default: return 0;
   }
 }
@@ -209,9 +227,16 @@ cfu_write *cfu_write_new(const char *data, size_t len) {
   if (!w) return NULL;
   memset(w, 0, sizeof *w);
   cfu_req_init(&w->base, write_free);
-  memcpy(w->data, data, len);
+  if (len) memcpy(w->data, data, len);
   w->len = len;
   return w;
+}
+
+cfu_write *cfu_write_reserve(cfu_write *w, size_t cap) {
+  assert(cfu_req_state(&w->base) == CFU_REQ_NEW); /* nothing points at it yet */
+  cfu_write *nw = realloc(w, sizeof *w + cap);
+  if (!nw) free(w);
+  return nw;
 }
 
 /* The callback's part, for either kind: the handle lets go after the
@@ -262,6 +287,44 @@ int cfu_stream_try_write(cfu_stream *s, const char *data, size_t len) {
   return n == UV_EAGAIN || n == UV_ENOSYS ? 0 : n;
 }
 
+int cfu__stream_send(cfu_stream *s, const char *data, size_t len) {
+  int n = cfu_stream_try_write(s, data, len);
+  if (n < 0 || (size_t)n == len) return n < 0 ? n : 0;
+  cfu_write *w = cfu_write_new(data + n, len - (size_t)n);
+  if (!w) return UV_ENOMEM;
+  static const cf_waker nobody = {NULL, NULL};
+  int r = cfu_write_submit(s, w, &nobody);
+  cfu_write_orphan(w); /* nobody awaits it: freed when libuv is done */
+  return r;
+}
+
+int cfu_stream_write(cfu_stream *s, const char *data, size_t len, cfu_write **w,
+                     const cf_waker *waker) {
+  *w = NULL;
+  if (s->tls) {
+    int r = write_check(s);
+    if (r == 0) r = cfu__tls_write(s, data, len, w, waker);
+    return r == 1 ? 2 : r < 0 ? r : *w ? 1 : 0;
+  }
+  int n = cfu_stream_try_write(s, data, len);
+  if (n < 0) return n;
+  if ((size_t)n == len) return 0;
+  cfu_write *nw = cfu_write_new(data + n, len - (size_t)n);
+  if (!nw) return UV_ENOMEM;
+  int r = cfu_write_submit(s, nw, waker);
+  if (r != 0) {
+    cfu_write_orphan(nw);
+    return r;
+  }
+  *w = nw;
+  return 1;
+}
+
+void cfu_stream_close(cfu_stream *s) {
+  if (s->tls && !s->base.closing && !s->shut) cfu__tls_shutdown(s);
+  cfu_handle_close(&s->base);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
   (void)status;
   cfu_stream *s = req->data;
@@ -272,6 +335,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 int cfu_stream_shutdown(cfu_stream *s) {
   if (s->base.closing) return UV_EBADF;
   if (s->shut) return 0;
+  if (s->tls) cfu__tls_shutdown(s);
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req) return UV_ENOMEM;
   req->data = s;

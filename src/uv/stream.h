@@ -24,9 +24,10 @@ typedef struct cfu_stream {
   uint8_t shut;    /* the write side was shut down */
   uint8_t tcp;     /* h.tcp is the handle */
   int rerr;        /* read error, sticky (negative libuv error) */
-  char *buf;       /* received bytes [off, off + len) not yet taken */
+  char *buf;       /* received bytes [off, off + len) not yet taken (plaintext for TLS) */
   size_t off, len, cap;
-  cf_waitlist readers;
+  cf_waitlist readers; /* reads, a handshake, a TLS write that needs input */
+  struct cfu_tls *tls; /* the TLS engine (tls.h), or NULL for a plain stream */
 } cfu_stream;
 
 /* A new pipe or TCP stream on loop, initialised, with one reference: NULL
@@ -42,7 +43,8 @@ enum {
   CFU_TAKE_EXACT, /* n bytes (fewer only at the end) */
   CFU_TAKE_LINE,  /* up to "\n", which is dropped with a "\r" before it */
   CFU_TAKE_UNTIL, /* up to and including delim */
-  CFU_TAKE_ALL    /* until the end */
+  CFU_TAKE_ALL,   /* until the end */
+  CFU_HANDSHAKE   /* nothing: until the TLS handshake is over (or failed) */
 };
 
 typedef struct cfu_read_spec {
@@ -92,6 +94,9 @@ typedef struct cfu_write {
 } cfu_write;
 
 cfu_write *cfu_write_new(const char *data, size_t len);
+/* A write not yet submitted, with room for cap bytes (it may move; on
+ * failure w is freed): NULL when out of memory. */
+cfu_write *cfu_write_reserve(cfu_write *w, size_t cap);
 /* Queue w on s (which it references until done). 0, or a libuv error:
  * then w is done with it. */
 int cfu_write_submit(cfu_stream *s, cfu_write *w, const cf_waker *waker);
@@ -106,7 +111,23 @@ void cfu__write_done(cfu_write *w, int status);
  * block), or UV_EBADF if s is closing, UV_EPIPE if it was shut down, or
  * another libuv error. */
 int cfu_stream_try_write(cfu_stream *s, const char *data, size_t len);
-/* Shut the write side down once queued writes are done (best effort). */
+/* A write of data: 0 once the kernel took it all; 1 with *w a write in
+ * flight for the rest (submitted, waking `waker`); 2 when a TLS stream must
+ * read first (nothing taken: wait as a CFU_HANDSHAKE read does, then call
+ * again); or a libuv / TLS error. */
+int cfu_stream_write(cfu_stream *s, const char *data, size_t len, cfu_write **w,
+                     const cf_waker *waker);
+/* Shut the write side down once queued writes are done (best effort); a
+ * TLS stream sends close_notify first. */
 int cfu_stream_shutdown(cfu_stream *s);
+/* Close now; a TLS stream first tells the peer with close_notify when the
+ * kernel takes it at once. */
+void cfu_stream_close(cfu_stream *s);
+
+/* tls.c's part of the stream: room for n more bytes at the end of the
+ * buffer (0 when out of memory), and bytes sent after every queued write
+ * (taken by the kernel now, or queued as a copy nobody awaits). */
+int cfu__stream_reserve(cfu_stream *s, size_t n);
+int cfu__stream_send(cfu_stream *s, const char *data, size_t len);
 
 #endif
