@@ -70,12 +70,12 @@ function M.dir()
   if dir then return dir end
   local d = os.tmpname()
   os.remove(d)
-  assert(os.execute("mkdir -p " .. d))
+  assert(os.execute("env -u LD_PRELOAD mkdir -p " .. d))
   local sh = d .. "/make.sh"
   local f = assert(io.open(sh, "w"))
   f:write(script)
   f:close()
-  local ok = os.execute("sh " .. sh .. " " .. d)
+  local ok = os.execute("env -u LD_PRELOAD sh " .. sh .. " " .. d)
   assert(ok == true or ok == 0, "making the test certificates failed")
   dir = d
   return d
@@ -86,7 +86,7 @@ function M.path(name) return M.dir() .. "/" .. name end
 
 -- Remove the directory (for an after-all hook).
 function M.cleanup()
-  if dir then os.execute("rm -rf " .. dir) end
+  if dir then os.execute("env -u LD_PRELOAD rm -rf " .. dir) end
   dir = nil
 end
 

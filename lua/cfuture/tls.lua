@@ -142,7 +142,7 @@ return function(cf)
 
   local connect = async(function(conn, ctx, name, key, ms)
     local s, msg, code = conn:await()
-    if not s then return nil, (msg:gsub("^net%.connect", "tls.connect")), code end
+    if not s then return nil, "tls.connect: " .. msg, code end
     return secure(s, ctx, false, name, key, ms, "tls.connect")
   end)
 
