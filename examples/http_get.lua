@@ -1,23 +1,32 @@
--- http_get: fetch a URL over HTTP/1.1 (no TLS) and print the body; the
+-- http_get: fetch a URL over HTTP/1.1, or HTTPS, and print the body; the
 -- status line and headers go to stderr. Handles Content-Length, chunked
 -- and read-until-close bodies.
 --
 --   lua5.4 examples/http_get.lua http://127.0.0.1:8080/ [timeout_ms]
+--   lua5.4 examples/http_get.lua https://example.org/
+--
+-- HTTPS verifies the server against the system's CA store; SSL_CERT_FILE
+-- (OpenSSL's variable) names another CA file: SSL_CERT_FILE=ca.pem ...
 local cf = require "cfuture"
 
 local url = arg and arg[1]
-local host, port, path = (url or ""):match("^http://([^/:]+):?(%d*)(/?.*)$")
+local scheme, host, port, path = (url or ""):match("^(https?)://([^/:]+):?(%d*)(/?.*)$")
 if not host then
-  io.stderr:write("usage: http_get.lua http://host[:port]/path [timeout_ms]\n")
+  io.stderr:write("usage: http_get.lua http[s]://host[:port]/path [timeout_ms]\n")
   os.exit(2)
 end
-port = tonumber(port) or 80
+port = tonumber(port) or (scheme == "https" and 443 or 80)
 path = path ~= "" and path or "/"
 local timeout = tonumber(arg[2]) or 10000
 
 local get = cf.async(function()
-  local conn, err = cf.net.connect(host, port):await()
-  if not conn then return nil, err end
+  local conn, err, code
+  if scheme == "https" then
+    conn, err, code = cf.tls.connect(host, port, { alpn = { "http/1.1" } }):await()
+  else
+    conn, err, code = cf.net.connect(host, port):await()
+  end
+  if not conn then return nil, ("%s (%s)"):format(err, code) end
   local _ <close> = conn
   conn:write(("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cfuture-http-get\r\n" ..
     "Connection: close\r\n\r\n"):format(path, host)):await()

@@ -264,6 +264,42 @@ function Stream:set_nodelay(on) end
 function Stream:set_keepalive(on, delay_s) end
 ---TCP: close at once with a reset.
 function Stream:reset() end
+---Future of `true` once the TLS handshake is over (at once for a plain
+---stream), or `nil, message, code`.
+---@return cfuture.Future
+function Stream:handshake() end
+---TLS: what was negotiated; `nil` for a plain stream.
+---@return cfuture.TlsInfo?
+function Stream:tls_info() end
+---TLS: the peer's certificate, `nil` if it sent none (or a plain stream).
+---@return cfuture.Certificate?
+function Stream:peer_certificate() end
+
+---@class cfuture.TlsInfo
+---@field role "client"|"server"
+---@field handshake_done boolean
+---@field protocol? string "TLSv1.3", "TLSv1.2"
+---@field cipher? string
+---@field alpn? string the protocol ALPN chose
+---@field resumed? boolean the session was resumed (no full handshake)
+---@field verified? boolean the peer's certificate was verified
+---@field servername? string the SNI name (sent by a client, received by a server)
+
+---@class cfuture.Certificate
+---@field subject string RFC 2253 form: "CN=localhost,O=..."
+---@field issuer string
+---@field san string[] "DNS:name", "IP:address", "email:...", "URI:..."
+---@field fingerprint string SHA-256 of the DER certificate, lowercase hex
+---@field serial string hex
+---@field not_before integer Unix time
+---@field not_after integer Unix time
+---@field pem string
+
+---A TLS configuration shared between connections (`cf.tls.context`).
+---@class cfuture.TlsContext
+local TlsContext = {}
+
+---@alias cfuture.TlsOptions {cafile: string?, capath: string?, certfile: string?, keyfile: string?, verify: boolean?, client_cert: "require"|"request"|nil, alpn: string[]?, min_version: "1.2"|"1.3"|nil, max_version: "1.2"|"1.3"|nil, ciphers: string?, ciphersuites: string?, session_cache: boolean?, context: cfuture.TlsContext?, servername: string?, handshake_timeout: number|false|nil}
 
 ---An open file (`cf.fs.open`). Every operation returns a future.
 ---@class cfuture.File
@@ -442,6 +478,9 @@ local net = {}
 ---@class cfuture.time
 local time = {}
 
+---@class cfuture.tls
+local tls = {}
+
 ---@class cfuture.test
 local test = {}
 
@@ -456,6 +495,7 @@ local thread = {}
 ---@field process cfuture.process
 ---@field signal cfuture.signal
 ---@field net cfuture.net
+---@field tls cfuture.tls
 ---@field time cfuture.time
 ---@field test cfuture.test
 ---@field thread cfuture.thread
@@ -785,6 +825,47 @@ function net.listen(host, port, opts) end
 ---@return string? message
 ---@return string? code
 function net.udp(host, port) end
+
+-- TLS -------------------------------------------------------------------------------------
+
+---Future of a TLS stream connected to `host:port` and verified (the system's
+---CAs, or `cafile`/`capath`; the name checked is `servername` or `host`), or
+---`nil, message, code`.
+---@param host string
+---@param port integer
+---@param opts? cfuture.TlsOptions
+---@return cfuture.Future
+function tls.connect(host, port, opts) end
+
+---The client side of STARTTLS: future of `stream`, now TLS.
+---@param stream cfuture.Stream
+---@param opts? cfuture.TlsOptions `servername` is required unless `verify = false`
+---@return cfuture.Future
+function tls.wrap(stream, opts) end
+
+---The server side: future of `stream`, now TLS, once the handshake is over.
+---@param stream cfuture.Stream
+---@param opts cfuture.TlsOptions `certfile` (and `keyfile`), or `context`
+---@return cfuture.Future
+function tls.accept(stream, opts) end
+
+---A listener whose connections are TLS streams (each one's handshake runs
+---on its first read or write, or `stream:handshake()`).
+---@param host string|nil
+---@param port integer
+---@param opts cfuture.TlsOptions|{backlog: integer?, ipv6only: boolean?}
+---@return cfuture.Listener|nil
+---@return string? message
+---@return string? code
+function tls.listen(host, port, opts) end
+
+---A context to share between connections (CA store loaded once, client
+---sessions resumed), or `nil, message, code` if a file cannot be loaded.
+---@param opts? cfuture.TlsOptions|{server: boolean?}
+---@return cfuture.TlsContext|nil
+---@return string? message
+---@return string? code
+function tls.context(opts) end
 
 ---Future of a list of address strings.
 ---@param name string

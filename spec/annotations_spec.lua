@@ -30,7 +30,7 @@ end
 -- Exported tables and the class that annotates them.
 local export_class = {
   ["cf"] = "cfuture", ["cf.fs"] = "cfuture.fs", ["cf.process"] = "cfuture.process",
-  ["cf.signal"] = "cfuture.signal", ["cf.net"] = "cfuture.net", ["cf.time"] = "cfuture.time",
+  ["cf.signal"] = "cfuture.signal", ["cf.net"] = "cfuture.net", ["cf.tls"] = "cfuture.tls", ["cf.time"] = "cfuture.time",
   ["cf.test"] = "cfuture.test", ["cf.thread"] = "cfuture.thread",
   ["cf.Stream"] = "cfuture.Stream", ["cf.fs.File"] = "cfuture.File",
   ["cf.net.Listener"] = "cfuture.Listener", ["cf.net.Udp"] = "cfuture.Udp",

@@ -171,6 +171,93 @@ describe("examples/http_server.lua", function()
   end)
 end)
 
+describe("examples/tls_echo_server.lua", function()
+  local certs = require "tls_certs"
+  teardown(function() certs.cleanup() end)
+
+  it("echoes over TLS for cfuture clients, openssl s_client and socat", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("tls_echo_server", certs.path("server.pem"), certs.path("server.key"))
+      local ctx = assert(cf.tls.context({ cafile = certs.path("ca.pem") }))
+      local clients = {}
+      for i = 1, 20 do
+        clients[i] = cf.spawn(function()
+          local c = assert(cf.tls.connect("localhost", port, { context = ctx }):await())
+          c:write(("client %d\n"):format(i)):await()
+          local r = c:read_line():await()
+          c:shutdown()
+          assert.is_nil(c:read_line():await()) -- the server's close_notify
+          c:close()
+          return r
+        end)
+      end
+      for i = 1, 20 do assert.are.equal(("client %d"):format(i), clients[i]:await()) end
+      local code, out = sh(("(echo via s_client; sleep 1) | openssl s_client -connect 127.0.0.1:%d " ..
+        "-CAfile %s -verify_return_error -quiet -no_ign_eof 2>/dev/null"):format(port, certs.path("ca.pem")))
+      assert.are.same({ 0, "via s_client\n" }, { code, out })
+      if have("socat") then
+        code, out = sh(("socat - OPENSSL:127.0.0.1:%d,cafile=%s"):format(port, certs.path("ca.pem")),
+          "via socat\n")
+        assert.are.same({ 0, "via socat\n" }, { code, out })
+      end
+      -- a client that is not TLS at all: the server logs it and goes on
+      local raw = assert(cf.net.connect("127.0.0.1", port):await())
+      raw:write("GET / HTTP/1.0\r\n\r\n"):await()
+      assert.is_nil((raw:read_all():await()):find("GET", 1, true))
+      raw:close()
+      local c = assert(cf.tls.connect("localhost", port, { context = ctx }):await())
+      c:write("still here\n"):await()
+      assert.are.equal("still here", c:read_line():await())
+      c:close()
+      stop(p)
+    end)
+  end)
+end)
+
+describe("examples/http_get.lua over HTTPS", function()
+  local certs = require "tls_certs"
+  teardown(function() certs.cleanup() end)
+
+  it("fetches an https:// URL from a Python HTTPS server, verifying it with SSL_CERT_FILE", function()
+    local server = [[
+import http.server, ssl, sys, os
+os.chdir(sys.argv[3])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print("PORT", httpd.server_address[1], flush=True)
+httpd.serve_forever()
+]]
+    cf.block_on(function()
+      local dir = certs.dir()
+      local f = assert(io.open(dir .. "/hello.txt", "w"))
+      f:write(("hello over https\n"):rep(1000))
+      f:close()
+      local p = assert(cf.process.spawn({ "python3", "-c", server, certs.path("server.pem"), certs.path("server.key"),
+        dir, stdout = "pipe", stderr = "null", env = { LD_PRELOAD = false } }))
+      local _k <close> = setmetatable({ p = p }, Killer)
+      local port = tonumber(p.stdout:read_line():await():match("PORT (%d+)"))
+      local wrapper = os.getenv("CFUTURE_LUA_WRAPPER") or ""
+      local paths = ("LUA_PATH=%s LUA_CPATH=%s LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
+        support.shell_quote(package.path), support.shell_quote(package.cpath),
+        support.shell_quote(package.path), support.shell_quote(package.cpath))
+      local code, out, err = sh(("SSL_CERT_FILE=%s %s %s %s examples/http_get.lua https://localhost:%d/hello.txt")
+        :format(certs.path("ca.pem"), paths, wrapper, support.lua, port))
+      assert.are.equal(0, code, err)
+      assert.are.equal(("hello over https\n"):rep(1000), out)
+      assert.matches("HTTP/1.0 200 OK", err)
+      -- without the CA it refuses the server
+      local code2, _, err2 = sh(("SSL_CERT_FILE=/dev/null %s %s %s examples/http_get.lua https://localhost:%d/hello.txt")
+        :format(paths, wrapper, support.lua, port))
+      assert.are.equal(1, code2)
+      assert.matches("ECERTUNTRUSTED", err2)
+      p:kill()
+      p:wait():await()
+    end)
+  end)
+end)
+
 describe("examples/mini_redis.lua", function()
   it("speaks RESP to redis-cli and to a pipelining client", function()
     cf.block_on(function()
