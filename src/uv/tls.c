@@ -279,6 +279,8 @@ static void decrypt(cfu_stream *s) {
     int r = SSL_read(t->ssl, s->buf + s->off + s->len, (int)(s->cap - s->off - s->len));
     if (r > 0) {
       s->len += (size_t)r;
+      /* nothing left to decrypt: spare the call that would say WANT_READ */
+      if (SSL_pending(t->ssl) == 0 && BIO_ctrl_pending(t->rbio) == 0) break;
       continue;
     }
     if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN) {
