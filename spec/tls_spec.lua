@@ -126,6 +126,50 @@ describe("cf.tls", function()
       end)
     end)
 
+    it("fails a banner write at once when the client resets before its handshake", function()
+      run(function()
+        local done = cf.notify()
+        local got
+        local l, port = serve(server_opts(), function(conn)
+          got = { conn:write("220 ready\n"):await() }
+          done:notify_one()
+          conn:close()
+        end)
+        local c = assert(cf.net.connect("127.0.0.1", port):await())
+        cf.sleep(20):await()
+        c:reset()
+        local t0 = cf.now()
+        if not got then
+          local _, why = cf.timeout(2000, done:wait()):await()
+          assert.is_nil(why) -- not "timeout": the write did not hang
+        end
+        assert.is_true(cf.now() - t0 < 2000)
+        assert.is_nil(got[1])
+        assert.is_truthy(got[3] == "ECONNRESET" or got[3] == "ETLSEOF", tostring(got[3]))
+        -- and the server goes on
+        local s = assert(tls.connect("localhost", port, { cafile = P("ca.pem") }):await())
+        assert.are.equal("220 ready", s:read_line():await())
+        s:close()
+        l:close()
+      end)
+    end)
+
+    it("shares one context between calls with the same options, so sessions resume", function()
+      run(function()
+        local l, port = serve(server_opts(), upper_echo)
+        local resumed = {}
+        for i = 1, 3 do
+          local s = assert(tls.connect("localhost", port, { cafile = P("ca.pem") }):await())
+          s:write("r\n"):await()
+          assert.are.equal("R", s:read_line():await())
+          resumed[i] = s:tls_info().resumed
+          s:close()
+        end
+        assert.are.same({ false, true, true }, resumed)
+        l:close()
+      end)
+    end)
+
     it("checks an IP address against the certificate's IP entries", function()
       run(function()
         local l, port = serve(server_opts(), upper_echo)
@@ -575,6 +619,8 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
           "tls.listen: option context must be a server context")
         assert.has_error(function() tls.connect("localhost", 1, { context = client, cafile = "x" }) end,
           "tls.connect: option cafile belongs to the context; give it to tls.context instead")
+        assert.has_error(function() tls.listen("127.0.0.1", 0, server_opts({ verify = true })) end,
+          "tls.listen: option verify is for clients (a server verifies clients with client_cert)")
         assert.has_error(function() tls.context({ ciphers = "NOPE" }) end,
           "tls.context: option ciphers matches no cipher (\"NOPE\")")
         assert.is_truthy(tostring(client):find("^cfuture%.TlsContext%(client%)"))
@@ -609,9 +655,11 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
         assert.has_error(function() tls.wrap(c, { cafile = P("ca.pem") }) end,
           "tls.wrap: option servername is required to verify the peer (or verify = false)")
         local s = assert(tls.wrap(c, { cafile = P("ca.pem"), servername = "localhost" }):await())
-        local r, msg = pcall(function() return tls.wrap(s, { verify = false }):await() end)
-        assert.is_false(r)
-        assert.is_truthy(tostring(msg):find("tls.wrap: the stream is a TLS stream already", 1, true))
+        assert.has_error(function() tls.wrap(s, { verify = false }) end, "tls.wrap: the stream is a TLS stream already")
+        assert.has_error(function() tls.accept(s, server_opts()) end, "tls.accept: the stream is a TLS stream already")
+        -- the misuse left the stream working
+        assert.is_true(s:write("still\n"):await())
+        assert.are.equal("STILL", s:read_line():await())
         s:close()
         l:close()
       end)

@@ -15,7 +15,8 @@ return function(cf)
     internal.listen, internal.is_server, internal.check_stream
   local async, defer, timeout = cf.async, cf.defer, cf.timeout
   local net_connect, net_listen = cf.net.connect, cf.net.listen
-  local type, pairs, error, tostring, pcall, now = type, pairs, error, tostring, pcall, cf.now
+  local type, pairs, ipairs, error, tostring, pcall, now = type, pairs, ipairs, error, tostring, pcall,
+    cf.now
 
   local DEFAULT_TIMEOUT = 30000 -- ms for a handshake, unless handshake_timeout says otherwise
 
@@ -46,40 +47,59 @@ return function(cf)
     return opts
   end
 
+  -- Contexts made from options, by the options' canonical text: calls with
+  -- the same options share one (the CA store is loaded once, and client
+  -- sessions are resumed). A few dozen distinct option sets at most are
+  -- kept; past that the oldest is let go.
+  local made, made_order, MADE_MAX = {}, {}, 32
+  local function canonical(copy)
+    local keys = {}
+    for k in pairs(copy) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do
+      local v = copy[k]
+      if type(v) == "table" then
+        local items = {}
+        for i = 1, #v do items[i] = tostring(v[i]) end
+        v = "{" .. table.concat(items, "\0") .. "}"
+      end
+      parts[#parts + 1] = k .. "=" .. type(v) .. ":" .. tostring(v)
+    end
+    return table.concat(parts, "\n")
+  end
+
   -- The context a call uses: opts.context, or one made from the context
-  -- options (the shared default for a client that gives none). nil, msg,
-  -- code when a file cannot be loaded.
-  local default_client
+  -- options (the same options, the same context). nil, msg, code when a
+  -- file cannot be loaded.
   local function context_for(opts, fname, server)
     local ctx = opts.context
     if ctx ~= nil then
       for k in pairs(opts) do
         if CONTEXT[k] then
-          error(("%s: option %s belongs to the context; give it to tls.context instead"):format(fname, k), 4)
+          error(("%s: option %s belongs to the context; give it to tls.context instead"):format(fname, k), 3)
         end
       end
       local ok, is_server = pcall(role, ctx)
       if not ok then
-        error(("%s: option context must be a TLS context (got %s)"):format(fname, type(ctx)), 4)
+        error(("%s: option context must be a TLS context (got %s)"):format(fname, type(ctx)), 3)
       end
       if is_server ~= server then
-        error(("%s: option context must be a %s context"):format(fname, server and "server" or "client"), 4)
+        error(("%s: option context must be a %s context"):format(fname, server and "server" or "client"), 3)
       end
       return ctx
     end
-    local copy, any = { server = server }, false
+    local copy = { server = server }
     for k, v in pairs(opts) do
-      if CONTEXT[k] then copy[k], any = v, true end
+      if CONTEXT[k] then copy[k] = v end
     end
-    if not any and not server then
-      if not default_client then
-        local c, msg, code = new_context(copy, fname)
-        if not c then return nil, msg, code end
-        default_client = c
-      end
-      return default_client
-    end
-    return new_context(copy, fname)
+    local key = canonical(copy)
+    if made[key] then return made[key] end
+    local c, msg, code = new_context(copy, fname) -- raises on a bad value
+    if not c then return nil, msg, code end
+    if #made_order >= MADE_MAX then made[table.remove(made_order, 1)] = nil end
+    made[key], made_order[#made_order + 1] = c, key
+    return c
   end
 
   local function check_timeout(opts, fname)
@@ -125,16 +145,16 @@ return function(cf)
     return s
   end
 
-  -- Make s TLS and finish its handshake; a cancelled or failed one closes s.
+  -- Make s TLS and finish its handshake; once it is TLS, a cancelled or
+  -- failed handshake closes s (a half-made TLS stream is of no use).
   local function secure(s, ctx, server, name, key, ms, fname)
-    local done = false
-    defer(function() if not done then s:close() end end)
     local ok, msg, code = attach(s, ctx, server, name, key, fname)
     if not ok then
       s:close()
-      done = true
       return nil, msg, code
     end
+    local done = false
+    defer(function() if not done then s:close() end end)
     local r, m, c = finish(s, ms, fname)
     done = true
     return r, m, c
@@ -173,7 +193,9 @@ return function(cf)
     if verifies and not name then
       error("tls.wrap: option servername is required to verify the peer (or verify = false)", 2)
     end
-    return upgrade(s, ctx, false, name, name, ms, "tls.wrap")
+    local _, port = pcall(s.peer_address, s) -- resume per name and port where there is one
+    return upgrade(s, ctx, false, name, type(port) == "number" and name .. ":" .. port or name, ms,
+      "tls.wrap")
   end
 
   --- tls.accept(stream, opts) -> future of the stream, now TLS (the server side)

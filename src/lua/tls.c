@@ -136,6 +136,17 @@ static int l_context(lua_State *L) {
   const char *client_cert = opt_string(L, fname, "client_cert");
   int verify = opt_bool(L, fname, "verify", 1);
   int cache = opt_bool(L, fname, "session_cache", 1);
+  if (server) { /* client options: refused rather than silently ignored */
+    static const char *const client_only[] = {"verify", "session_cache"};
+    for (int i = 0; i < 2; i++) {
+      lua_getfield(L, 1, client_only[i]);
+      int given = !lua_isnil(L, -1);
+      lua_pop(L, 1);
+      if (given)
+        luaL_error(L, "%s: option %s is for clients (a server verifies clients with client_cert)",
+                   fname, client_only[i]);
+    }
+  }
   int minv = opt_version(L, fname, "min_version");
   int maxv = opt_version(L, fname, "max_version");
   int alpn = opt_alpn(L, fname) ? lua_gettop(L) : 0; /* its wire string */
@@ -247,12 +258,13 @@ static int l_is_server(lua_State *L) {
   return 2;
 }
 
-/* _tls.check_stream(s, fname): raise unless s is an open stream */
+/* _tls.check_stream(s, fname): raise unless s is an open plain stream */
 static int l_check_stream(lua_State *L) {
   const char *fname = luaL_checkstring(L, 2);
   if (!cfl_testudata(L, 1, cfl_rt(L)->stream_mt))
     return luaL_error(L, "%s: argument #1 must be a stream (got %s)", fname, cfl_what_is(L, 1));
-  cfl_check_stream(L, 1, fname);
+  if (cfl_check_stream(L, 1, fname)->tls)
+    return luaL_error(L, "%s: the stream is a TLS stream already", fname);
   return 0;
 }
 

@@ -206,6 +206,7 @@ static int set_failure(cfu_stream *s, int code, const char *msg) {
     s->rerr = code;
     snprintf(t->msg, sizeof t->msg, "%s", msg);
   }
+  cf_waitlist_wake_all(&s->readers); /* a reader parked on an idle peer learns of it */
   return s->rerr;
 }
 
@@ -219,7 +220,7 @@ static int check(cfu_stream *s, int ret) {
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
   char buf[200];
   unsigned long err = ERR_peek_last_error();
-  int reason = ERR_GET_REASON(err);
+  int reason = ERR_GET_LIB(err) == ERR_LIB_SSL ? ERR_GET_REASON(err) : 0;
   long v = SSL_get_verify_result(t->ssl);
   int code;
   if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && v != X509_V_OK) {
@@ -252,7 +253,9 @@ static void flush(cfu_stream *s) {
   char *p;
   long n = BIO_get_mem_data(t->wbio, &p);
   if (n > 0) {
-    cfu__stream_send(s, p, (size_t)n);
+    /* records lost to a full memory break the stream; the peer's own
+     * errors (EPIPE, ECONNRESET) reach readers by themselves */
+    if (cfu__stream_send(s, p, (size_t)n) == UV_ENOMEM) set_failure(s, UV_ENOMEM, "out of memory");
     (void)BIO_reset(t->wbio);
   }
 }
@@ -260,6 +263,7 @@ static void flush(cfu_stream *s) {
 static void handshake(cfu_stream *s) {
   cfu_tls *t = s->tls;
   if (t->hs_done || s->rerr) return;
+  ERR_clear_error(); /* SSL_get_error reads the thread's queue: only this call's errors */
   int r = SSL_do_handshake(t->ssl);
   if (r == 1)
     t->hs_done = 1;
@@ -276,6 +280,7 @@ static void decrypt(cfu_stream *s) {
       set_failure(s, UV_ENOMEM, "out of memory");
       return;
     }
+    ERR_clear_error();
     int r = SSL_read(t->ssl, s->buf + s->off + s->len, (int)(s->cap - s->off - s->len));
     if (r > 0) {
       s->len += (size_t)r;
@@ -313,10 +318,23 @@ void cfu__tls_eof(cfu_stream *s) {
                          : "the peer closed the connection during the TLS handshake");
 }
 
-/* One record's worth, or the rest, of data: encrypted into the output BIO. */
+/* One record's worth, or the rest, of data: encrypted into the output BIO.
+ * After the handshake, with renegotiation refused, OpenSSL has no reason
+ * to want input for a write; if it does anyway, the stream fails rather
+ * than lose the bytes. */
 static int encrypt(cfu_stream *s, const char *data, size_t n) {
+  ERR_clear_error();
   int r = SSL_write(s->tls->ssl, data, (int)n);
-  return r > 0 ? 0 : check(s, r);
+  if (r > 0) return 0;
+  int e = check(s, r);
+  return e ? e : set_failure(s, CFU_ETLS, "the peer asked for input in the middle of a write");
+}
+
+/* A failure after OpenSSL took bytes (its record numbers moved on): the
+ * stream cannot go on. */
+static int lost(cfu_stream *s, int err) {
+  set_failure(s, err, cfu_strerror(err));
+  return s->rerr;
 }
 
 int cfu__tls_write(cfu_stream *s, const char *data, size_t len, cfu_write **out,
@@ -326,8 +344,10 @@ int cfu__tls_write(cfu_stream *s, const char *data, size_t len, cfu_write **out,
   if (s->rerr && cfu_is_tls_err(s->rerr)) return s->rerr;
   if (t->notified) return UV_EPIPE;
   if (!t->hs_done) {
+    /* a handshake that cannot finish any more: nothing to wait for */
+    if (s->rerr || s->eof) return s->rerr ? s->rerr : CFU_ETLSEOF;
     handshake(s);
-    if (s->rerr && cfu_is_tls_err(s->rerr)) return s->rerr;
+    if (s->rerr) return s->rerr;
     if (!t->hs_done) return 1;
   }
   size_t off = 0, left = 0;
@@ -341,7 +361,7 @@ int cfu__tls_write(cfu_stream *s, const char *data, size_t len, cfu_write **out,
     int took = cfu_stream_try_write(s, p, (size_t)n);
     if (took < 0) {
       (void)BIO_reset(t->wbio);
-      return took;
+      return lost(s, took);
     }
     if (took < n) {
       p += took;
@@ -356,25 +376,24 @@ int cfu__tls_write(cfu_stream *s, const char *data, size_t len, cfu_write **out,
   cfu_write *w = cfu_write_new(p, left);
   if (w) w = cfu_write_reserve(w, cap);
   (void)BIO_reset(t->wbio);
-  if (!w) return UV_ENOMEM;
+  if (!w) return lost(s, UV_ENOMEM);
   while (off < len) {
     size_t k = len - off < RECORD ? len - off : RECORD;
     int r = encrypt(s, data + off, k);
     if (r) {
       cfu_write_orphan(w);
-      return r;
+      return lost(s, r);
     }
     off += k;
     long n = BIO_get_mem_data(t->wbio, &p);
-    if (w->len + (size_t)n > cap) { /* cannot happen with the overhead above; stay safe */
-      cap = w->len + (size_t)n + (len - off) + records * OVERHEAD;
-      cfu_write *nw = cfu_write_reserve(w, cap);
-      if (!nw) {
-        cfu_write_orphan(w);
+    if (w->len + (size_t)n > cap) { /* small records (a peer's max_fragment_length): grow */
+      size_t need = w->len + (size_t)n + (len - off) + records * OVERHEAD;
+      cap = need > 2 * cap ? need : 2 * cap;
+      w = cfu_write_reserve(w, cap); /* frees w when it fails */
+      if (!w) {
         (void)BIO_reset(t->wbio);
-        return UV_ENOMEM;
+        return lost(s, UV_ENOMEM);
       }
-      w = nw;
     }
     memcpy(w->data + w->len, p, (size_t)n);
     w->len += (size_t)n;
@@ -383,7 +402,7 @@ int cfu__tls_write(cfu_stream *s, const char *data, size_t len, cfu_write **out,
   int r = cfu_write_submit(s, w, waker);
   if (r != 0) {
     cfu_write_orphan(w);
-    return r;
+    return lost(s, r);
   }
   *out = w;
   return 0;
@@ -393,6 +412,7 @@ void cfu__tls_shutdown(cfu_stream *s) {
   cfu_tls *t = s->tls;
   if (t->notified || !t->hs_done || (s->rerr && cfu_is_tls_err(s->rerr))) return;
   t->notified = 1;
+  ERR_clear_error();
   if (SSL_shutdown(t->ssl) < 0) ERR_clear_error();
   flush(s);
 }
@@ -442,7 +462,12 @@ int cfu_tls_attach(cfu_stream *s, cfu_tls_ctx *c, int server, const char *name, 
       }
     }
     int i = t->key ? find_session(c, t->key) : -1;
-    if (ok && i >= 0) SSL_set_session(t->ssl, c->sessions[i].sess);
+    if (ok && i >= 0) {
+      SSL_SESSION *sess = c->sessions[i].sess;
+      SSL_set_session(t->ssl, sess);
+      /* a TLS 1.3 ticket is used once (RFC 8446 C.4); the connection brings new ones */
+      if (SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION) forget_session(c, (unsigned)i);
+    }
   }
   if (!ok) {
     char buf[200];

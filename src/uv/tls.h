@@ -21,8 +21,11 @@
  *   CFU_ETLS* codes below, with OpenSSL's reason kept in the engine
  *   (cfu_stream_strerror gives it), and every later read or write fails
  *   with it.
- * - Renegotiation is refused (SSL_OP_NO_RENEGOTIATION); a write that
- *   OpenSSL still answers with WANT_READ waits for input like a read.
+ * - A write before the handshake is over waits for it, as a read does (a
+ *   server that speaks first). Renegotiation is refused
+ *   (SSL_OP_NO_RENEGOTIATION), so after the handshake a write never needs
+ *   input; one that OpenSSL answers with WANT_READ anyway fails the stream
+ *   instead of losing bytes, as does any failure after OpenSSL took them.
  */
 #ifndef CF_UV_TLS_H
 #define CF_UV_TLS_H
