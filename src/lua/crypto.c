@@ -273,6 +273,11 @@ typedef struct crypto_job {
 static void job_run(cfu_job *job) {
   crypto_job *j = (crypto_job *)job;
   j->r = op_run(&j->o, j->out, &j->outlen, &job->cancel, &j->e);
+  free(j->buf); /* here rather than on the loop: unmapping a big copy takes a while */
+  j->buf = NULL;
+  /* Free this pool thread's OpenSSL state (its error queue) now: the pool
+   * threads outlive OPENSSL_cleanup at exit, which would leave it lost. */
+  OPENSSL_thread_stop();
 }
 
 static void job_free(cfu_job *job) {
