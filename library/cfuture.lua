@@ -453,6 +453,17 @@ function ThreadChannel:is_closed() end
 ---@return integer
 function ThreadChannel:len() end
 
+---A streaming digest, or HMAC with a key (`cf.crypto.hasher`). Its calls
+---are synchronous: feed big data in pieces so the loop runs between them.
+---@class cfuture.Hasher
+local Hasher = {}
+---@param data string
+---@return cfuture.Hasher self
+function Hasher:update(data) end
+---The raw digest (or MAC); the hasher is finished (a later call raises).
+---@return string
+function Hasher:digest() end
+
 ---A task as `cf.tasks()` lists it.
 ---@class cfuture.TaskInfo
 ---@field id integer
@@ -487,6 +498,9 @@ local test = {}
 ---@class cfuture.thread
 local thread = {}
 
+---@class cfuture.crypto
+local crypto = {}
+
 ---@class cfuture
 ---@field _VERSION string
 ---@field PENDING any returned by a `cf.future` poll function to stay pending
@@ -499,6 +513,7 @@ local thread = {}
 ---@field time cfuture.time
 ---@field test cfuture.test
 ---@field thread cfuture.thread
+---@field crypto cfuture.crypto
 local cf = {}
 
 -- Futures and tasks ---------------------------------------------------------
@@ -914,5 +929,70 @@ function thread.is_worker() end
 ---@param err any
 ---@return string|nil
 function thread.traceback(err) end
+
+-- Crypto ----------------------------------------------------------------------------------
+
+---Future of the raw digest of `data` (on the thread pool above 64 KiB).
+---@param alg string "md5"|"sha1"|"sha224"|"sha256"|"sha384"|"sha512", any case
+---@param data string
+---@return cfuture.Future
+function crypto.digest(alg, data) end
+
+---Future of the raw HMAC of `data` under `key`.
+---@param alg string a digest name, as for `digest`
+---@param key string
+---@param data string
+---@return cfuture.Future
+function crypto.hmac(alg, key, data) end
+
+---Future of a raw `length`-byte key: PBKDF2 with HMAC-`alg`.
+---@param alg string a digest name, as for `digest`
+---@param password string
+---@param salt string
+---@param iterations integer 1..2^31-1
+---@param length integer 1..1048576
+---@return cfuture.Future
+function crypto.pbkdf2(alg, password, salt, iterations, length) end
+
+---A streaming digest; with a key, a streaming HMAC.
+---@param alg string a digest name, as for `digest`
+---@param key? string
+---@return cfuture.Hasher
+function crypto.hasher(alg, key) end
+
+---`n` bytes from OpenSSL's cryptographically secure generator.
+---@param n integer 0..1048576
+---@return string
+function crypto.random(n) end
+
+---Whether `a` and `b` are equal, in a time that depends only on their length.
+---@param a string
+---@param b string
+---@return boolean
+function crypto.equal(a, b) end
+
+---Lowercase hex.
+---@param data string
+---@return string
+function crypto.hex(data) end
+
+---The bytes of hex text (either case), or `nil, message`.
+---@param text string
+---@return string|nil
+---@return string? message
+function crypto.unhex(text) end
+
+---Base64 with padding; `url`: base64url without padding.
+---@param data string
+---@param url? boolean
+---@return string
+function crypto.base64(data, url) end
+
+---The bytes of base64 (padding optional; `url`: the base64url alphabet), or `nil, message`.
+---@param text string
+---@param url? boolean
+---@return string|nil
+---@return string? message
+function crypto.unbase64(text, url) end
 
 return cf

@@ -31,7 +31,7 @@ end
 local export_class = {
   ["cf"] = "cfuture", ["cf.fs"] = "cfuture.fs", ["cf.process"] = "cfuture.process",
   ["cf.signal"] = "cfuture.signal", ["cf.net"] = "cfuture.net", ["cf.tls"] = "cfuture.tls", ["cf.time"] = "cfuture.time",
-  ["cf.test"] = "cfuture.test", ["cf.thread"] = "cfuture.thread",
+  ["cf.test"] = "cfuture.test", ["cf.thread"] = "cfuture.thread", ["cf.crypto"] = "cfuture.crypto",
   ["cf.Stream"] = "cfuture.Stream", ["cf.fs.File"] = "cfuture.File",
   ["cf.net.Listener"] = "cfuture.Listener", ["cf.net.Udp"] = "cfuture.Udp",
   ["cf.process.Process"] = "cfuture.Process",
@@ -90,6 +90,7 @@ local function samples()
     local pool = cf.thread.pool(1)
     add("cfuture.ThreadPool", pool)
     add("cfuture.ThreadChannel", cf.thread.channel())
+    add("cfuture.Hasher", cf.crypto.hasher("sha256"))
     cf.future(function(waker)
       add("cfuture.Waker", waker)
       return true
