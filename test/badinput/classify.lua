@@ -21,7 +21,7 @@ M.acceptable = function(class) return ACCEPTABLE[class] == true end
 
 -- string parameters whose bytes are data (a NUL there is fine)
 local BINARY = { data = true, delim = true, v = true, input = true, fn_or_source = true,
-  initial = true, err = true }
+  initial = true, err = true, key = true, password = true, salt = true, a = true, b = true }
 -- parameters that must not be negative
 local NONNEG = { ms = true, n = true, max = true, capacity = true, permits = true, k = true,
   budget = true, delay_s = true, timeout_ms = true, port = true, number = true, size = true,

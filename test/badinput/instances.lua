@@ -73,6 +73,10 @@ M.ctor = {
     local u = assert(env.cf.net.udp("127.0.0.1", 0))
     return u, function() u:close() end
   end,
+  ["cfuture.Hasher"] = function(env)
+    local h = env.cf.crypto.hasher("sha256")
+    return h, function() pcall(h.digest, h) end
+  end,
   ["cfuture.ThreadHandle"] = function(env)
     local h = env.cf.thread.spawn(function() return 1 end)
     return h, function() h:abort() end
@@ -102,6 +106,7 @@ M.close = {
   ["cfuture.SignalListener"] = function(l) l:close() end,
   ["cfuture.Listener"] = function(l) l:close() end,
   ["cfuture.Udp"] = function(u) u:close() end,
+  ["cfuture.Hasher"] = function(h) h:digest() end,
   ["cfuture.ThreadHandle"] = function(h) h:abort() end,
   ["cfuture.ThreadPool"] = function(p) p:close() end,
   ["cfuture.ThreadChannel"] = function(c) c:close() end,

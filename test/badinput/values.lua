@@ -26,6 +26,7 @@ local by_name = {
   sig = function() return "SIGUSR2" end,
   number = function() return 15 end,
   family = function() return "inet" end,
+  alg = function() return "sha256" end,
   whence = function() return "set" end,
   offset = function() return 0 end,
   n_or_fmt = function() return "a" end,
