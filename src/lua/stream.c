@@ -203,11 +203,13 @@ static const cfu_read_spec handshake_spec = {.kind = CFU_HANDSHAKE};
  * no suspension); queue a copy of the rest. A TLS stream whose handshake
  * is not over waits for it first, as a read would: 1 while pending. */
 static int write_step(cfl_write *f, cf_context *cx) {
+  int waited = f->waiting; /* polled again after waiting for the handshake */
   for (int tries = 0;; tries++) {
     cfu_stream *s = f->o->s; /* NULL once the stream object was finalised */
     if (!s) return UV_EBADF;
     int r = cfu_stream_write(s, f->data, f->len, &f->w, cx->waker);
     if (r == 2 && tries > 0) r = UV_EPROTO; /* the handshake was over, yet it waits: never spin */
+    if (r == UV_EBADF && (waited || tries > 0)) r = UV_ECANCELED; /* closed while it waited */
     if (r != 2) {
       cfu_handle_wait(&s->base, &f->waiting, 0);
       return r;
