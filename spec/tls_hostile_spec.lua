@@ -848,9 +848,7 @@ describe("closing a TLS stream under waiting operations", function()
   end)
 
   -- A write that waits for the handshake (a server's first write before the
-  -- client's Finished came) ends with EBADF, not ECANCELED as reads,
-  -- handshakes and queued writes do: write_step (src/lua/stream.c) polls
-  -- cfu_stream_write again on the closing stream. To pass once fixed:
+  -- client's Finished came) ends as reads, handshakes and queued writes do.
   it("a write waiting for the handshake ends with ECANCELED, as a read does", function()
     cf.block_on(function()
       local l, port = tls_server()
