@@ -36,18 +36,18 @@ static cfu_tls_ctx *check_context(lua_State *L, int idx, const char *fname) {
 
 /* ---- options ------------------------------------------------------------------- */
 
-/* opts[name] as a string (no NUL), or NULL when absent. */
+/* opts[name] as a string (no NUL), or NULL when absent; it stays
+ * anchored in opts. */
 static const char *opt_string(lua_State *L, const char *fname, const char *name) {
   lua_getfield(L, 1, name);
+  int i = lua_gettop(L);
   const char *v = NULL;
-  if (!lua_isnil(L, -1)) {
-    size_t len;
-    v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-    if (!v || strlen(v) != len)
-      luaL_error(L, "%s: option %s must be a string without NUL bytes (got %s)", fname, name,
-                 v ? "a string with a NUL byte" : luaL_typename(L, -1));
+  if (!lua_isnil(L, i)) {
+    if (lua_type(L, i) != LUA_TSTRING)
+      luaL_error(L, "%s: option %s must be a string (got %s)", fname, name, luaL_typename(L, i));
+    v = cfl_check_cstring(L, i, fname, lua_pushfstring(L, "option %s", name), NULL);
   }
-  lua_pop(L, 1); /* the string stays anchored in opts */
+  lua_settop(L, i - 1);
   return v;
 }
 
