@@ -32,6 +32,7 @@ local export_class = {
   ["cf"] = "cfuture", ["cf.fs"] = "cfuture.fs", ["cf.process"] = "cfuture.process",
   ["cf.signal"] = "cfuture.signal", ["cf.net"] = "cfuture.net", ["cf.tls"] = "cfuture.tls", ["cf.time"] = "cfuture.time",
   ["cf.test"] = "cfuture.test", ["cf.thread"] = "cfuture.thread", ["cf.crypto"] = "cfuture.crypto",
+  ["cf.coroutine"] = "cfuture.coroutine",
   ["cf.Stream"] = "cfuture.Stream", ["cf.fs.File"] = "cfuture.File",
   ["cf.net.Listener"] = "cfuture.Listener", ["cf.net.Udp"] = "cfuture.Udp",
   ["cf.process.Process"] = "cfuture.Process",
