@@ -569,14 +569,18 @@ local function read_all(self, s)
 end
 
 function tcp:receive(pat)
+  check_sock(self, "tcpsock:receive")
+  local n
+  if pat ~= nil and pat ~= "*l" and pat ~= "*a" then
+    n = as_int(pat)
+    if n == nil or n < 0 then argerr("tcpsock:receive", 2, 'a byte count, "*l" or "*a"', pat) end
+  end
   local s, e = begin_read(self, "tcpsock:receive")
   if not s then return nil, e end
   local ok, a, b, c = pcall(function()
-    if pat == nil or pat == "*l" then return read_line(self, s) end
-    if pat == "*a" then return read_all(self, s) end
-    local n = as_int(pat)
-    if n == nil or n < 0 then
-      argerr("tcpsock:receive", 2, 'a byte count, "*l" or "*a"', pat, 3)
+    if n == nil then
+      if pat == "*a" then return read_all(self, s) end
+      return read_line(self, s)
     end
     if n == 0 then return "" end
     return read_bytes(self, s, n)
@@ -675,6 +679,9 @@ function tcp:receiveuntil(pat, opts)
     inclusive = inc == true
   end
   local done = false -- a sized read saw the pattern: the next call returns nil
+  -- the data before the pattern that a sized read found but has not
+  -- returned yet (the stream had more than `size` of it buffered)
+  local pending
   return function(size)
     local n
     if size ~= nil then
@@ -686,6 +693,16 @@ function tcp:receiveuntil(pat, opts)
       done = false
       return nil, nil, nil
     end
+    if pending then
+      local p = pending
+      if n and #p > n then
+        pending = sub(p, n + 1)
+        return sub(p, 1, n)
+      end
+      pending = nil
+      if n then done = true end
+      return p
+    end
     local s, e = begin_read(self, "receiveuntil iterator")
     if not s then return nil, e end
     if n and n > LINE_CHUNK then n = LINE_CHUNK end
@@ -693,6 +710,10 @@ function tcp:receiveuntil(pat, opts)
     self._reading = nil
     if not ok then error(a, 0) end
     if n and a ~= nil and b == true then
+      if #a > n then
+        pending = sub(a, n + 1)
+        return sub(a, 1, n)
+      end
       done = true
       return a
     end
