@@ -764,7 +764,10 @@ describe("sslhandshake", function()
       cf.spawn(function()
         for c in l:incoming() do
           cf.spawn(function()
-            for line in c:lines() do c:write("tls:" .. line .. "\n"):await() end
+            -- the client that refuses the certificate makes this one fail
+            pcall(function()
+              for line in c:lines() do c:write("tls:" .. line .. "\n"):await() end
+            end)
           end)
         end
       end)
