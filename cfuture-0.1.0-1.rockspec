@@ -44,6 +44,7 @@ build = {
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
     ["cfuture.tls"] = "lua/cfuture/tls.lua",
     ["cfuture.coroutine"] = "lua/cfuture/coroutine.lua",
+    ["cfuture.ngx"] = "lua/cfuture/ngx.lua",
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
     ["cfuture.luv"] = "lua/cfuture/luv.lua",
   },

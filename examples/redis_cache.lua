@@ -29,7 +29,7 @@ end
 -- the pool unless the work failed half-way.
 local function with_redis(fn)
   local red = redis:new()
-  red:set_timeouts(1000, 1000, 1000)
+  red:set_timeout(1000) -- connect, send and read (0.27 has no set_timeouts)
   local ok, err = red:connect("127.0.0.1", redis_port)
   if not ok then return nil, "redis: " .. err end
   local res, ferr = fn(red)

@@ -659,6 +659,10 @@ function time.advance(ms) end
 function time.resume() end
 ---@return boolean
 function time.is_paused() end
+---The wall clock: seconds since the Unix epoch, with microseconds in the
+---fraction. It jumps when the system clock is set and is never paused.
+---@return number
+function time.wall() end
 
 ---`block_on` with the clock paused.
 ---@param f_or_fn cfuture.Future|function

@@ -156,6 +156,17 @@ static int l_advance(lua_State *L) {
   return 0;
 }
 
+/* cf.time.wall() -> seconds since the Unix epoch (microseconds in the
+ * fraction): the wall clock, which can jump when the system clock is set;
+ * never paused. Durations and deadlines use cf.now(). */
+static int l_wall(lua_State *L) {
+  cfl_rt(L);
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0) return luaL_error(L, "time.wall: the system clock cannot be read");
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+  return 1;
+}
+
 static int l_is_paused(lua_State *L) {
   lua_pushboolean(L, cfu_timers_paused(&cfl_rt(L)->timers));
   return 1;
@@ -232,11 +243,9 @@ static const luaL_Reg funcs[] = {{"sleep", l_sleep},
                                  {"yield_now", l_yield_now},
                                  {NULL, NULL}};
 
-static const luaL_Reg time_funcs[] = {{"pause", l_pause},
-                                      {"resume", l_resume},
-                                      {"advance", l_advance},
-                                      {"is_paused", l_is_paused},
-                                      {NULL, NULL}};
+static const luaL_Reg time_funcs[] = {{"pause", l_pause},     {"resume", l_resume},
+                                      {"advance", l_advance}, {"is_paused", l_is_paused},
+                                      {"wall", l_wall},       {NULL, NULL}};
 
 static void open_timer(lua_State *L) {
   cf_runtime *rt = cf_runtime_of(L);
