@@ -36,6 +36,11 @@ function JoinHandle:id() end
 ---@return string|nil
 function JoinHandle:name() end
 
+---`cf.run()` and `cf.step()` stop waiting for the task (a watcher or a
+---heartbeat); it still runs while there is other work. Returns the handle.
+---@return cfuture.JoinHandle
+function JoinHandle:unref() end
+
 ---The scope object passed to a `cf.scope` body.
 ---@class cfuture.Scope: cfuture.Future
 local Scope = {}

@@ -294,3 +294,48 @@ describe("await inside Lua constructs", function()
     assert.matches("await: cannot suspend here: the call goes through a C function that cannot yield", err)
   end)
 end)
+
+describe("JoinHandle:unref", function()
+  local support = require "support"
+  it("lets cf.run return while the task runs on, and cf.step report no work", function()
+    local ticks = 0
+    local bg = cf.spawn(function()
+      while true do
+        cf.sleep(10):await()
+        ticks = ticks + 1
+      end
+    end)
+    assert.are.equal(bg, bg:unref())
+    bg:unref() -- twice is once
+    cf.spawn(function() cf.sleep(60):await() end)
+    local t0 = cf.now()
+    cf.run()
+    local dt = cf.now() - t0
+    assert.is_true(dt >= 60 and dt < 60 + 500 * support.slow, dt)
+    assert.is_true(ticks >= 2, ticks) -- it ran while the other task waited
+    assert.is_false(bg:is_finished())
+    assert.is_false(cf.step()) -- nothing the program waits for
+    local before = ticks
+    cf.block_on(cf.sleep(40))
+    assert.is_true(ticks > before, ticks) -- and runs on whenever the loop runs
+    bg:abort()
+    cf.block_on(cf.sleep(1))
+    assert.is_true(bg:is_finished())
+    cf.run() -- nothing left at all
+  end)
+
+  it("counts only referenced tasks in a deadlock, and a finished task is unaffected", function()
+    local h = cf.spawn(function() return 1 end)
+    assert.are.equal(1, cf.block_on(h))
+    h:unref()
+    local rx = cf.channel()
+    local stuck = cf.spawn(function() rx:recv():await() end)
+    local bg = cf.spawn(function() rx:recv():await() end):unref()
+    local ok, err = pcall(cf.run)
+    assert.is_false(ok)
+    assert.matches("deadlock: 1 task%(s%) are still pending", err)
+    stuck:abort()
+    bg:abort()
+    cf.block_on(cf.sleep(1))
+  end)
+end)

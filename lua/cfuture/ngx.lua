@@ -367,7 +367,7 @@ local function checkout(pool)
 end
 
 -- Close every idle connection of every pool (or of the pool `name`); returns
--- how many were closed. Their watcher tasks end, so cf.run() can finish.
+-- how many were closed.
 function ext.close_pools(name)
   local n = 0
   for key, pool in pairs(pools) do
@@ -976,7 +976,8 @@ function tcp:setkeepalive(timeout, size)
   end
   local entry = { s = s, reused = self._reused or 0, slot = slot }
   pool.idle[#pool.idle + 1] = entry
-  entry.watcher = cf.spawn(watch, pool, entry, t)
+  -- unref: an idle pool does not keep cf.run() going, as in nginx
+  entry.watcher = cf.spawn(watch, pool, entry, t):unref()
   pool.notify:notify_all()
   return 1
 end

@@ -165,6 +165,7 @@ struct cfl_task {
   uint64_t parent;  /* id of the task that spawned it, 0 if none */
   int nholders;     /* JoinHandles, block_on, a scope re-raising its error */
   uint8_t observed; /* its error reached someone */
+  uint8_t unref;    /* h:unref(): cf.run and cf.step do not wait for it */
 };
 
 /* The task a coroutine future is the root of, or NULL. */
@@ -199,10 +200,11 @@ struct cf_runtime {
   lua_State *caller; /* the thread that called block_on, run or step (the main one otherwise) */
 
   /* ---- life: every entry point checks closed (cfl_rt) */
-  int opened;  /* open_module finished initialising it */
-  int in_run;  /* a drive (block_on, run, step, the kick) is running */
-  int closing; /* close has begun: no new work */
-  int closed;  /* closed for good: every entry point raises */
+  int opened;    /* open_module finished initialising it */
+  int in_run;    /* a drive (block_on, run, step, the kick) is running */
+  size_t nunref; /* live tasks that cf.run and cf.step do not wait for */
+  int closing;   /* close has begun: no new work */
+  int closed;    /* closed for good: every entry point raises */
 
   /* ---- what Lua keeps for the runtime, by registry reference */
   int anchors; /* table for luaL_ref anchors (task roots, their results) */

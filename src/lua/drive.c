@@ -144,7 +144,7 @@ static int auto_advance(cf_runtime *rt) {
 static uint64_t loop_clock(cf_executor *ex) { return uv_now(((cf_runtime *)ex->user)->loop); }
 
 static int finished(cf_runtime *rt, cfl_task *t) {
-  return t ? cf_task_is_complete(&t->base) : rt->ex.ntasks == 0;
+  return t ? cf_task_is_complete(&t->base) : rt->ex.ntasks == rt->nunref;
 }
 
 /* Drive the loop until t completes (every task, if t is NULL). Returns 0,
@@ -178,7 +178,7 @@ static int run_until(cf_runtime *rt, lua_State *L, cfl_task *t, const char *fnam
     lua_pushfstring(L,
                     "%s: deadlock: %d task(s) are still pending but nothing can wake them "
                     "(no ready task, timer or I/O is left)",
-                    fname, (int)rt->ex.ntasks);
+                    fname, (int)(rt->ex.ntasks - rt->nunref));
   return -1;
 }
 
@@ -230,7 +230,7 @@ static int step(cf_runtime *rt, lua_State *L, size_t budget) {
   poll_io(rt, 0);
   if (n < budget) run_ready(rt, budget - n);
   drive_leave(rt, prev);
-  return rt->ex.ntasks > 0;
+  return rt->ex.ntasks > rt->nunref;
 }
 
 int cf_runtime_step_budget(cf_runtime *rt, size_t budget) {

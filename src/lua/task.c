@@ -228,6 +228,10 @@ void cfl_task_unhold(cfl_task *t) {
 static void task_complete(cf_task *bt, int cancelled) {
   cfl_task *t = (cfl_task *)bt;
   (void)cancelled;
+  if (t->unref) {
+    t->unref = 0;
+    t->root.hdr.rt->nunref--;
+  }
   settle(t);
   if (t->ext && t->ext->on_done) t->ext->on_done(t);
   if (t->nholders == 0) release(t);
@@ -293,6 +297,7 @@ cfl_task *cfl_spawn(lua_State *L, cf_runtime *rt, int idx, const char *fname) {
   if (named) t->ext->name = name;
   t->nholders = 0;
   t->observed = 0;
+  t->unref = 0;
   t->parent = rt->ex.current ? rt->ex.current->id : 0;
   cfl_coro_init(&t->root, rt, NULL, LUA_NOREF, &t->base.waiter);
   t->root.hdr.owner = t;
@@ -381,7 +386,9 @@ static int h_name(lua_State *L);
 
 const luaL_Reg cfl_abort_methods[] = {
     {"abort", h_abort}, {"is_finished", h_is_finished}, {NULL, NULL}};
-static const luaL_Reg join_handle_methods[] = {{"id", h_id}, {"name", h_name}, {NULL, NULL}};
+static int h_unref(lua_State *L);
+static const luaL_Reg join_handle_methods[] = {
+    {"id", h_id}, {"name", h_name}, {"unref", h_unref}, {NULL, NULL}};
 
 static const cfl_class cfl_join_handle_class = {
     .vt = {.poll = join_handle_poll, .drop = join_handle_drop},
@@ -460,6 +467,21 @@ static int h_name(lua_State *L) {
     lua_pushstring(L, cfl_task_name(t));
   else
     lua_pushnil(L);
+  return 1;
+}
+
+/* h:unref() -> h: cf.run() and cf.step() no longer wait for the task (a
+ * watcher or heartbeat that runs while there is other work); it still runs,
+ * and block_on, await and abort work as before */
+static int h_unref(lua_State *L) {
+  cfl_join_handle *h = check_join_handle(L, "unref");
+  check_not_finalised(L, &h->hdr, "unref");
+  cfl_task *t = h->task;
+  if (!t->unref && !cf_task_is_complete(&t->base)) {
+    t->unref = 1;
+    t->root.hdr.rt->nunref++;
+  }
+  lua_settop(L, 1);
   return 1;
 }
 
