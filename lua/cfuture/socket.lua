@@ -462,7 +462,7 @@ local function receive_impl(self, kind, n, prefix)
   else
     ok, err = recv_all(self, parts, t0)
   end
-  if ok then return concat(parts) end
+  if ok then return concat(parts), nil, nil end
   return nil, err, concat(parts)
 end
 
@@ -489,7 +489,7 @@ function methods:receive(pattern, prefix)
         "number of bytes (got %s)", tostring(pattern)), 2)
     end
     kind, n = "n", (num == huge) and huge or floor(num)
-    if #prefix > 0 and n <= #prefix then return prefix end
+    if #prefix > 0 and n <= #prefix then return prefix, nil, nil end
   elseif type(pattern) == "string" then
     local p = match(pattern, "^%*?(.)")
     if p == "l" then
@@ -520,7 +520,7 @@ local function send_impl(self, data, i, j)
   end
   if ok then
     self.nsent = self.nsent + #piece
-    return j
+    return j, nil, nil
   end
   return nil, errstr(msg, code), i - 1
 end
@@ -549,8 +549,8 @@ function methods:send(data, i, j)
   if stop < 0 then stop = size + stop + 1 end
   if start < 1 then start = 1 end
   if stop > size then stop = size end
-  if self.closed or not self.stream then return nil, "closed", start - 1 end
-  if start > stop then return start - 1 end
+  if self.closed or not self.stream or self.wshut then return nil, "closed", start - 1 end
+  if start > stop then return start - 1, nil, nil end
   return run(send_impl, self, data, start, stop)
 end
 
@@ -562,6 +562,10 @@ local BOOL_OPTS = {
   ["ipv6-multicast-loop"] = true, ["tcp-keepidle"] = false, ["tcp-keepcnt"] = false,
   ["tcp-keepintvl"] = false,
 }
+
+local KNOWN_OPTS = { linger = true, ["ip-multicast-ttl"] = true, ["ipv6-unicast-hops"] = true,
+  ["ipv6-multicast-hops"] = true, ["ip-add-membership"] = true, ["ip-drop-membership"] = true,
+  ["ip-multicast-if"] = true }
 
 -- apply what setoption recorded to the live stream
 local function apply_opt(self, name, value)
@@ -618,7 +622,7 @@ function methods:setoption(name, value)
   else
     error(format("%s: argument #2 must be a supported option (got '%s')", fname, name), 2)
   end
-  if self.closed then return nil, "closed" end
+  if self.closed then return nil, "setsockopt failed" end
   self.opts[name] = value
   local ok, err = pcall(apply_opt, self, name, value)
   if not ok then return nil, errstr(err) end
@@ -629,7 +633,7 @@ function methods:getoption(name)
   check(self, "any", "tcp:getoption")
   local fname = is_udp(self) and "udp:getoption" or "tcp:getoption"
   if type(name) ~= "string" then argerr(fname, 2, "an option name", name) end
-  if self.closed then return nil, "closed" end
+  if self.closed then return nil, "getsockopt failed" end
   local v = self.opts[name]
   if v == nil then
     if name == "tcp-nodelay" then
@@ -642,7 +646,7 @@ function methods:getoption(name)
       v = { on = false, timeout = 0 }
     elseif name == "tcp-keepidle" then
       v = 60
-    elseif BOOL_OPTS[name] == nil then
+    elseif BOOL_OPTS[name] == nil and not KNOWN_OPTS[name] then
       error(format("%s: argument #2 must be a supported option (got '%s')", fname, name), 2)
     end
   end
@@ -819,7 +823,7 @@ end
 
 function methods:getpeername()
   check(self, "any", "tcp:getpeername")
-  if self.closed then return nil, "closed" end
+  if self.closed then return nil, ERRORS.EBADF end
   if self.stream then
     local h, p, code = self.stream:peer_address()
     if not h then return nil, errstr(p, code) end
@@ -831,7 +835,7 @@ end
 
 function methods:getsockname()
   check(self, "any", "tcp:getsockname")
-  if self.closed then return nil, "closed" end
+  if self.closed then return nil, ERRORS.EBADF end
   local h = self.stream or self.listener or self.udp
   if h then
     local host, port, code = h:local_address()
@@ -884,7 +888,7 @@ function methods:connect(host, port)
   local mt = getmetatable(self)
   if mt == TCP_CLIENT then
     if self.closed then return nil, "closed" end
-    return nil, ERRORS.EISCONN
+    return 1 -- LuaSocket's connect takes EISCONN for success
   end
   if mt ~= TCP_MASTER then
     error(format("tcp:connect: argument #1 must be a tcp{master} object (got %s)", tname(self)), 2)
