@@ -56,9 +56,8 @@ end
 
 local function elapsed(fn)
   local t0 = cf.now()
-  local r = { n = 0 }
   local function pack(...) return { n = select("#", ...), ... } end
-  r = pack(fn())
+  local r = pack(fn())
   return cf.now() - t0, unpack(r, 1, r.n)
 end
 
@@ -449,7 +448,6 @@ describe("cfuture.socket", function()
   end)
 
   it("sets and gets options, and linger 0 closes with a reset", function()
-    local seen = cf.oneshot and nil
     local results = {}
     local port, stop = server(function(conn)
       results[#results + 1] = { conn:read():await() }

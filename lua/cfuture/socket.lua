@@ -24,10 +24,9 @@ local now, current, block_on = cf.now, cf.current, cf.block_on
 local timeout, sleep, cfselect = cf.timeout, cf.sleep, cf.select
 local net = cf.net
 local type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, rawget, pairs,
-  ipairs, next =
-  type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, rawget, pairs,
-  ipairs, next
-local floor, ceil, huge, min, max = math.floor, math.ceil, math.huge, math.min, math.max
+  ipairs = type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, rawget,
+  pairs, ipairs
+local floor, ceil, huge, min = math.floor, math.ceil, math.huge, math.min
 local find, sub, gsub, format, match = string.find, string.sub, string.gsub, string.format,
   string.match
 local concat = table.concat
@@ -815,11 +814,6 @@ function methods:getfamily()
 end
 
 -- Addresses ------------------------------------------------------------------
-
-local function addr3(host, port)
-  if not host then return nil, errstr(port) end
-  return host, port, family_of(host)
-end
 
 function methods:getpeername()
   check(self, "any", "tcp:getpeername")
