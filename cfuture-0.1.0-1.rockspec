@@ -43,6 +43,7 @@ build = {
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
     ["cfuture.tls"] = "lua/cfuture/tls.lua",
+    ["cfuture.coroutine"] = "lua/cfuture/coroutine.lua",
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
     ["cfuture.luv"] = "lua/cfuture/luv.lua",
   },

@@ -501,6 +501,10 @@ local thread = {}
 ---@class cfuture.crypto
 local crypto = {}
 
+---The coroutine functions, with await through nested coroutines.
+---@class cfuture.coroutine
+local coroutines = {}
+
 ---@class cfuture
 ---@field _VERSION string
 ---@field PENDING any returned by a `cf.future` poll function to stay pending
@@ -514,6 +518,7 @@ local crypto = {}
 ---@field test cfuture.test
 ---@field thread cfuture.thread
 ---@field crypto cfuture.crypto
+---@field coroutine cfuture.coroutine
 local cf = {}
 
 -- Futures and tasks ---------------------------------------------------------
@@ -929,6 +934,57 @@ function thread.is_worker() end
 ---@param err any
 ---@return string|nil
 function thread.traceback(err) end
+
+-- Coroutines ------------------------------------------------------------------------------
+
+---As `coroutine.resume`; inside a task, awaits in `co` (and in coroutines it
+---resumes the same way) suspend the task, and `co` goes on when they are done.
+---@param co thread
+---@return boolean ok
+---@return any ...
+function coroutines.resume(co, ...) end
+
+---As `coroutine.wrap`, with `resume`'s awaits; an error is raised at the caller.
+---@param fn function
+---@return function
+function coroutines.wrap(fn) end
+
+---As `coroutine.create`.
+---@param fn function
+---@return thread
+function coroutines.create(fn) end
+
+---As `coroutine.status`; `"normal"` while an await inside `co` waits.
+---@param co thread
+---@return "running"|"suspended"|"normal"|"dead"
+function coroutines.status(co) end
+
+---As `coroutine.close` (Lua 5.4 only); raises while an await inside `co` waits.
+---@param co thread
+---@return boolean ok
+---@return any err
+function coroutines.close(co) end
+
+---As `coroutine.yield`: to the coroutine's resumer.
+---@return any ...
+function coroutines.yield(...) end
+
+---As `coroutine.running`.
+---@return thread co
+---@return boolean ismain
+function coroutines.running() end
+
+---As `coroutine.isyieldable`.
+---@return boolean
+function coroutines.isyieldable() end
+
+---Put these functions into the global `coroutine` table (libraries loaded
+---afterwards capture them); returns that table. Undone at `lua_close`.
+---@return table
+function coroutines.install() end
+
+---Give the global `coroutine` table its own functions back.
+function coroutines.uninstall() end
 
 -- Crypto ----------------------------------------------------------------------------------
 

@@ -160,6 +160,7 @@ function cf.test.run(f, ...)
   return unpack(res, 2, res.n)
 end
 
+require "cfuture.coroutine"(cf)
 require "cfuture.sync"(cf)
 require "cfuture.tls"(cf)
 

@@ -13,6 +13,11 @@
  *   error value alone on its stack.
  * - A coroutine future's thread is its uservalue; a task's is anchored in
  *   the runtime's anchor table (see task.c).
+ * - Await through nested coroutines: a coroutine that cf.coroutine.resume
+ *   is running (its set FORWARDING_KEY names it) awaits by yielding
+ *   (NESTED_MARK, future) to that resumer, which awaits the future in its
+ *   own coroutine (a task, or another nested one: the same step again) and
+ *   resumes it with (CFL_AWAIT_OK, results...) or (CFL_AWAIT_ERR, error).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +27,9 @@
 /* ready awaits a task may complete in one poll before it must yield */
 #define COOP_BUDGET 128
 
-#if !CFL_LUA54
-/* the status await is resumed with on 5.1 (see cfl_wrap_raising) */
+/* the status await is resumed with on 5.1 (see cfl_wrap_raising), and by
+ * the resumer of a nested coroutine on both (see cfuture/coroutine.lua) */
 static const char CFL_AWAIT_OK = 'o', CFL_AWAIT_ERR = 'e';
-#endif
 
 /* ---- coroutine cache --------------------------------------------------- */
 
@@ -490,17 +494,59 @@ void cfl_wrap_raising(lua_State *L, int idx, const char *name) {
 }
 #endif
 
+static int not_yieldable(lua_State *L) {
+  return luaL_error(L, "await: cannot suspend here: the call goes through a C function that "
+                       "cannot yield (a metamethod, a table.sort comparator, a gsub callback...)");
+}
+
+/* ---- await through nested coroutines ------------------------------------ */
+
+static const char FORWARDING_KEY = 'F'; /* registry: weak set of forwarding coroutines */
+static const char NESTED_MARK = 'N';    /* what such a coroutine yields with its future */
+
+static int forwarding(lua_State *L) {
+  lua_checkstack(L, 2);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &FORWARDING_KEY);
+  lua_pushthread(L);
+  int on = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return on;
+}
+
+#if CFL_LUA54
+/* resumed by the resumer: [1] the future, [2] the status, [3...] results */
+static int nested_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  const void *st = lua_touserdata(L, 2);
+  if (st == &CFL_AWAIT_OK) return lua_gettop(L) - 2;
+  if (st == &CFL_AWAIT_ERR) {
+    lua_settop(L, 3);
+    return lua_error(L);
+  }
+  return luaL_error(L, "await: the coroutine was resumed while it awaited (by a resume that "
+                       "is not cf.coroutine.resume)");
+}
+#endif
+
+/* The future (or yield token) at index 1 goes to the resumer. */
+static int await_nested(lua_State *L) {
+  if (!lua_isyieldable(L)) return not_yieldable(L);
+  lua_settop(L, 1);
+  lua_pushlightuserdata(L, (void *)&NESTED_MARK);
+  lua_pushvalue(L, 1);
+#if CFL_LUA54
+  return lua_yieldk(L, 2, 0, nested_k);
+#else
+  return lua_yield(L, 2); /* await's Lua half takes the status */
+#endif
+}
+
 static int await_outside(lua_State *L) {
   if (lua_pushthread(L))
     return luaL_error(L, "await: not inside a task (the main chunk is not a task: run the code "
                          "with cf.block_on or cf.spawn)");
   return luaL_error(L, "await: not inside a task (this coroutine was not started by cfuture: "
                        "await works in async functions and in functions run by spawn/block_on)");
-}
-
-static int not_yieldable(lua_State *L) {
-  return luaL_error(L, "await: cannot suspend here: the call goes through a C function that "
-                       "cannot yield (a metamethod, a table.sort comparator, a gsub callback...)");
 }
 
 /* The task has used its budget of ready awaits for this poll: await's
@@ -543,7 +589,12 @@ static int await_claimed(lua_State *L, cf_runtime *rt, cfl_coro *cur, cfl_future
 int cfl_await(lua_State *L) {
   cf_runtime *rt = cfl_rt(L);
   cfl_coro *cur = rt->current;
-  if (!cur || cur->co != L) return await_outside(L);
+  if (!cur || cur->co != L) {
+    if (!forwarding(L)) return await_outside(L);
+    if (lua_touserdata(L, 1) != rt->yield_token_ptr && !cfl_tofuture(L, 1))
+      cfl_checkawaitable(L, 1, "await");
+    return await_nested(L);
+  }
   lua_settop(L, 1);
   void *p = lua_touserdata(L, 1);
   if (p == rt->yield_token_ptr) {
@@ -563,7 +614,7 @@ int cfl_await(lua_State *L) {
 int cfl_await_own(lua_State *L, cfl_future *f) {
   cf_runtime *rt = f->rt;
   cfl_coro *cur = rt->current;
-  if (!cur || cur->co != L) return await_outside(L);
+  if (!cur || cur->co != L) return forwarding(L) ? await_nested(L) : await_outside(L);
   f->owner = cur;
   return await_claimed(L, rt, cur, f, 1);
 }
@@ -636,6 +687,23 @@ static void open_coro(lua_State *L) {
   lua_setfield(L, -2, "await");
   lua_pop(L, 1);
   rt->ref.await_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* cf._coroutine: what cfuture/coroutine.lua's resumer works with */
+  lua_createtable(L, 0, 4);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &FORWARDING_KEY);
+  lua_setfield(L, -2, "forwarding");
+  lua_pushlightuserdata(L, (void *)&NESTED_MARK);
+  lua_setfield(L, -2, "mark");
+  lua_pushlightuserdata(L, (void *)&CFL_AWAIT_OK);
+  lua_setfield(L, -2, "ok");
+  lua_pushlightuserdata(L, (void *)&CFL_AWAIT_ERR);
+  lua_setfield(L, -2, "err");
+  lua_setfield(L, -2, "_coroutine");
 }
 
 const cfl_module cfl_coro_module = {.name = "coro", .open = open_coro};
