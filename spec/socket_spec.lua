@@ -165,6 +165,38 @@ describe("cfuture.socket", function()
     end)
   end)
 
+  it("times out a connect the server never completes, and keeps no descriptor of it", function()
+    -- a listener with a full backlog that never accepts: later SYNs go unanswered
+    local l = assert(cf.net.listen("127.0.0.1", 0, { backlog = 0 }))
+    local _, port = l:local_address()
+    cf.block_on(function()
+      local keep, results = {}, {}
+      for i = 1, 4 do
+        local c = socket.tcp()
+        c:settimeout(0.2)
+        results[i] = { elapsed(function() return c:connect("127.0.0.1", port) end) }
+        keep[i] = c
+      end
+      local last = results[4]
+      assert.same({ nil, "timeout" }, { last[2], last[3] })
+      assert.is_true(last[1] >= 195 and last[1] < 200 + 800 * slow, "took " .. last[1])
+      for _, c in ipairs(keep) do c:close() end
+    end)
+    support.full_gc()
+    local before = support.fd_count()
+    cf.block_on(function()
+      for _ = 1, 5 do
+        local c = socket.tcp()
+        c:settimeout(0.05)
+        assert.same({ nil, "timeout" }, { c:connect("127.0.0.1", port) })
+      end
+      cf.sleep(20):await()
+    end)
+    support.full_gc()
+    assert.equal(before, support.fd_count())
+    l:close()
+  end)
+
   it("times out a silent peer in time while other tasks run, and loses no byte", function()
     local feed = cf.channel()
     local port, stop = server(function(conn)
