@@ -628,6 +628,18 @@ describe("cfuture.socket", function()
           socket.udp(), "x", "127.0.0.1", nil)
         raises("udp:send: argument #1 must be a udp{connected} object", socket.udp().send,
           socket.udp(), "x")
+        -- raised at the caller's line, however deep inside the module it is found
+        for _, f in ipairs({
+          function() c:receive("*x") end,
+          function() socket.tcp():connect({}, 1) end,
+          function() socket.udp():receive({}) end,
+          function() c:settimeout(1, "z") end,
+          function() socket.select({}, {}) end,
+        }) do
+          local ok, err = pcall(f)
+          assert.is_false(ok)
+          assert.matches("^spec/socket_spec%.lua:%d+: ", err)
+        end
         -- the socket still works after all that
         c:send("still\n")
         assert.equal("still", c:receive())
