@@ -241,6 +241,57 @@ describe("cfuture.socket", function()
     stop()
   end)
 
+  it("polls with timeout 0 as a non-blocking LuaSocket loop does", function()
+    local port, stop = server(function(conn)
+      cf.sleep(50):await()
+      conn:write("late line\n"):await()
+      cf.sleep(50):await()
+      conn:write("x"):await()
+      cf.sleep(5000):await()
+    end)
+    cf.block_on(function()
+      local c = connected(port)
+      c:settimeout(0)
+      local tries, line, err = 0, nil, nil
+      repeat
+        tries = tries + 1
+        line, err = c:receive()
+        if not line then
+          assert.equal("timeout", err)
+          socket.sleep(0.005)
+        end
+      until line or tries > 2000
+      assert.equal("late line", line)
+      assert.is_true(tries > 1)
+      local got, partial
+      repeat
+        got, err, partial = c:receive(1)
+        if not got then socket.sleep(0.005) end
+      until got
+      assert.equal("x", got)
+      c:close()
+      -- a server polled the same way
+      local s = assert(socket.bind("127.0.0.1", 0))
+      s:settimeout(0)
+      local _, sp = s:getsockname()
+      cf.spawn(function()
+        cf.sleep(30):await()
+        cf.net.connect("127.0.0.1", sp):await()
+      end)
+      local cl
+      repeat
+        cl, err = s:accept()
+        if not cl then
+          assert.equal("timeout", err)
+          socket.sleep(0.005)
+        end
+      until cl
+      cl:close()
+      s:close()
+    end)
+    stop()
+  end)
+
   it("'b' bounds each wait, 't' the whole call", function()
     local port, stop = server(function(conn)
       for i = 1, 8 do

@@ -315,10 +315,9 @@ local function stream_read(self, n, t0)
   if self.eof then return nil, "closed" end
   if self.rerr then return nil, self.rerr end
   local ms = wait_ms(self, t0)
-  if ms == 0 then
-    if s:buffered() == 0 then return nil, "timeout" end
-    ms = nil
-  end
+  -- nothing left of the limit: what is buffered, or what one turn of the
+  -- loop brings (the stream reads from the kernel only while asked to)
+  if ms == 0 and s:buffered() > 0 then ms = nil end
   local d, msg, code = await_for(s:read(n), ms)
   if d == TIMEOUT then return nil, "timeout" end
   if d then return d end
