@@ -591,6 +591,16 @@ local function send_impl(self, data, i, j)
 end
 
 function methods:send(data, i, j)
+  if i == nil and j == nil and type(data) == "string" and getmetatable(self) == TCP_CLIENT and
+      self.block < 0 and self.total < 0 and not (self.closed or self.wshut) and current() then
+    -- the common case: the whole string, no limit, in a task
+    local ok, msg, code = self.stream:write(data):await()
+    if ok then
+      self.nsent = self.nsent + #data
+      return #data, nil, nil
+    end
+    return nil, errstr(msg, code), 0
+  end
   check(self, "any", "tcp:send")
   if is_udp(self) then return self:_udp_send(data, i) end
   if getmetatable(self) ~= TCP_CLIENT then
