@@ -807,6 +807,9 @@ local function hexaddr(ip, port)
   return h .. format(":%04X", port)
 end
 
+-- sl, local, remote, st, queues, tr, retrnsmt, uid, timeout, inode
+local PROC_ROW = "^%s*%d+:%s+(%S+)%s+(%S+)" .. string.rep("%s+%S+", 6) .. "%s+(%d+)"
+
 local function proc_inode(tables, lip, lport, rip, rport)
   local lhex = hexaddr(lip, lport)
   local rhex = rip and hexaddr(rip, rport)
@@ -817,7 +820,7 @@ local function proc_inode(tables, lip, lport, rip, rport)
     if f then
       f:read("*l")
       for line in f:lines() do
-        local la, ra, inode = match(line, "^%s*%d+:%s+(%S+)%s+(%S+)%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(%d+)")
+        local la, ra, inode = match(line, PROC_ROW)
         if la then
           local lok = lhex and la == lhex or (not lhex and sub(la, -5) == lpsuffix)
           local rok = true
