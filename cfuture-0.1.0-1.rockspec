@@ -45,6 +45,7 @@ build = {
     ["cfuture.tls"] = "lua/cfuture/tls.lua",
     ["cfuture.coroutine"] = "lua/cfuture/coroutine.lua",
     ["cfuture.ngx"] = "lua/cfuture/ngx.lua",
+    ["cfuture.socket"] = "lua/cfuture/socket.lua",
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
     ["cfuture.luv"] = "lua/cfuture/luv.lua",
   },

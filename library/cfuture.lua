@@ -252,6 +252,12 @@ function Stream:shutdown() end
 function Stream:close() end
 ---@return boolean
 function Stream:is_closed() end
+---The OS descriptor (for socket options or another library's poller); the
+---stream still owns and closes it.
+---@return integer|nil fd
+---@return string? message
+---@return string? code
+function Stream:fileno() end
 ---TCP: `host, port` of the peer.
 ---@return string host
 ---@return integer port
@@ -375,6 +381,9 @@ function Listener:incoming() end
 ---@return string host
 ---@return integer port
 function Listener:local_address() end
+---The listening socket's OS descriptor (the listener owns it).
+---@return integer fd
+function Listener:fileno() end
 function Listener:close() end
 
 ---A UDP socket (`cf.net.udp`).
@@ -391,6 +400,9 @@ function Udp:recv_from() end
 ---@return string host
 ---@return integer port
 function Udp:local_address() end
+---The socket's OS descriptor (the UDP socket owns it).
+---@return integer fd
+function Udp:fileno() end
 ---@param on boolean
 function Udp:set_broadcast(on) end
 ---@param n integer

@@ -506,3 +506,35 @@ describe("cf.net UDP and DNS", function()
     end)
   end)
 end)
+
+describe("fileno", function()
+  local function is_socket(fd)
+    local p = io.popen("readlink /proc/" .. cf.process.pid() .. "/fd/" .. fd .. " 2>/dev/null")
+    local target = p:read("*a")
+    p:close()
+    return target:match("^socket:%[%d+%]") ~= nil
+  end
+
+  it("gives the descriptors of streams, listeners and UDP sockets, until they close", function()
+    cf.block_on(function()
+      local l = assert(cf.net.listen("127.0.0.1", 0))
+      local _, port = l:local_address()
+      local c = assert(cf.net.connect("127.0.0.1", port):await())
+      local s = assert(l:accept():await())
+      local u = assert(cf.net.udp("127.0.0.1", 0))
+      local fds = { l:fileno(), c:fileno(), s:fileno(), u:fileno() }
+      for i, fd in ipairs(fds) do
+        assert.are.equal("integer", math.type(fd))
+        assert.is_true(is_socket(fd), "fd " .. i)
+        for j = 1, i - 1 do assert.are_not.equal(fds[j], fd) end
+      end
+      c:close()
+      assert.are.same({ nil, "stream:fileno: bad file descriptor", "EBADF" }, { c:fileno() })
+      s:close()
+      l:close()
+      u:close()
+      assert.has_error(function() l:fileno() end)
+      assert.has_error(function() u:fileno() end)
+    end)
+  end)
+end)

@@ -793,92 +793,12 @@ function methods:dirty()
   return false
 end
 
--- The descriptor under a stream, listener or UDP socket, found through
--- /proc (Linux): the socket's inode in /proc/net/{tcp,tcp6,udp,udp6} by its
--- addresses, then the fd that links to it. Done once per socket.
-local function hexaddr(ip, port)
-  local h
-  if is_ipv4(ip) then
-    local a, b, c, d = match(ip, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-    h = format("%02X%02X%02X%02X", tonumber(d), tonumber(c), tonumber(b), tonumber(a))
-  else
-    return nil -- IPv6 rows are matched by port only
-  end
-  return h .. format(":%04X", port)
-end
-
--- sl, local, remote, st, queues, tr, retrnsmt, uid, timeout, inode
-local PROC_ROW = "^%s*%d+:%s+(%S+)%s+(%S+)" .. string.rep("%s+%S+", 6) .. "%s+(%d+)"
-
-local function proc_inode(tables, lip, lport, rip, rport)
-  local lhex = hexaddr(lip, lport)
-  local rhex = rip and hexaddr(rip, rport)
-  local lpsuffix = format(":%04X", lport)
-  local rpsuffix = rport and format(":%04X", rport)
-  for _, path in ipairs(tables) do
-    local f = io.open(path)
-    if f then
-      f:read("*l")
-      for line in f:lines() do
-        local la, ra, inode = match(line, PROC_ROW)
-        if la then
-          local lok = lhex and la == lhex or (not lhex and sub(la, -5) == lpsuffix)
-          local rok = true
-          if rport then rok = rhex and ra == rhex or (not rhex and sub(ra, -5) == rpsuffix) end
-          if lok and rok and inode ~= "0" then
-            f:close()
-            return inode
-          end
-        end
-      end
-      f:close()
-    end
-  end
-end
-
-local function proc_fd(inode)
-  local f = io.open("/proc/self/stat")
-  local pid = f and match(f:read("*a"), "^(%d+)")
-  if f then f:close() end
-  if not pid then return nil end
-  local p = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
-  if not p then return nil end
-  local fd
-  for line in p:lines() do
-    local n, ino = match(line, "(%d+) %-> socket:%[(%d+)%]")
-    if n and ino == inode then fd = tonumber(n) end
-  end
-  p:close()
-  return fd
-end
-
-local function find_fd(self)
-  local inode
-  if self.stream then
-    local lip, lport = self.stream:local_address()
-    local rip, rport = self.stream:peer_address()
-    if not lip or not rip then return nil end
-    inode = proc_inode({ "/proc/net/tcp", "/proc/net/tcp6" }, lip, lport, rip, rport)
-  elseif self.listener then
-    local lip, lport = self.listener:local_address()
-    if not lip then return nil end
-    inode = proc_inode({ "/proc/net/tcp", "/proc/net/tcp6" }, lip, lport, "0.0.0.0", 0)
-  elseif self.udp then
-    local lip, lport = self.udp:local_address()
-    if not lip then return nil end
-    inode = proc_inode({ "/proc/net/udp", "/proc/net/udp6" }, lip, lport)
-  end
-  return inode and proc_fd(inode)
-end
-
 function methods:getfd()
   check(self, "any", "tcp:getfd")
   if self.closed then return -1 end
   local h = self.stream or self.listener or self.udp
   if not h then return -1 end
-  if h.fileno then return h:fileno() or -1 end
-  if not self.fd then self.fd = find_fd(self) or -1 end
-  return self.fd
+  return h:fileno() or -1
 end
 
 function methods:setfd(fd)
@@ -1302,19 +1222,9 @@ end
 
 -- Time ---------------------------------------------------------------------------
 
--- Wall-clock seconds with sub-second steps: the clock is read once (date(1),
--- at the first call) and then advanced by cfuture's monotonic clock, so that
--- differences are exact and the time never steps back.
-local wall_base
-function M.gettime()
-  if not wall_base then
-    local p = io.popen("date +%s.%N 2>/dev/null")
-    local t = p and tonumber(p:read("*l") or "")
-    if p then p:close() end
-    wall_base = (t or os.time()) - now() / 1000
-  end
-  return wall_base + now() / 1000
-end
+-- Wall-clock seconds (microseconds in the fraction), as LuaSocket's
+-- gettimeofday.
+M.gettime = cf.time.wall
 
 function M.sleep(seconds)
   local n = tonum(seconds)

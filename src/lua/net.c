@@ -371,6 +371,17 @@ static int li_local_address(lua_State *L) {
   return cfl_push_addr(L, (struct sockaddr *)&ss);
 }
 
+/* l:fileno() -> the listening socket's descriptor (the listener owns it) */
+static int li_fileno(lua_State *L) {
+  cfl_rt(L);
+  cfu_listener *l = check_listener(L, "listener:fileno");
+  uv_os_fd_t fd;
+  int r = uv_fileno((uv_handle_t *)&l->h, &fd);
+  if (r != 0) return cfl_push_ioerr(L, r, "listener:fileno");
+  lua_pushinteger(L, (lua_Integer)fd);
+  return 1;
+}
+
 static void listener_release(cfl_listener *o) {
   cfu_listener *l = o->l;
   o->l = NULL;
@@ -462,11 +473,9 @@ static int s_reset(lua_State *L) {
 /* ---- module ------------------------------------------------------------------------------- */
 
 static const luaL_Reg funcs[] = {{"connect", l_connect}, {"listen", l_listen}, {NULL, NULL}};
-static const luaL_Reg listener_methods[] = {{"accept", li_accept},
-                                            {"incoming", li_incoming},
-                                            {"local_address", li_local_address},
-                                            {"close", li_close},
-                                            {NULL, NULL}};
+static const luaL_Reg listener_methods[] = {
+    {"accept", li_accept}, {"incoming", li_incoming}, {"local_address", li_local_address},
+    {"fileno", li_fileno}, {"close", li_close},       {NULL, NULL}};
 static const luaL_Reg listener_meta[] = {
     {"__gc", li_gc}, {"__close", li_close}, {"__tostring", li_tostring}, {NULL, NULL}};
 static const luaL_Reg tcp_methods[] = {{"peer_address", s_peer_address},

@@ -571,6 +571,18 @@ static int s_buffered(lua_State *L) {
   return 1;
 }
 
+/* s:fileno() -> the OS descriptor, for socket options or a poller of
+ * another library; the stream still owns it (closing it is the stream's) */
+static int s_fileno(lua_State *L) {
+  cfl_stream *o = check_self(L, cfl_rt(L), "stream:fileno");
+  if (o->closed || !o->s || o->s->base.closing) return cfl_push_ioerr(L, UV_EBADF, "stream:fileno");
+  uv_os_fd_t fd;
+  int r = uv_fileno(&o->s->h.handle, &fd);
+  if (r != 0) return cfl_push_ioerr(L, r, "stream:fileno");
+  lua_pushinteger(L, (lua_Integer)fd);
+  return 1;
+}
+
 static int s_is_closed(lua_State *L) {
   cfl_stream *o = check_self(L, cfl_rt(L), "stream:is_closed");
   lua_pushboolean(L, o->closed || !o->s || o->s->base.closing);
@@ -587,13 +599,21 @@ static int s_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg methods[] = {{"read", s_read},           {"read_exact", s_read_exact},
-                                   {"read_line", s_read_line}, {"read_until", s_read_until},
-                                   {"read_all", s_read_all},   {"chunks", s_chunks},
-                                   {"lines", s_lines},         {"write", s_write},
-                                   {"shutdown", s_shutdown},   {"close", s_close},
-                                   {"is_closed", s_is_closed}, {"buffered", s_buffered},
-                                   {"handshake", s_handshake}, {NULL, NULL}};
+static const luaL_Reg methods[] = {{"read", s_read},
+                                   {"read_exact", s_read_exact},
+                                   {"read_line", s_read_line},
+                                   {"read_until", s_read_until},
+                                   {"read_all", s_read_all},
+                                   {"chunks", s_chunks},
+                                   {"lines", s_lines},
+                                   {"write", s_write},
+                                   {"shutdown", s_shutdown},
+                                   {"close", s_close},
+                                   {"is_closed", s_is_closed},
+                                   {"buffered", s_buffered},
+                                   {"fileno", s_fileno},
+                                   {"handshake", s_handshake},
+                                   {NULL, NULL}};
 /* metamethods with the module's upvalues (cfl_new_class registers bare ones) */
 static const luaL_Reg metamethods[] = {
     {"__gc", s_gc}, {"__close", s_close}, {"__tostring", s_tostring}, {NULL, NULL}};

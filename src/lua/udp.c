@@ -217,6 +217,16 @@ static int u_local_address(lua_State *L) {
   return cfl_push_addr(L, (struct sockaddr *)&ss);
 }
 
+/* u:fileno() -> the socket's descriptor (the UDP socket owns it) */
+static int u_fileno(lua_State *L) {
+  cfu_udp *u = check_udp(L, "udp:fileno");
+  uv_os_fd_t fd;
+  int r = uv_fileno((uv_handle_t *)&u->h, &fd);
+  if (r != 0) return cfl_push_ioerr(L, r, "udp:fileno");
+  lua_pushinteger(L, (lua_Integer)fd);
+  return 1;
+}
+
 static int u_result(lua_State *L, int r, const char *fname) {
   if (r != 0) return cfl_push_ioerr(L, r, fname);
   lua_pushboolean(L, 1);
@@ -287,6 +297,7 @@ static const luaL_Reg udp_meta[] = {
 static const luaL_Reg udp_methods[] = {{"recv_from", u_recv_from},
                                        {"send_to", u_send_to},
                                        {"local_address", u_local_address},
+                                       {"fileno", u_fileno},
                                        {"set_broadcast", u_set_broadcast},
                                        {"set_ttl", u_set_ttl},
                                        {"set_multicast_loop", u_set_multicast_loop},
