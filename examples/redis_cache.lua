@@ -37,7 +37,7 @@ local function with_redis(fn)
     red:close()
     return nil, "redis: " .. ferr
   end
-  red:set_keepalive(10000, 32)
+  red:set_keepalive(60000, 32) -- idle up to a minute, at most 32 kept
   return res
 end
 
