@@ -15,6 +15,6 @@ export XDG_STATE_HOME="$tmp" XDG_DATA_HOME="$tmp" XDG_CONFIG_HOME="$tmp" XDG_CAC
 case $file in /*) ;; *) file="$root/$file" ;; esac
 status=0
 timeout 120 nvim --headless -u NONE -i NONE -n --cmd "set rtp^=$root" \
-  -c "runtime plugin/cfuture.lua" -c "luafile $file" </dev/null || status=$?
+  -c "runtime plugin/cfuture.lua" ${CF_NVIM_PRE:+-c "luafile $CF_NVIM_PRE"} -c "luafile $file" </dev/null || status=$?
 [ "$status" -eq 0 ] || echo "nvim exited with status $status"
 exit "$status"
