@@ -146,7 +146,6 @@ local function report(err, info)
   end
   io.stderr:write("cfuture: ", tostring(err), "\n")
 end
-M._report = report
 
 --- Configure error reporting (attach calls it with no options):
 --   notify = true (vim.notify, default) | false | function(msg, level)
