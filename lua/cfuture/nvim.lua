@@ -301,8 +301,8 @@ function M.status()
   for l in (cf.dump() .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
   local buf = vim.api.nvim_create_buf(false, true)
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
-  vim.api.nvim_buf_set_option(buf, "bufhidden", "wipe")
-  vim.api.nvim_buf_set_option(buf, "modifiable", false)
+  vim.bo[buf].bufhidden = "wipe"
+  vim.bo[buf].modifiable = false
   pcall(vim.api.nvim_buf_set_name, buf, "cfuture://status/" .. buf)
   vim.cmd("split")
   vim.api.nvim_win_set_buf(0, buf)

@@ -53,17 +53,17 @@ function M.open(opts)
 
   self.results_buf = api.nvim_create_buf(false, true)
   self.prompt_buf = api.nvim_create_buf(false, true)
-  api.nvim_buf_set_option(self.prompt_buf, "buftype", "prompt")
-  api.nvim_buf_set_option(self.prompt_buf, "bufhidden", "wipe")
-  api.nvim_buf_set_option(self.results_buf, "bufhidden", "wipe")
+  vim.bo[self.prompt_buf].buftype = "prompt"
+  vim.bo[self.prompt_buf].bufhidden = "wipe"
+  vim.bo[self.results_buf].bufhidden = "wipe"
   -- no undo history: clearing 100000 results would copy them all into it
-  api.nvim_buf_set_option(self.results_buf, "undolevels", -1)
+  vim.bo[self.results_buf].undolevels = -1
   vim.fn.prompt_setprompt(self.prompt_buf, PROMPT)
 
   vim.cmd("botright new")
   self.results_win = api.nvim_get_current_win()
   api.nvim_win_set_buf(self.results_win, self.results_buf)
-  api.nvim_win_set_option(self.results_win, "cursorline", true)
+  vim.wo[self.results_win].cursorline = true
   vim.cmd("belowright 1new")
   self.prompt_win = api.nvim_get_current_win()
   api.nvim_win_set_buf(self.prompt_win, self.prompt_buf)
