@@ -88,7 +88,7 @@ function T.alive(pid)
   return ok == 0 or ok == true
 end
 
---- Feed keys as typed (nvim_input) and wait until Neovim handled them.
+--- Feed keys as typed (nvim_input); a future of the next vim.schedule turn.
 function T.feed(keys)
   vim.api.nvim_input(keys)
   return cfn.schedule()
