@@ -105,7 +105,7 @@ end
 -- ---- errors ---------------------------------------------------------------
 
 local config = { notify = true, level = nil }
-local notified = {} -- error strings already shown (a task's own report, then its handle's GC)
+local notified, notified_n = {}, 0 -- error strings already shown (a task's own report, then its handle's GC)
 local installed_handler
 
 local function notify(msg)
@@ -205,7 +205,13 @@ local function start(fn, tname, show, ...)
       if r[1] then return unpack(r, 2, r.n) end
       local e = r[2]
       if show and not cf.is_cancelled(e) then
-        if type(e) == "string" then notified[e] = true end
+        if type(e) == "string" then
+          -- remembered until its handle's report comes (or forgotten: a
+          -- handle that is awaited never reports)
+          notified_n = notified_n + 1
+          if notified_n > 64 then notified, notified_n = {}, 1 end
+          notified[e] = true
+        end
         local id, nm = cf.current()
         notify(describe(e, { id = id, name = nm }))
       end

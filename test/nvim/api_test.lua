@@ -170,6 +170,7 @@ test("ui.select / ui.input: results, dismissal, a picker that answers twice", fu
     T.eq(cfn.ui.input({ prompt = "> " }):await(), "typed text")
     vim.api.nvim_feedkeys("\r", "t", false)
     T.eq(cfn.ui.input({ prompt = "> " }):await(), nil) -- empty: dismissed
+    io.stdout:write("\n") -- after input()'s echo of the prompt, for the TAP line
   end)
   vim.ui.select, vim.ui.input = orig_select, orig_input
   if not ok then error(err, 0) end
@@ -243,6 +244,19 @@ test("job: a cancelled task's process is really gone", function()
   T.eq({ cf.timeout(30, job:wait()):await() }, { nil, "timeout" })
   T.ok(T.wait_for(function() return not T.alive(job.pid) end, 3000):await(), "still alive after a timeout")
   T.eq(job:wait():await(), 143) -- 128 + SIGTERM
+  -- a signal of one's choice
+  local j3 = assert(cfn.job({ "sleep", "30" }, { detach = true }))
+  T.eq(j3:kill("SIGKILL"), true)
+  T.eq({ j3:wait():await() }, { 137, 9 })
+  T.eq(j3:kill(), false, "kill after exit")
+  T.eq(j3:is_running(), false)
+  -- stdin through job:write
+  local cat = assert(cfn.job({ "cat" }, { stdin = "pipe" }))
+  T.ok(cat:write("to cat\n"))
+  T.ok(cat:close_stdin())
+  T.eq(cat:read_line():await(), "to cat")
+  T.eq(cat:read_line():await(), nil)
+  T.eq(cat:wait():await(), 0)
   -- the function that started a job returns: the job is stopped
   local pid2
   cf.async(function()
