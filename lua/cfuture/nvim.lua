@@ -189,36 +189,38 @@ local function spawn_args(name, ...)
 end
 
 local function start(fn, tname, show, ...)
+  if type(fn) ~= "function" then
+    local f = fn -- a future: awaited by the task, so its errors are shown too
+    fn = function() return f:await() end
+  end
   local slot = {}
-  local body
-  if type(fn) == "function" then
-    local args = pack(...)
-    body = function()
-      local r = pack(xpcall(function() return fn(unpack(args, 1, args.n)) end, function(e)
-        if type(e) == "string" and not e:find("\nstack traceback:", 1, true) then
-          return debug.traceback(e, 2)
-        end
-        return e
-      end))
-      live[slot.h or false] = nil
+  local args = pack(...)
+  local body = function()
+    -- however the task ends (cancelled too), it leaves the live set
+    cf.defer(function()
       slot.done = true
-      if r[1] then return unpack(r, 2, r.n) end
-      local e = r[2]
-      if show and not cf.is_cancelled(e) then
-        if type(e) == "string" then
-          -- remembered until its handle's report comes (or forgotten: a
-          -- handle that is awaited never reports)
-          notified_n = notified_n + 1
-          if notified_n > 64 then notified, notified_n = {}, 1 end
-          notified[e] = true
-        end
-        local id, nm = cf.current()
-        notify(describe(e, { id = id, name = nm }))
+      if slot.h then live[slot.h] = nil end
+    end)
+    local r = pack(xpcall(function() return fn(unpack(args, 1, args.n)) end, function(e)
+      if type(e) == "string" and not e:find("\nstack traceback:", 1, true) then
+        return debug.traceback(e, 2)
       end
-      error(e, 0)
+      return e
+    end))
+    if r[1] then return unpack(r, 2, r.n) end
+    local e = r[2]
+    if show and not cf.is_cancelled(e) then
+      if type(e) == "string" then
+        -- remembered until its handle's report comes (or forgotten: a
+        -- handle that is awaited never reports)
+        notified_n = notified_n + 1
+        if notified_n > 64 then notified, notified_n = {}, 1 end
+        notified[e] = true
+      end
+      local id, nm = cf.current()
+      notify(describe(e, { id = id, name = nm }))
     end
-  else
-    body = fn
+    error(e, 0)
   end
   local h = cf.spawn { body, name = tname }
   if not slot.done then

@@ -320,6 +320,28 @@ test("spawn_for_buf: wiping the buffer cancels the task (and its job)", function
     "cfuture.nvim.spawn_for_buf: argument #1: buffer " .. buf .. " does not exist")
 end)
 
+test("tasks leave cfn.tasks() however they end; a future can be spawned", function()
+  local before = #cfn.tasks()
+  local hs = {
+    cfn.spawn(function() cf.sleep(5):await() end),
+    cfn.spawn({ function() error("x") end, notify = false }),
+    cfn.spawn(function() cf.sleep(10000):await() end),
+    cfn.spawn(cf.sleep(5)),
+  }
+  T.eq(#cfn.tasks(), before + 4)
+  hs[3]:abort()
+  for _, h in ipairs(hs) do pcall(h.await, h) end
+  T.eq(#cfn.tasks(), before)
+  -- a spawned future that fails is shown like a function's error
+  T.notifications(true)
+  local f = cfn.spawn(cf.async(function() error("future failed") end)())
+  pcall(f.await, f)
+  cf.sleep(10):await()
+  local notes = T.notifications(true)
+  T.eq(#notes, 1)
+  T.ok(notes[1]:find("future failed", 1, true), notes[1])
+end)
+
 test("a task that runs Neovim's loop (vim.wait) does not break the driver", function()
   local woke = false
   local other = cfn.spawn(function() cf.sleep(10):await(); woke = true end)
