@@ -5,6 +5,10 @@
 -- never waits on it.
 if vim.g.loaded_cfuture then return end
 vim.g.loaded_cfuture = true
+if vim.fn.has("nvim-0.7") == 0 then
+  vim.api.nvim_err_writeln("cfuture: Neovim 0.7 or later is needed")
+  return
+end
 
 vim.api.nvim_create_autocmd("VimLeavePre", {
   callback = function()

@@ -275,6 +275,7 @@ test("system: output and code; a dropped run kills the process", function()
   T.eq(res, { nil, "timeout" })
   local pid = read_pid(pidfile)
   T.ok(T.wait_for(function() return not T.alive(pid) end, 3000):await(), "the process outlived its run")
+  T.raises(function() cfn.system({ "/nonexistent/prog" }):await() end, "is not executable")
   if vim.system then -- the jobstart path, forced
     local r3 = cfn.system({ "sh", "-c", "printf x" }, { _jobstart = true }):await()
     T.eq(r3.stdout, "x")
