@@ -1,20 +1,23 @@
 -- Neovim plugin entry: put this repository (or the installed rock's
 -- directory) on 'runtimepath'. The runtime is attached lazily, by the first
--- require "cfuture.nvim" call that spawns or attaches; it detaches before
--- Neovim exits so that :qa never waits on it.
+-- require "cfuture.nvim" call that spawns or attaches; before Neovim exits
+-- the tasks started through it are cancelled and it detaches, so that :qa
+-- never waits on it.
 if vim.g.loaded_cfuture then return end
 vim.g.loaded_cfuture = true
+if vim.fn.has("nvim-0.7") == 0 then
+  vim.api.nvim_err_writeln("cfuture: Neovim 0.7 or later is needed")
+  return
+end
 
 vim.api.nvim_create_autocmd("VimLeavePre", {
   callback = function()
-    local ok, cfn = pcall(require, "cfuture.nvim")
-    if ok then cfn.detach() end
+    local cfn = package.loaded["cfuture.nvim"]
+    if cfn then cfn.leave() end
   end,
 })
 
+-- the driver's state and the task tree (cf.dump) in a scratch buffer
 vim.api.nvim_create_user_command("CfutureStatus", function()
-  local cfn = require "cfuture.nvim"
-  local n = #cfn.cf.tasks()
-  print(("cfuture: %s, %d task(s), %d step(s)"):format(
-    cfn.is_attached() and "attached" or "detached", n, cfn.steps()))
+  require("cfuture.nvim").status()
 end, {})

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Quitting Neovim cancels the tasks started through cfuture.nvim: their
+# cf.defer cleanups run, their jobs are stopped, and :qa! does not wait.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export CF_NVIM_TMP="$tmp" LUA_CPATH="$1/?.so;;"
+export XDG_STATE_HOME="$tmp" XDG_DATA_HOME="$tmp" XDG_CONFIG_HOME="$tmp"
+start=$(date +%s%N)
+timeout 30 nvim --headless -u NONE -i NONE -n --cmd "set rtp^=$root" \
+  -c "runtime plugin/cfuture.lua" -c "luafile $root/test/nvim/leave_test.lua" </dev/null
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; }
+pid=$(cat "$tmp/pid" 2>/dev/null || echo 0)
+check "the task's job started (pid $pid)" '[ "$pid" -gt 0 ]'
+check "the task's cf.defer cleanup ran at VimLeavePre" '[ "$(cat "$tmp/cleaned" 2>/dev/null)" = "cleanup ran" ]'
+sleep 0.3
+check "the job is gone after exit" '! kill -0 "$pid" 2>/dev/null'
+check "Neovim quit without waiting ($ms ms, under 5000)" '[ "$ms" -lt 5000 ]'
+exit $fail

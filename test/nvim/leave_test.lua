@@ -1,0 +1,19 @@
+-- Run by leave.sh: a plugin task with a job and a cf.defer cleanup is
+-- running when Neovim quits; VimLeavePre must cancel it (the cleanup
+-- writes its file) and Neovim must exit at once.
+local cfn = require "cfuture.nvim"
+local cf = cfn.cf
+local dir = os.getenv("CF_NVIM_TMP")
+cfn.spawn(function()
+  local job = assert(cfn.job({ "sleep", "30" }))
+  local f = assert(io.open(dir .. "/pid", "w"))
+  f:write(job.pid)
+  f:close()
+  cf.defer(function()
+    local g = assert(io.open(dir .. "/cleaned", "w"))
+    g:write("cleanup ran")
+    g:close()
+  end)
+  cf.sleep(60000):await()
+end)
+vim.defer_fn(function() vim.cmd("qa!") end, 200)
