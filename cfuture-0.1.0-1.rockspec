@@ -47,6 +47,7 @@ build = {
     ["cfuture.ngx"] = "lua/cfuture/ngx.lua",
     ["cfuture.socket"] = "lua/cfuture/socket.lua",
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
+    ["cfuture.nvim.test"] = "lua/cfuture/nvim/test.lua",
     ["cfuture.luv"] = "lua/cfuture/luv.lua",
   },
   copy_directories = { "examples", "docs", "library", "plugin" },

@@ -114,7 +114,8 @@ describe("library/cfuture.lua (LuaLS annotations)", function()
     assert.is_truthy(meta:match("^%-%-%-@meta cfuture\n"))
     assert.is_function(load(meta, "=library/cfuture.lua"))
     for _, f in ipairs({ "library/cfuture/thread.lua", "library/cfuture/core.lua",
-      "library/cfuture/luv.lua", "library/cfuture/nvim.lua" }) do
+      "library/cfuture/luv.lua", "library/cfuture/nvim.lua", "library/cfuture/nvim/test.lua",
+      "library/cfuture/socket.lua" }) do
       assert.is_function(load(read(f), "=" .. f))
     end
   end)
