@@ -4,36 +4,14 @@
 local cf = require "cfuture"
 local csocket = require "cfuture.socket"
 local support = require "support"
+local elapsed = support.elapsed
+local ticker = support.ticker
+local free_port = support.unused_port
 local cs = require "compat_support"
 
 local slow = support.slow
 
 cs.libs()
-
-local function elapsed(fn)
-  local t0 = cf.now()
-  fn()
-  return cf.now() - t0
-end
-
--- a task that counts 10 ms ticks: proof that other tasks ran meanwhile
-local function ticker()
-  local t = { n = 0 }
-  t.h = cf.spawn(function()
-    while true do
-      cf.sleep(10):await()
-      t.n = t.n + 1
-    end
-  end)
-  return t
-end
-
-local function free_port()
-  local l = assert(cf.net.listen("127.0.0.1", 0))
-  local _, p = l:local_address()
-  l:close()
-  return p
-end
 
 describe("redis-lua on cfuture.socket", function()
   local r, redis

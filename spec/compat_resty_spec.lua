@@ -4,6 +4,7 @@
 -- against a real redis-server and memcached started for the spec.
 local cf = require "cfuture"
 local support = require "support"
+local refused_port = support.unused_port
 local cs = require "compat_support"
 local slow = support.slow
 
@@ -13,13 +14,6 @@ local redis = require "resty.redis"
 local memcached = require "resty.memcached"
 
 local function run(fn) return cf.block_on(fn) end
-
-local function refused_port()
-  local l = assert(cf.net.listen("127.0.0.1", 0))
-  local _, port = l:local_address()
-  l:close()
-  return port
-end
 
 -- The client connections redis-server has now, not counting redis-cli's own.
 -- (total_connections_received counts every redis-cli call.)

@@ -3,6 +3,8 @@
 -- time, resetting), with OpenResty's exact results and error strings.
 local cf = require "cfuture"
 local support = require "support"
+local refused_port = support.unused_port
+local ticker = support.ticker
 local ngx = require "cfuture.ngx"
 local S = ngx.cfuture.settings
 local slow = support.slow
@@ -43,25 +45,6 @@ local function line_server(c)
 end
 
 local function run(fn) return cf.block_on(fn) end
-
-local function refused_port()
-  local l = assert(cf.net.listen("127.0.0.1", 0))
-  local _, port = l:local_address()
-  l:close()
-  return port
-end
-
--- A ticker task: counts how often it ran while the test task waited.
-local function ticker(ms)
-  local t = { n = 0, stop = false }
-  t.h = cf.spawn(function()
-    while not t.stop do
-      cf.sleep(ms):await()
-      t.n = t.n + 1
-    end
-  end)
-  return t
-end
 
 after_each(function()
   ngx.cfuture.close_pools()

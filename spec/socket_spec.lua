@@ -3,6 +3,9 @@
 local cf = require "cfuture"
 local socket = require "cfuture.socket"
 local support = require "support"
+local free_port = support.unused_port
+local ticker = support.ticker
+local elapsed = support.elapsed
 
 local slow = support.slow
 local unpack = table.unpack or unpack
@@ -33,32 +36,6 @@ local function echo_lines(conn)
     if not line then return end
     conn:write(line .. "\n"):await()
   end
-end
-
-local function free_port()
-  local l = assert(cf.net.listen("127.0.0.1", 0))
-  local _, p = l:local_address()
-  l:close()
-  return p
-end
-
--- a task that counts 10 ms ticks: proof that other tasks ran meanwhile
-local function ticker()
-  local t = { n = 0 }
-  t.h = cf.spawn(function()
-    while true do
-      cf.sleep(10):await()
-      t.n = t.n + 1
-    end
-  end)
-  return t
-end
-
-local function elapsed(fn)
-  local t0 = cf.now()
-  local function pack(...) return { n = select("#", ...), ... } end
-  local r = pack(fn())
-  return cf.now() - t0, unpack(r, 1, r.n)
 end
 
 local function connected(port)

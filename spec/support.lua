@@ -194,4 +194,36 @@ function M.json_decode(text)
 end
 M.null = setmetatable({}, { __tostring = function() return "null" end })
 
+-- A TCP port that nothing listens on now (a listener's, closed again).
+function M.unused_port()
+  local cf = require "cfuture"
+  local l = assert(cf.net.listen("127.0.0.1", 0))
+  local _, port = l:local_address()
+  l:close()
+  return port
+end
+
+-- A task that counts ticks of `ms` (default 10) milliseconds, as proof that
+-- other tasks ran while the test waited: t.n ticks so far; t.stop = true
+-- (or t.h:abort()) ends it.
+function M.ticker(ms)
+  local cf = require "cfuture"
+  local t = { n = 0, stop = false }
+  t.h = cf.spawn(function()
+    while not t.stop do
+      cf.sleep(ms or 10):await()
+      t.n = t.n + 1
+    end
+  end)
+  return t
+end
+
+-- Milliseconds fn() took, then its results.
+function M.elapsed(fn)
+  local cf = require "cfuture"
+  local t0 = cf.now()
+  local r = table.pack(fn())
+  return cf.now() - t0, table.unpack(r, 1, r.n)
+end
+
 return M
