@@ -453,17 +453,21 @@ function M.autocmd(event, opts)
   end, function(id) pcall(vim.api.nvim_del_autocmd, id) end)
 end
 
+-- A future of what the receive future rx gives: the value, or nil once
+-- the channel is closed.
+local value_or_nil = cf.async(function(rx)
+  local v, ok = rx:await()
+  if ok then return v end
+  return nil
+end)
+
 local Events = {}
 Events.__index = Events
 
 --- The next event, or nil once closed (a future).
 function Events:next()
   local rx = self.ch:recv()
-  return cf.async(function()
-    local v, ok = rx:await()
-    if ok then return v end
-    return nil
-  end)()
+  return value_or_nil(rx)
 end
 
 --- for args in events:iter() do ... end (inside a task).
@@ -604,11 +608,7 @@ function Job:read_line(which)
   local ch = self[which or "stdout"]
   if not ch then error("job:read_line: the job's " .. tostring(which or "stdout") .. " is not read", 2) end
   local rx = ch:recv()
-  return cf.async(function()
-    local v, ok = rx:await()
-    if ok then return v end
-    return nil
-  end)()
+  return value_or_nil(rx)
 end
 
 --- A future of the exit code (and the signal number for a job stopped by
