@@ -501,6 +501,13 @@ local function begin_read(self, fname)
   return s
 end
 
+-- A read failed for good (the end of the stream too soon when err is nil):
+-- the connection is closed; the partial result is what arrived.
+local function lost(self, err, code, partial)
+  fail(self)
+  return nil, err and err_text(err, code) or "closed", partial
+end
+
 local function read_line(self, s)
   local parts
   while true do
@@ -516,11 +523,9 @@ local function read_line(self, s)
       end
       -- the end of the stream before a newline
       local partial = parts and concat(parts) .. data or data
-      fail(self)
-      return nil, "closed", strip_cr(partial)
+      return lost(self, nil, nil, strip_cr(partial))
     elseif err == nil then
-      fail(self)
-      return nil, "closed", parts and strip_cr(concat(parts)) or ""
+      return lost(self, nil, nil, parts and strip_cr(concat(parts)) or "")
     elseif err == "timeout" and code == nil then
       local partial = (parts and concat(parts) or "") .. take_buffered(s)
       return nil, "timeout", strip_cr(partial)
@@ -528,8 +533,7 @@ local function read_line(self, s)
       parts = parts or {}
       parts[#parts + 1] = s:read(LINE_CHUNK):await()
     else
-      fail(self)
-      return nil, err_text(err, code), parts and strip_cr(concat(parts)) or ""
+      return lost(self, err, code, parts and strip_cr(concat(parts)) or "")
     end
   end
 end
@@ -538,16 +542,13 @@ local function read_bytes(self, s, n)
   local data, err, code = timed_read(self, s, function() return s:read_exact(n) end)
   if data ~= nil then
     if #data == n then return data end
-    fail(self)
-    return nil, "closed", data
+    return lost(self, nil, nil, data)
   elseif err == nil then
-    fail(self)
-    return nil, "closed", ""
+    return lost(self, nil, nil, "")
   elseif err == "timeout" and code == nil then
     return nil, "timeout", take_buffered(s)
   end
-  fail(self)
-  return nil, err_text(err, code), ""
+  return lost(self, err, code, "")
 end
 
 local function read_all(self, s)
@@ -562,8 +563,7 @@ local function read_all(self, s)
     elseif err == "timeout" and code == nil then
       return nil, "timeout", concat(parts)
     else
-      fail(self)
-      return nil, err_text(err, code), concat(parts)
+      return lost(self, err, code, concat(parts))
     end
   end
 end
@@ -623,18 +623,15 @@ local function read_until(self, s, pat, inclusive, size)
       if sub(data, -plen) == pat then
         return inclusive and data or sub(data, 1, -plen - 1), true
       end
-      fail(self)
-      return nil, "closed", data
+      return lost(self, nil, nil, data)
     elseif err == nil then
-      fail(self)
-      return nil, "closed", ""
+      return lost(self, nil, nil, "")
     elseif err == "timeout" and code == nil then
       return nil, "timeout", take_safe(s, pat)
     elseif code == "ENOBUFS" then
       return s:read_exact(size):await()
     end
-    fail(self)
-    return nil, err_text(err, code), ""
+    return lost(self, err, code, "")
   end
   local window = LINE_CHUNK
   if window < 2 * plen then window = 2 * plen end
@@ -647,19 +644,16 @@ local function read_until(self, s, pat, inclusive, size)
         return concat(parts)
       end
       parts[#parts + 1] = data
-      fail(self)
-      return nil, "closed", concat(parts)
+      return lost(self, nil, nil, concat(parts))
     elseif err == nil then
-      fail(self)
-      return nil, "closed", concat(parts)
+      return lost(self, nil, nil, concat(parts))
     elseif err == "timeout" and code == nil then
       parts[#parts + 1] = take_safe(s, pat)
       return nil, "timeout", concat(parts)
     elseif code == "ENOBUFS" then
       parts[#parts + 1] = s:read_exact(window - plen + 1):await()
     else
-      fail(self)
-      return nil, err_text(err, code), concat(parts)
+      return lost(self, err, code, concat(parts))
     end
   end
 end
