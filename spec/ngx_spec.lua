@@ -974,3 +974,39 @@ describe("ngx helpers", function()
     package.loaded.ngx = nil
   end)
 end)
+
+describe("ngx.socket.tcp pool counts under cancellation", function()
+  it("gives back the slot of a connect cancelled mid-handshake and the place of a cancelled waiter", function()
+    run(function()
+      -- a listener that nobody accepts from, its queue full: connects hang
+      local l = assert(cf.net.listen("127.0.0.1", 0, { backlog = 0 }))
+      local _, port = l:local_address()
+      local held = {}
+      for _ = 1, 4 do held[#held + 1] = cf.timeout(100, cf.net.connect("127.0.0.1", port)):await() end
+      local opts = { pool = "cancelled-connects", pool_size = 1, backlog = 5 }
+      local function connecting()
+        return cf.spawn(function()
+          local s = ngx.socket.tcp()
+          s:settimeout(5000)
+          return s:connect("127.0.0.1", port, opts)
+        end)
+      end
+      local info = function() return ngx.cfuture.pool_info("cancelled-connects") end
+      local a = connecting()
+      cf.sleep(30):await()
+      assert.is_false(a:is_finished())
+      assert.are.equal(1, info().connections)
+      local b = connecting() -- waits for a's slot
+      cf.sleep(30):await()
+      assert.are.same({ 1, 1 }, { info().connections, info().waiting })
+      b:abort()
+      cf.sleep(5):await()
+      assert.are.equal(0, info().waiting)
+      a:abort()
+      cf.sleep(5):await()
+      assert.are.same({ 0, 0 }, { info().connections, info().waiting })
+      for _, s in ipairs(held) do s:close() end
+      l:close()
+    end)
+  end)
+end)

@@ -818,6 +818,34 @@ local function connect_error(host, msg, code)
   return err_text(msg, code)
 end
 
+-- Wait up to `left` ms for a slot of the pool, counted among its waiting
+-- connects; the count drops however the wait ends (a cancelled connect too).
+local wait_slot = cf.async(function(pool, left)
+  pool.waiting = pool.waiting + 1
+  cf.defer(function() pool.waiting = pool.waiting - 1 end)
+  return cf.timeout(left, pool.notify:wait()):await()
+end)
+
+-- A new connection, counted in its pool (if any) from the start: its slot
+-- is given back unless the connect succeeds, however it ends (a cancelled
+-- connect too). Returns the stream (or nil, msg, code) and the slot.
+local connect_in = cf.async(function(pool, host, port, left)
+  local slot, done
+  if pool then
+    pool.connections = pool.connections + 1
+    slot = new_slot(pool)
+    cf.defer(function()
+      if not done then
+        slot.live = false
+        release_slot(pool)
+      end
+    end)
+  end
+  local s, msg, code = cf.timeout(left, cf.net.connect(host, port)):await()
+  done = s ~= nil
+  return s, msg, code, slot
+end)
+
 function tcp:connect(host, port, opts)
   check_sock(self, "tcpsock:connect")
   if type(host) ~= "string" then argerr("tcpsock:connect", 2, "a host name or address", host) end
@@ -886,26 +914,13 @@ function tcp:connect(host, port, opts)
       if pool.waiting >= pool.backlog then return nil, "too many waiting connect operations" end
       local left = deadline - cf.now()
       if left <= 0 then return nil, "timeout" end
-      pool.waiting = pool.waiting + 1
-      local okw, r, why = pcall(function() return cf.timeout(left, pool.notify:wait()):await() end)
-      pool.waiting = pool.waiting - 1
-      if not okw then error(r, 0) end
+      local r, why = wait_slot(pool, left):await()
       if r == nil and why == "timeout" then return nil, "timeout" end
-    end
-    -- a new connection, counted in its pool from now on
-    local slot
-    if pool then
-      pool.connections = pool.connections + 1
-      slot = new_slot(pool)
     end
     local left = deadline - cf.now()
     if left < 1 then left = 1 end
-    local s, msg, code = cf.timeout(left, cf.net.connect(host, pn)):await()
+    local s, msg, code, slot = connect_in(pool, host, pn, left):await()
     if not s then
-      if slot then
-        slot.live = false
-        release_slot(pool)
-      end
       if msg == "timeout" and code == nil then return nil, "timeout" end
       return nil, connect_error(host, msg, code)
     end
