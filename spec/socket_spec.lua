@@ -383,6 +383,58 @@ describe("cfuture.socket", function()
     stop()
   end)
 
+  it("tells a reset from the end in receive('*a'): nil, 'closed' and what came", function()
+    local port, stop = server(function(conn)
+      conn:write("01234"):await()
+      cf.sleep(50):await()
+      conn:reset()
+    end)
+    cf.block_on(function()
+      local c = connected(port)
+      assert.same({ nil, "closed", "01234" }, { c:receive("*a") })
+      c:close()
+    end)
+    stop()
+    local port2, stop2 = server(function(conn) conn:write("56789"):await() end)
+    cf.block_on(function()
+      local c = connected(port2)
+      assert.same({ "56789" }, { c:receive("*a") }) -- a clean end is success
+      c:close()
+    end)
+    stop2()
+  end)
+
+  it("lets the bytes of a timed-out send go out before close, as the kernel would", function()
+    local size = 16 * 1024 * 1024
+    local got
+    local port, stop = server(function(conn)
+      cf.sleep(200):await() -- a slow reader: the client's sends time out
+      local n = #conn:read_all():await()
+      conn:close()
+      got = n
+    end)
+    cf.block_on(function()
+      local c = connected(port)
+      c:settimeout(0.02)
+      local data = string.rep("y", size)
+      local i, timeouts = 1, 0
+      while i <= #data do
+        local n, err, last = c:send(data, i)
+        if n then break end
+        assert.equal("timeout", err)
+        timeouts = timeouts + 1
+        i = last + 1
+      end
+      assert.is_true(timeouts >= 1)
+      c:close()
+      local t0 = cf.now()
+      while got == nil and cf.now() - t0 < 20000 * slow do cf.sleep(10):await() end
+      cf.sleep(20):await() -- the descriptors' close callbacks, before the next test counts them
+    end)
+    assert.equal(size, got)
+    stop()
+  end)
+
   it("gives 'closed' and what came when the peer resets mid-line", function()
     local port, stop = server(function(conn)
       conn:write("par"):await()
@@ -456,7 +508,11 @@ describe("cfuture.socket", function()
   end)
 
   it("gives 'timeout' to a send the peer never reads, with every byte handed over", function()
-    local port, stop = server(function() cf.sleep(10000):await() end)
+    local held
+    local port, stop = server(function(conn)
+      held = conn
+      cf.sleep(10000):await()
+    end)
     cf.block_on(function()
       local c = connected(port)
       c:settimeout(0.1)
@@ -470,7 +526,13 @@ describe("cfuture.socket", function()
       assert.same({ nil, "timeout", #chunk }, r)
       assert.is_true(t.n >= 2, "ticks " .. t.n)
       t.h:abort()
-      c:close()
+      local before = support.fd_count()
+      c:close() -- its queued bytes wait for the peer: the descriptor stays
+      cf.sleep(20):await()
+      assert.equal(before, support.fd_count())
+      held:close() -- the peer goes away: the queued write fails, the socket closes
+      cf.sleep(50):await()
+      assert.equal(before - 2, support.fd_count())
     end)
     stop()
   end)

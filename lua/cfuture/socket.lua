@@ -37,6 +37,9 @@ M._VERSION = "LuaSocket 3.1.0 (cfuture)"
 M._DEBUG = false
 M.BLOCKSIZE = 2048
 
+-- How long close() lets writes left by a timed-out send go out.
+local FLUSH_MS = 30000
+
 -- What a read asks the stream for when it fills the socket's own buffer.
 local CHUNK = 65536
 -- The longest line the stream's read_until holds before it gives up; a
@@ -376,7 +379,8 @@ local function recv_all(self, parts, t0)
     local err
     if not d then d, err = stream_read(self, CHUNK, t0) end
     if not d then
-      if err == "closed" and total > 0 then return true end
+      -- the end of the stream is success; a reset ("closed" too) is not
+      if err == "closed" and total > 0 and self.eof then return true end
       return nil, err
     end
     parts[#parts + 1] = d
@@ -579,12 +583,15 @@ local function send_impl(self, data, i, j)
   local ms = wait_ms(self, t0)
   local ok, msg, code = await_for(self.stream:write(piece), ms)
   if ok == TIMEOUT then
-    -- the write stays queued and goes out in order: every byte was handed over
+    -- the write stays queued and goes out in order: every byte was handed
+    -- over (close() lets it go out first)
     self.nsent = self.nsent + #piece
+    self.unflushed = true
     return nil, "timeout", j
   end
   if ok then
     self.nsent = self.nsent + #piece
+    self.unflushed = nil -- writes complete in order: the earlier ones are out
     return j, nil, nil
   end
   return nil, errstr(msg, code), i - 1
@@ -597,6 +604,7 @@ function methods:send(data, i, j)
     local ok, msg, code = self.stream:write(data):await()
     if ok then
       self.nsent = self.nsent + #data
+      self.unflushed = nil
       return #data, nil, nil
     end
     return nil, errstr(msg, code), 0
@@ -900,6 +908,16 @@ function methods:close()
     if self.stream then
       if lg and lg.on and lg.timeout == 0 then
         self.stream:reset() -- SO_LINGER with a zero timeout: close with a reset
+      elseif self.unflushed then
+        -- a send that timed out is still queued: as the kernel would after
+        -- close(2), send it (then the end of stream) before closing, for
+        -- at most FLUSH_MS
+        local st = self.stream
+        local function flush()
+          timeout(FLUSH_MS, st:write("")):await() -- done when the queue is
+          st:close()
+        end
+        if current() then cf.spawn(flush) else block_on(flush) end
       else
         self.stream:close()
       end

@@ -308,7 +308,9 @@ int cfu_stream_write(cfu_stream *s, const char *data, size_t len, cfu_write **w,
   }
   int n = cfu_stream_try_write(s, data, len);
   if (n < 0) return n;
-  if ((size_t)n == len) return 0;
+  /* all of it taken; an empty write behind queued ones waits for them (a
+   * flush), else it is done */
+  if ((size_t)n == len && (len != 0 || s->h.stream.write_queue_size == 0)) return 0;
   cfu_write *nw = cfu_write_new(data + n, len - (size_t)n);
   if (!nw) return UV_ENOMEM;
   int r = cfu_write_submit(s, nw, waker);
