@@ -227,6 +227,19 @@ describe("cf.coroutine", function()
     assert.are.same({ "closed" }, log)
   end)
 
+  it("reports an error of the coroutine's <close> variables on cancellation #lua54", function()
+    local seen = {}
+    local prev = cf.on_error(function(e) seen[#seen + 1] = tostring(e):match("^[^\n]*") end)
+    cf.block_on(cf.timeout(20, function()
+      C.wrap(function()
+        local g <close> = setmetatable({}, { __close = function() error("close boom", 0) end })
+        cf.sleep(5000):await()
+      end)()
+    end))
+    cf.on_error(prev)
+    assert.are.same({ "close boom" }, seen)
+  end)
+
   it("install() gives libraries loaded afterwards the replacements; uninstall() undoes it", function()
     local orig_wrap, orig_resume = coroutine.wrap, coroutine.resume
     C.install()

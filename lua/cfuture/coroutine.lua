@@ -42,7 +42,10 @@ return function(cf)
       local Guard = { __close = function(g)
         if g.armed then
           waiting[g.co] = nil
-          close(g.co)
+          -- an error in the coroutine's own <close> variables is reported
+          -- as one in the task's would be
+          local ok, err = close(g.co)
+          if not ok then error(err, 0) end
         end
       end }
       local function disarm(g, ...)

@@ -546,7 +546,8 @@ static int await_outside(lua_State *L) {
     return luaL_error(L, "await: not inside a task (the main chunk is not a task: run the code "
                          "with cf.block_on or cf.spawn)");
   return luaL_error(L, "await: not inside a task (this coroutine was not started by cfuture: "
-                       "await works in async functions and in functions run by spawn/block_on)");
+                       "await works in async functions, in functions run by spawn/block_on, "
+                       "and in coroutines resumed by cf.coroutine.resume/wrap)");
 }
 
 /* The task has used its budget of ready awaits for this poll: await's
