@@ -45,7 +45,7 @@ function M.proc_cpu(pid)
   local s = f:read("*a")
   f:close()
   -- after the command name "(...)": state is field 3, utime 14, stime 15
-  local rest = s:match("%) (.*)$")
+  local rest = s:match(".*%) (.*)$") -- the name may hold spaces and ")"
   local i, ut = 2, nil
   for w in rest:gmatch("%S+") do
     i = i + 1
