@@ -10,6 +10,10 @@
 #                       on cfuture.ngx: C light threads (cC, cC-P16, c1)
 #                       under nginx + ngx_http_lua_module ("openresty"): the
 #                       same Lua code (resty_work.lua) in one request
+#   raw                 no library: RESP by hand on cfuture streams
+#                       (raw_cfuture.lua), what cfuture itself costs (c1, cC,
+#                       cC-P16); "layer us/op" of a cfuture row is its client
+#                       CPU per operation minus raw's, same Lua and case
 # Every Lua client runs the SET, GET and INCR phases of workload.lua (N
 # operations each, checked: replies, DBSIZE, the INCR total) and prints one
 # result line; the table gives medians over the rounds. The Lua cases run on
@@ -22,7 +26,7 @@
 # $BUILD/openresty: installing them would replace Debian's LuaJIT.
 #
 # Environment: N (20000 operations per phase), C (50), PIPE (16), LUAS
-# ("lua5.4 luajit"), CASES (all: "bench luasocket cfuture resty openresty"),
+# ("lua5.4 luajit"), CASES (all: "bench luasocket raw cfuture resty openresty"),
 # TIMEOUT (120 s per case), BUILD (/tmp/cfuture-redisbench),
 # CFUTURE_COMPAT_LIBS (/tmp/cfuture-compat-libs). Raw result lines go to
 # $BUILD/results.txt, every case's stderr to $BUILD/logs/.
@@ -36,7 +40,7 @@ N=${N:-20000}
 C=${C:-50}
 PIPE=${PIPE:-16}
 LUAS=${LUAS:-lua5.4 luajit}
-CASES=${CASES:-bench luasocket cfuture resty openresty}
+CASES=${CASES:-bench luasocket raw cfuture resty openresty}
 TIMEOUT=${TIMEOUT:-120}
 export CFUTURE_COMPAT_LIBS=${CFUTURE_COMPAT_LIBS:-/tmp/cfuture-compat-libs}
 LOGS=$BUILD/logs
@@ -118,6 +122,16 @@ for lua in $LUAS; do
       lua_cases+=("redis-lua/cfuture/$lua c$C-P$PIPE|$lua $HERE/redis_lua.lua cfuture $RPORT $N $C $PIPE")
     else
       skip "redis-lua/cfuture/$lua: $probe"
+    fi
+  fi
+  if has_case raw; then
+    probe=$("$lua" "$HERE/probe.lua" cfuture 2>&1)
+    if [ "$probe" = ok ]; then
+      lua_cases+=("raw/cfuture/$lua c1|$lua $HERE/raw_cfuture.lua $RPORT $N 1 1")
+      lua_cases+=("raw/cfuture/$lua c$C|$lua $HERE/raw_cfuture.lua $RPORT $N $C 1")
+      lua_cases+=("raw/cfuture/$lua c$C-P$PIPE|$lua $HERE/raw_cfuture.lua $RPORT $N $C $PIPE")
+    else
+      skip "raw/cfuture/$lua: $probe"
     fi
   fi
   if has_case resty; then
@@ -293,8 +307,8 @@ awk -v k="$K" -v C="$C" -v P="$PIPE" '
     if (field("set_srv") != "") add(row ",srv", (field("set_srv") + field("get_srv") + field("incr_srv")) / 3)
   }
   END {
-    printf "| client / I/O / Lua | case | SET/s | GET/s | INCR/s | all/s | client us/op | server us/op | x redis-benchmark | x LuaSocket | x LuaSocket by CPU | x OpenResty | x OpenResty by CPU | runs ok |\n"
-    printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    printf "| client / I/O / Lua | case | SET/s | GET/s | INCR/s | all/s | client us/op | server us/op | x redis-benchmark | x LuaSocket | x LuaSocket by CPU | x OpenResty | x OpenResty by CPU | layer us/op | runs ok |\n"
+    printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     for (i = 1; i <= nr; i++) {
       row = rows[i]; split(row, pc, " "); peer = pc[1]; cs = pc[2]
       split(peer, pp, "/"); lib = pp[1]; io = pp[2]; lua = pp[3]
@@ -306,13 +320,15 @@ awk -v k="$K" -v C="$C" -v P="$PIPE" '
       lsc = m("redis-lua/luasocket/" lua " c1" (piped ? "-P" P : "") ",cpu")
       orr = m("resty/openresty/luajit2 " cs ",all"); orc = m("resty/openresty/luajit2 " cs ",cpu")
       a = m(row ",all"); cu = m(row ",cpu"); sv = m(row ",srv")
-      printf "| %s | %s | %.0f | %.0f | %.0f | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %d/%d |\n", peer, cs,
+      raw = m("raw/cfuture/" lua " " cs ",cpu")
+      layer = (io == "cfuture" && lib != "raw" && raw != "") ? sprintf("%.1f", cu - raw) : "-"
+      printf "| %s | %s | %.0f | %.0f | %.0f | %.0f | %.1f | %s | %s | %s | %s | %s | %s | %s | %d/%d |\n", peer, cs,
         m(row ",set"), m(row ",get"), m(row ",incr"), a, cu, sv == "" ? "-" : sprintf("%.1f", sv),
         lib == "redis-benchmark" ? "1.00" : ratio(a, rb),
         lib == "redis-lua" && io != "luasocket" ? ratio(a, ls) : "-",
         lib == "redis-lua" && io != "luasocket" ? ratio(lsc, cu) : "-",
         lib == "resty" && io != "openresty" ? ratio(a, orr) : "-",
-        lib == "resty" && io != "openresty" ? ratio(orc, cu) : "-", cnt[row], k
+        lib == "resty" && io != "openresty" ? ratio(orc, cu) : "-", layer, cnt[row], k
     }
   }' "$RESULTS"
 
