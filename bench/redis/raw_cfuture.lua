@@ -3,14 +3,22 @@
 -- (cf.net.connect, write, read_line, read_exact), CONNS tasks with a connection
 -- each. What cfuture itself costs for this traffic; the redis-lua and
 -- lua-resty-redis rows add their library and the compatibility layer to it.
+-- TIMEOUT_MS (5th argument) wraps every read in cf.timeout(TIMEOUT_MS, ...),
+-- as the compatibility layers do for settimeout: the cost of that alone.
 -- Prints one result line; exits 1 if a check fails.
 local H = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/common.lua")
 local W = require "workload"
 local port = tonumber(arg[1])
 local N, C, P = tonumber(arg[2] or 20000), tonumber(arg[3] or 50), tonumber(arg[4] or 1)
 assert(port and N and C and P and N % C == 0, "usage: raw_cfuture.lua PORT N CONNS PIPE (N a multiple of CONNS)")
+local TMO = tonumber(arg[5])
 local cf = require "cfuture"
 local fail = H.fail
+local timeout = cf.timeout
+local function await(f)
+  if TMO then return timeout(TMO, f):await() end
+  return f:await()
+end
 
 local keys, vals, per = W.keys(N, C)
 
@@ -25,7 +33,7 @@ end
 
 -- one reply: status/integer/bulk (what the workload gets)
 local function reply(s)
-  local line = s:read_line():await()
+  local line = await(s:read_line())
   if not line then fail("connection lost") end
   local c = line:sub(1, 1)
   if c == "+" then return line:sub(2) end
@@ -33,7 +41,7 @@ local function reply(s)
   if c == "$" then
     local n = tonumber(line:sub(2))
     if n < 0 then return nil end
-    local data = s:read_exact(n + 2):await()
+    local data = await(s:read_exact(n + 2))
     return data:sub(1, n)
   end
   fail("reply " .. line)
@@ -99,5 +107,5 @@ cf.block_on(function()
   local count = reply(s1)
   if tonumber(count) ~= N then fail(("INCR count %s, expected %d"):format(tostring(count), N)) end
   for i = 1, C do conns[i]:close() end
-  print(W.fmt("raw/cfuture/" .. H.lua_name, ("c%d%s"):format(C, P > 1 and ("-P" .. P) or ""), N, C, P, r))
+  print(W.fmt((TMO and "raw+timeout" or "raw") .. "/cfuture/" .. H.lua_name, ("c%d%s"):format(C, P > 1 and ("-P" .. P) or ""), N, C, P, r))
 end)
