@@ -40,6 +40,8 @@ describe("redis-lua on cfuture.socket", function()
 
   setup(function()
     r = cs.redis()
+    -- redis-lua's pubsub and transactions do their I/O in coroutines of their own
+    if cf.coroutine then cf.coroutine.install() end
     csocket.install()
     package.loaded.redis = nil
     redis = require "redis"
@@ -48,6 +50,7 @@ describe("redis-lua on cfuture.socket", function()
   teardown(function()
     if r then r.stop() end
     csocket.uninstall()
+    if cf.coroutine then cf.coroutine.uninstall() end
   end)
 
   local function client(params)
@@ -223,8 +226,28 @@ describe("redis-lua on cfuture.socket", function()
         pub:quit()
       end)
     end)
+
+    it("runs MULTI/EXEC transactions (redis-lua runs the block in a coroutine)", function()
+      cf.block_on(function()
+        local hs = {}
+        for i = 1, 5 do
+          hs[i] = cf.spawn(function()
+            local c = client()
+            local replies = c:transaction(function(t)
+              t:set("tx:" .. i, "1")
+              t:incr("tx:" .. i)
+              t:get("tx:" .. i)
+            end)
+            c:quit()
+            return replies
+          end)
+        end
+        for i = 1, 5 do assert.same({ true, 2, "2" }, hs[i]:await()) end
+      end)
+    end)
   else
     pending("pub/sub (needs cf.coroutine: redis-lua's pubsub is a coroutine.wrap iterator)")
+    pending("MULTI/EXEC transactions (need cf.coroutine: redis-lua runs the block in a coroutine)")
   end
 end)
 

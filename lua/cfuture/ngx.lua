@@ -416,6 +416,18 @@ local function gc_guard(fn)
   return setmetatable({}, { __gc = fn })
 end
 
+-- A connection's place in its pool: live while a socket object holds it.
+local function new_slot(pool)
+  local slot = { pool = pool, live = true }
+  slot.guard = gc_guard(function()
+    if slot.live then
+      slot.live = false
+      pcall(release_slot, slot.pool)
+    end
+  end)
+  return slot
+end
+
 local tcp = {}
 local tcp_mt = { __index = tcp, __name = "ngx.socket.tcp" }
 tcp_mt.__tostring = function(self)
@@ -902,7 +914,7 @@ function tcp:connect(host, port, opts)
     local slot
     if pool then
       pool.connections = pool.connections + 1
-      slot = { pool = pool, live = true }
+      slot = new_slot(pool)
     end
     local left = deadline - cf.now()
     if left < 1 then left = 1 end
@@ -917,15 +929,7 @@ function tcp:connect(host, port, opts)
     end
     self._s = s
     self._reused = 0
-    if slot then
-      self._slot = slot
-      slot.guard = gc_guard(function()
-        if slot.live then
-          slot.live = false
-          pcall(release_slot, slot.pool)
-        end
-      end)
-    end
+    self._slot = slot
     return 1
   end)
   self._connecting = nil
@@ -972,7 +976,7 @@ function tcp:setkeepalive(timeout, size)
   if not slot then
     -- not counted yet (its pool was made after it connected)
     pool.connections = pool.connections + 1
-    slot = { pool = pool, live = true }
+    slot = new_slot(pool)
   end
   slot.live = false -- the pool owns the slot now
   if #pool.idle >= pool.size then
