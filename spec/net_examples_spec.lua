@@ -294,3 +294,97 @@ describe("examples/mini_redis.lua", function()
     end)
   end)
 end)
+
+describe("examples/redis_cache.lua", function()
+  local cs = require "compat_support"
+  local server
+  setup(function()
+    cs.libs()
+    server = cs.redis()
+  end)
+  teardown(function() server.stop() end)
+
+  -- one request through curl: status, X-Cache header, body, milliseconds
+  local function get(port, path, method)
+    local code, out = sh(("curl -s -i -X %s http://127.0.0.1:%d%s -w '\\n%%{time_total}'"):format(
+      method or "GET", port, path))
+    assert.are.equal(0, code)
+    local status = tonumber(out:match("^HTTP/1%.1 (%d+)"))
+    local cache = out:match("\r\nX%-Cache: (%a+)\r\n")
+    local body, t = out:match("\r\n\r\n(.*)\n([%d.]+)$")
+    return status, cache, body, tonumber(t) * 1000
+  end
+
+  it("caches the slow backend in Redis: a miss waits, hits do not, stats and DELETE work", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("redis_cache", tostring(server.port))
+      local status, cache, body, ms = get(port, "/quote/ACME")
+      assert.are.same({ 200, "miss" }, { status, cache })
+      assert.matches("^ACME %d+%.%d%d\n$", body)
+      assert.is_true(ms >= 190, ms)
+      local s2, c2, b2, ms2 = get(port, "/quote/ACME")
+      assert.are.same({ 200, "hit", body }, { s2, c2, b2 })
+      assert.is_true(ms2 < 190, ms2)
+      -- the value really is in Redis, with its TTL
+      assert.are.equal(body, server.cli("get quote:ACME") )
+      local ttl = tonumber(server.cli("ttl quote:ACME"))
+      assert.is_true(ttl > 0 and ttl <= 10, ttl)
+      local ds, _, db = get(port, "/quote/ACME", "DELETE")
+      assert.are.same({ 200, "deleted 1\n" }, { ds, db })
+      ds, _, db = get(port, "/quote/NONE", "DELETE")
+      assert.are.same({ 200, "deleted 0\n" }, { ds, db })
+      assert.are.equal("miss", select(2, get(port, "/quote/ACME")))
+      local ss, _, sb = get(port, "/stats")
+      assert.are.same({ 200, "hits 1 misses 2\n" }, { ss, sb })
+      assert.are.equal(404, (get(port, "/nothing")))
+      stop(p)
+    end)
+  end)
+
+  it("serves 20 concurrent misses in about one backend delay on a few pooled connections", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("redis_cache", tostring(server.port))
+      local function wave(expect)
+        local clients = {}
+        for i = 1, 20 do
+          clients[i] = cf.spawn(function()
+            local c = assert(cf.net.connect("127.0.0.1", port):await())
+            c:write(("GET /quote/W%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):format(i)):await()
+            local reply = c:read_all():await()
+            c:close()
+            return reply
+          end)
+        end
+        for i = 1, 20 do
+          local reply = clients[i]:await()
+          assert.matches("^HTTP/1%.1 200 OK\r\n", reply)
+          assert.matches("\r\nX%-Cache: " .. expect .. "\r\n", reply)
+          assert.matches("\r\n\r\nW" .. i .. " %d+%.%d%d\n$", reply)
+        end
+      end
+      local function accepted()
+        return tonumber(server.cli("info stats"):match("total_connections_received:(%d+)"))
+      end
+      local t0 = cf.now()
+      wave("miss")
+      local dt = cf.now() - t0
+      assert.is_true(dt >= 200 and dt < 200 + 2000 * support.slow, dt)
+      -- the connections went back to the pool: a second wave opens none
+      -- (the count moves by one: redis-cli's own connection)
+      local before = accepted()
+      wave("hit")
+      assert.are.equal(before + 1, accepted())
+      stop(p)
+    end)
+  end)
+
+  it("answers 503 while Redis is down, and recovers", function()
+    cf.block_on(function()
+      local p, port, _k <close> = start("redis_cache", tostring(cs.free_port()))
+      local status, _, body = get(port, "/quote/ACME")
+      assert.are.equal(503, status)
+      assert.matches("^redis: connection refused", body)
+      stop(p)
+    end)
+  end)
+end)

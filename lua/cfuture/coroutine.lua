@@ -75,8 +75,8 @@ return function(cf)
     return ok, ...
   end
 
-  -- as elsewhere: once the runtime has closed (a finaliser at lua_close),
-  -- every function says so
+  -- misuse once the runtime has closed (a finaliser at lua_close) says so,
+  -- as everywhere in cfuture; checked on the error paths only
   local function check_open(fname)
     if not pcall(now) then error("coroutine." .. fname .. ": the cfuture runtime is closed", 3) end
   end
@@ -86,19 +86,20 @@ return function(cf)
   --- cf.coroutine.resume(co, ...) -> as coroutine.resume; co's awaits
   -- suspend the task it runs in.
   function M.resume(c, ...)
-    check_open("resume")
     if type(c) ~= "thread" then
+      check_open("resume")
       error(("coroutine.resume: argument #1 must be a coroutine (got %s)"):format(type(c)), 2)
     end
     if waiting[c] then return false, "cannot resume non-suspended coroutine" end
-    return resume_with(c, ...)
+    forwarding[c] = true
+    return step(c, resume(c, ...))
   end
 
   --- cf.coroutine.status(co) -> as coroutine.status; "normal" while an
   -- await inside co waits
   function M.status(c)
-    check_open("status")
     if type(c) ~= "thread" then
+      check_open("status")
       error(("coroutine.status: argument #1 must be a coroutine (got %s)"):format(type(c)), 2)
     end
     if waiting[c] then return "normal" end
@@ -120,20 +121,24 @@ return function(cf)
   --- cf.coroutine.wrap(fn) -> as coroutine.wrap; awaits inside suspend the
   -- task
   function M.wrap(fn)
-    check_open("wrap")
     if type(fn) ~= "function" then
+      check_open("wrap")
       error(("coroutine.wrap: argument #1 must be a function (got %s)"):format(type(fn)), 2)
     end
     local c = create(fn)
-    return function(...) return unwrap(c, M.resume(c, ...)) end
+    return function(...)
+      if waiting[c] then return unwrap(c, false, "cannot resume non-suspended coroutine") end
+      forwarding[c] = true
+      return unwrap(c, step(c, resume(c, ...)))
+    end
   end
 
   if close then
     --- cf.coroutine.close(co) -> as coroutine.close; refused while an
     -- await inside co waits
     function M.close(c)
-      check_open("close")
       if type(c) ~= "thread" then
+        check_open("close")
         error(("coroutine.close: argument #1 must be a coroutine (got %s)"):format(type(c)), 2)
       end
       if waiting[c] then error("cannot close a normal coroutine", 2) end
@@ -142,14 +147,14 @@ return function(cf)
   end
 
   function M.create(fn)
-    check_open("create")
     if type(fn) ~= "function" then
+      check_open("create")
       error(("coroutine.create: argument #1 must be a function (got %s)"):format(type(fn)), 2)
     end
     return create(fn)
   end
   function M.yield(...)
-    check_open("yield")
+    if not isyieldable() then check_open("yield") end
     return yield(...)
   end
   function M.running()
@@ -161,14 +166,16 @@ return function(cf)
     return isyieldable()
   end
 
-  local originals
+  local originals, sentinel
   local names = { "create", "resume", "status", "wrap", "yield", "running", "isyieldable",
     "close" }
 
-  -- Made by install(), after the runtime: at lua_close it is finalised
-  -- before the runtime closes, and gives the global table its own
-  -- functions back, so code that runs after cfuture has gone still works.
-  local sentinel
+  local function restore()
+    if not originals then return end
+    sentinel = nil
+    for _, k in ipairs(names) do co[k] = originals[k] end
+    originals = nil
+  end
 
   --- cf.coroutine.install() -> the global coroutine table now has these
   -- functions (libraries loaded later capture them); returns it
@@ -177,11 +184,14 @@ return function(cf)
     if not originals then
       originals = {}
       for _, k in ipairs(names) do originals[k] = co[k] end
+      -- made after the runtime, the sentinel is finalised before it at
+      -- lua_close and gives the global table its own functions back, so
+      -- code that runs after cfuture has gone still works
       if rawget(_G, "newproxy") then -- LuaJIT finalises userdata only
         sentinel = newproxy(true)
-        getmetatable(sentinel).__gc = function() M.uninstall() end
+        getmetatable(sentinel).__gc = restore
       else
-        sentinel = setmetatable({}, { __gc = function() M.uninstall() end })
+        sentinel = setmetatable({}, { __gc = restore })
       end
     end
     for _, k in ipairs(names) do
@@ -193,10 +203,8 @@ return function(cf)
   --- cf.coroutine.uninstall(): the global coroutine table's own functions
   -- again
   function M.uninstall()
-    if not originals then return end
-    sentinel = nil
-    for _, k in ipairs(names) do co[k] = originals[k] end
-    originals = nil
+    check_open("uninstall")
+    restore()
   end
 
   cf.coroutine = M

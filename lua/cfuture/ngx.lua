@@ -91,24 +91,38 @@ local function as_int(v)
 end
 
 -- Time ------------------------------------------------------------------------
--- The wall clock from os.time() (seconds) and cf.now() (monotonic ms): the
--- offset between them is known within an interval that narrows each time
--- os.time() is seen to tick; ngx.now() uses its lower end (never goes back).
-local off_lo, off_hi = -huge, huge
-local function calibrate()
-  local m = cf.now() / 1000
-  local t = os.time()
-  local m2 = cf.now() / 1000
-  -- t is the wall second at some moment between m and m2
-  local lo, hi = t - m2, t + 1 - m
-  if lo > off_lo then off_lo = lo end
-  if hi < off_hi then off_hi = hi end
-  if off_lo > off_hi then off_lo, off_hi = lo, hi end -- the wall clock was set: start over
+-- The wall clock is cf.now() (monotonic ms) plus an offset taken once, so
+-- differences of ngx.now() are exact and it never jumps. The offset comes
+-- from `date +%s.%N` (one process, at the first call; the time it takes
+-- bounds the error), or else from os.time() (within half a second). It is
+-- taken again if os.time() shows the wall clock was set meanwhile.
+local offset
+local function take_offset()
+  local m1 = cf.now()
+  local ok, p = pcall(io.popen, "LD_PRELOAD= date +%s.%N 2>/dev/null")
+  local w
+  if ok and p then
+    w = tonumber((p:read("*l") or ""):match("^%d+%.%d+$") or "")
+    p:close()
+  end
+  local m2 = cf.now()
+  if w and m2 - m1 < 1000 then
+    offset = w - (m1 + m2) / 2000
+  else
+    local t = os.time()
+    offset = t + 0.5 - cf.now() / 1000
+  end
 end
 local cached_now
 function ngx.update_time()
-  calibrate()
-  cached_now = floor((cf.now() / 1000 + off_lo) * 1000) / 1000
+  local m = cf.now() / 1000
+  if offset == nil then
+    take_offset()
+  else
+    local d = os.time() - (m + offset)
+    if d > 1.5 or d < -1.5 then take_offset() end
+  end
+  cached_now = floor((m + offset) * 1000) / 1000
 end
 function ngx.now()
   ngx.update_time()

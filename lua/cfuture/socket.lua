@@ -24,12 +24,11 @@ local now, current, block_on = cf.now, cf.current, cf.block_on
 local timeout, sleep, cfselect = cf.timeout, cf.sleep, cf.select
 local net = cf.net
 local type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, rawget, pairs,
-  ipairs, next =
-  type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, rawget, pairs,
-  ipairs, next
-local floor, ceil, huge, min, max = math.floor, math.ceil, math.huge, math.min, math.max
-local find, sub, gsub, format, match = string.find, string.sub, string.gsub, string.format,
-  string.match
+  ipairs = type, tostring, tonumber, error, pcall, select, setmetatable, getmetatable, rawget,
+  pairs, ipairs
+local floor, ceil, huge, min = math.floor, math.ceil, math.huge, math.min
+local find, sub, gsub, format, match, byte = string.find, string.sub, string.gsub,
+  string.format, string.match, string.byte
 local concat = table.concat
 local unpack = table.unpack or unpack
 
@@ -412,8 +411,12 @@ local function recv_line(self, parts, t0)
         return nil, "timeout"
       elseif d then
         self.nrecv = self.nrecv + #d
-        if sub(d, -1) == "\n" then
-          parts[#parts + 1] = strip_cr(sub(d, 1, -2))
+        local len = #d
+        if byte(d, len) == 10 then
+          if len > 1 and byte(d, len - 1) == 13 then len = len - 1 end
+          local line = sub(d, 1, len - 1)
+          if find(line, "\r", 1, true) then line = gsub(line, "\r", "") end
+          parts[#parts + 1] = line
           return true
         end
         -- the end of the stream came before a newline
@@ -462,11 +465,61 @@ local function receive_impl(self, kind, n, prefix)
   else
     ok, err = recv_all(self, parts, t0)
   end
-  if ok then return concat(parts), nil, nil end
+  if ok then
+    if parts[3] == nil and parts[1] == "" then return parts[2] or "", nil, nil end
+    return concat(parts), nil, nil
+  end
   return nil, err, concat(parts)
 end
 
+local PATTERNS = { ["*l"] = "l", ["*a"] = "a", l = "l", a = "a" }
+
+-- The common case without limits, nothing of ours buffered, no prefix, in
+-- a task: one stream future per call (what redis-lua and socket.http do).
+local function receive_fast(self, s, pattern)
+  if pattern == "*l" or pattern == nil then
+    local d, msg, code = s:read_until("\n", LINE_PIECE):await()
+    if code == "ENOBUFS" then return nil end -- a longer line: the bytes stay, in pieces below
+    if not d then return false, d, msg, code end
+    local len = #d
+    if byte(d, len) ~= 10 then return false, d end
+    self.nrecv = self.nrecv + len
+    if len > 1 and byte(d, len - 1) == 13 then len = len - 1 end
+    local line = sub(d, 1, len - 1)
+    if find(line, "\r", 1, true) then line = gsub(line, "\r", "") end
+    return true, line
+  end
+  -- a count
+  if pattern < 1 or pattern ~= floor(pattern) or pattern == huge then return nil end
+  local d, msg, code = s:read_exact(pattern):await()
+  if d and #d == pattern then
+    self.nrecv = self.nrecv + pattern
+    return true, d
+  end
+  return false, d, msg, code
+end
+
 function methods:receive(pattern, prefix)
+  local mt = getmetatable(self)
+  if mt == TCP_CLIENT and prefix == nil and self.block < 0 and self.total < 0 and
+      self.rpos > #self.rbuf and not (self.closed or self.eof or self.rshut or self.rerr) and
+      (pattern == nil or pattern == "*l" or type(pattern) == "number") and current() then
+    local ok, d, msg, code = receive_fast(self, self.stream, pattern)
+    if ok then return d, nil, nil end
+    if ok == false then
+      -- the end of the stream, or a failure: what came is the partial result
+      if d == nil and msg == nil then
+        self.eof = true
+        return nil, "closed", ""
+      elseif d then
+        self.eof = true
+        self.nrecv = self.nrecv + #d
+        if pattern == nil or pattern == "*l" then d = strip_cr(d) end
+        return nil, "closed", d
+      end
+      return nil, errstr(msg, code), ""
+    end
+  end
   check(self, "any", "tcp:receive")
   if is_udp(self) then return self:_udp_receive(pattern, "udp:receive") end
   if getmetatable(self) ~= TCP_CLIENT then
@@ -479,10 +532,10 @@ function methods:receive(pattern, prefix)
   elseif type(prefix) ~= "string" then
     argerr("tcp:receive", 3, "a string (the prefix) or nil", prefix)
   end
-  local kind, n = nil, nil
-  local num = tonum(pattern)
-  if pattern == nil then
-    kind = "l"
+  local kind, n = PATTERNS[pattern or "*l"], nil
+  local num = not kind and tonum(pattern)
+  if kind then
+    -- the common patterns
   elseif num then
     if num < 0 or num ~= num then
       error(format("tcp:receive: argument #2 must be a pattern ('*l', '*a') or a non-negative " ..
@@ -815,11 +868,6 @@ function methods:getfamily()
 end
 
 -- Addresses ------------------------------------------------------------------
-
-local function addr3(host, port)
-  if not host then return nil, errstr(port) end
-  return host, port, family_of(host)
-end
 
 function methods:getpeername()
   check(self, "any", "tcp:getpeername")
