@@ -91,7 +91,7 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemon
   die "redis-server did not start"
 for _ in $(seq 100); do [ -s "$BUILD/redis/redis.pid" ] && break; sleep 0.05; done
 RPID=$(cat "$BUILD/redis/redis.pid" 2> /dev/null)
-[ -n "$RPID" ] && wait_port "$RPORT" || die "redis-server is not listening on $RPORT"
+if [ -z "$RPID" ] || ! wait_port "$RPORT"; then die "redis-server is not listening on $RPORT"; fi
 export REDIS_PID=$RPID
 rver=$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)
 
@@ -217,6 +217,7 @@ EOF
 }
 if has_case openresty && start_nginx; then
   for cp in "$C 1" "$C $PIPE" "1 1"; do
+    # shellcheck disable=SC2086 # two numbers
     set -- $cp
     name="resty/openresty/luajit2 c$1"
     [ "$2" -gt 1 ] && name="$name-P$2"
@@ -238,7 +239,7 @@ bench_case() { # CONNS PIPE LOG
     -t set,get,incr -n "$N" -c "$c" -P "$p" -q 2> "$log" | tr '\r' '\n')
   s1=$(proc_ticks "$RPID")
   cpu=$(awk '/^cpu / { print $2 + $3 }' "$log")
-  echo "$out" | awk -v n="$N" -v c="$c" -v p="$p" -v cpu="$cpu" -v srv="$(((s1 - s0)))" '
+  echo "$out" | awk -v n="$N" -v c="$c" -v p="$p" -v cpu="$cpu" -v srv="$((s1 - s0))" '
     /requests per second/ && !/rps=/ { t = tolower($1); sub(":", "", t); r[t] = $2 }
     END {
       if (r["set"] == "" || r["get"] == "" || r["incr"] == "" || cpu == "") exit 1
@@ -263,6 +264,7 @@ for round in $(seq "$K"); do
     name=${entry%%|*}
     cmd=${entry#*|}
     log="$LOGS/$(echo "$name" | tr ' /' '__').$round.err"
+    # shellcheck disable=SC2086 # the commands are split into words on purpose
     case $cmd in
       bench\ *) out=$(bench_case ${cmd#bench } "$log") ;;
       curl\ *) out=$($cmd 2> "$log") ;;
