@@ -418,3 +418,99 @@ describe("LuaSocket's socket.http on cfuture.socket", function()
     stop()
   end)
 end)
+
+-- A minimal SMTP server: each message is kept; the answer to the end of DATA
+-- comes after `delay` ms.
+local function smtp_server(delay)
+  local l = assert(cf.net.listen("127.0.0.1", 0))
+  local _, port = l:local_address()
+  local mails = {}
+  local acceptor = cf.spawn(function()
+    for conn in l:incoming() do
+      cf.spawn(function()
+        local mail = { rcpt = {} }
+        conn:write("220 test ESMTP\r\n"):await()
+        while true do
+          local line = conn:read_line():await()
+          if not line then return end
+          local verb = line:match("^(%u+)")
+          if verb == "EHLO" or verb == "HELO" then
+            conn:write("250-test\r\n250 8BITMIME\r\n"):await()
+          elseif verb == "MAIL" then
+            mail.from = line:match("<(.-)>")
+            conn:write("250 ok\r\n"):await()
+          elseif verb == "RCPT" then
+            mail.rcpt[#mail.rcpt + 1] = line:match("<(.-)>")
+            conn:write("250 ok\r\n"):await()
+          elseif verb == "DATA" then
+            conn:write("354 go on\r\n"):await()
+            local data = {}
+            while true do
+              local d = conn:read_line():await()
+              if not d or d == "." then break end
+              data[#data + 1] = d
+            end
+            mail.data = table.concat(data, "\n")
+            cf.sleep(delay):await()
+            mails[#mails + 1] = mail
+            conn:write("250 queued\r\n"):await()
+          elseif verb == "QUIT" then
+            conn:write("221 bye\r\n"):await()
+            return conn:close()
+          else
+            conn:write("500 what\r\n"):await()
+          end
+        end
+      end)
+    end
+  end)
+  return port, mails, function()
+    l:close()
+    acceptor:abort()
+  end
+end
+
+describe("LuaSocket's socket.smtp on cfuture.socket", function()
+  after_each(function() csocket.uninstall() end)
+
+  it("sends 5 messages at once in about one delay", function()
+    csocket.install()
+    local smtp = require "socket.smtp"
+    local port, mails, stop = smtp_server(200)
+    cf.block_on(function()
+      local ms = elapsed(function()
+        local hs = {}
+        for i = 1, 5 do
+          hs[i] = cf.spawn(function()
+            return { smtp.send({
+              from = "<a@example.org>",
+              rcpt = { "<b" .. i .. "@example.org>", "<c@example.org>" },
+              server = "127.0.0.1",
+              port = port,
+              source = smtp.message({
+                headers = { subject = "note " .. i, to = "b" .. i .. "@example.org" },
+                body = "line one\r\nline two of " .. i,
+              }),
+            }) }
+          end)
+        end
+        for i = 1, 5 do assert.same({ 1 }, hs[i]:await()) end
+      end)
+      assert.is_true(ms >= 195 and ms < 200 + 1000 * slow, "5 messages took " .. ms .. " ms")
+      assert.equal(5, #mails)
+      table.sort(mails, function(a, b) return a.rcpt[1] < b.rcpt[1] end)
+      for i = 1, 5 do
+        assert.equal("a@example.org", mails[i].from)
+        assert.same({ "b" .. i .. "@example.org", "c@example.org" }, mails[i].rcpt)
+        assert.matches("Subject: note " .. i .. "\n", mails[i].data)
+        assert.matches("X%-Mailer: LuaSocket 3%.1%.0 %(cfuture%)", mails[i].data)
+        assert.matches("line one\nline two of " .. i .. "$", mails[i].data)
+      end
+      assert.same({ nil, "connection refused" }, { smtp.send({
+        from = "<a@example.org>", rcpt = "<b@example.org>", server = "127.0.0.1",
+        port = free_port(), source = smtp.message({ body = "x" }),
+      }) })
+    end)
+    stop()
+  end)
+end)

@@ -165,6 +165,38 @@ describe("cfuture.socket", function()
     end)
   end)
 
+  it("times out a connect the server never completes, and keeps no descriptor of it", function()
+    -- a listener with a full backlog that never accepts: later SYNs go unanswered
+    local l = assert(cf.net.listen("127.0.0.1", 0, { backlog = 0 }))
+    local _, port = l:local_address()
+    cf.block_on(function()
+      local keep, results = {}, {}
+      for i = 1, 4 do
+        local c = socket.tcp()
+        c:settimeout(0.2)
+        results[i] = { elapsed(function() return c:connect("127.0.0.1", port) end) }
+        keep[i] = c
+      end
+      local last = results[4]
+      assert.same({ nil, "timeout" }, { last[2], last[3] })
+      assert.is_true(last[1] >= 195 and last[1] < 200 + 800 * slow, "took " .. last[1])
+      for _, c in ipairs(keep) do c:close() end
+    end)
+    support.full_gc()
+    local before = support.fd_count()
+    cf.block_on(function()
+      for _ = 1, 5 do
+        local c = socket.tcp()
+        c:settimeout(0.05)
+        assert.same({ nil, "timeout" }, { c:connect("127.0.0.1", port) })
+      end
+      cf.sleep(20):await()
+    end)
+    support.full_gc()
+    assert.equal(before, support.fd_count())
+    l:close()
+  end)
+
   it("times out a silent peer in time while other tasks run, and loses no byte", function()
     local feed = cf.channel()
     local port, stop = server(function(conn)
@@ -205,6 +237,57 @@ describe("cfuture.socket", function()
       t.h:abort()
       feed:close()
       c:close()
+    end)
+    stop()
+  end)
+
+  it("polls with timeout 0 as a non-blocking LuaSocket loop does", function()
+    local port, stop = server(function(conn)
+      cf.sleep(50):await()
+      conn:write("late line\n"):await()
+      cf.sleep(50):await()
+      conn:write("x"):await()
+      cf.sleep(5000):await()
+    end)
+    cf.block_on(function()
+      local c = connected(port)
+      c:settimeout(0)
+      local tries, line, err = 0, nil, nil
+      repeat
+        tries = tries + 1
+        line, err = c:receive()
+        if not line then
+          assert.equal("timeout", err)
+          socket.sleep(0.005)
+        end
+      until line or tries > 2000
+      assert.equal("late line", line)
+      assert.is_true(tries > 1)
+      local got, partial
+      repeat
+        got, err, partial = c:receive(1)
+        if not got then socket.sleep(0.005) end
+      until got
+      assert.equal("x", got)
+      c:close()
+      -- a server polled the same way
+      local s = assert(socket.bind("127.0.0.1", 0))
+      s:settimeout(0)
+      local _, sp = s:getsockname()
+      cf.spawn(function()
+        cf.sleep(30):await()
+        cf.net.connect("127.0.0.1", sp):await()
+      end)
+      local cl
+      repeat
+        cl, err = s:accept()
+        if not cl then
+          assert.equal("timeout", err)
+          socket.sleep(0.005)
+        end
+      until cl
+      cl:close()
+      s:close()
     end)
     stop()
   end)
@@ -596,6 +679,18 @@ describe("cfuture.socket", function()
           socket.udp(), "x", "127.0.0.1", nil)
         raises("udp:send: argument #1 must be a udp{connected} object", socket.udp().send,
           socket.udp(), "x")
+        -- raised at the caller's line, however deep inside the module it is found
+        for _, f in ipairs({
+          function() c:receive("*x") end,
+          function() socket.tcp():connect({}, 1) end,
+          function() socket.udp():receive({}) end,
+          function() c:settimeout(1, "z") end,
+          function() socket.select({}, {}) end,
+        }) do
+          local ok, err = pcall(f)
+          assert.is_false(ok)
+          assert.matches("^spec/socket_spec%.lua:%d+: ", err)
+        end
         -- the socket still works after all that
         c:send("still\n")
         assert.equal("still", c:receive())

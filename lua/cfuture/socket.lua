@@ -51,8 +51,21 @@ local function tname(v)
   return type(v)
 end
 
+-- Raise msg at the caller's line: the first frame outside this file.
+local MY_SOURCE = debug.getinfo(1, "S").source
+local getinfo = debug.getinfo
+local function raise(msg)
+  local level = 2
+  while true do
+    local info = getinfo(level, "S")
+    if not info or info.source ~= MY_SOURCE then break end
+    level = level + 1
+  end
+  error(msg, level)
+end
+
 local function argerr(fname, n, what, v)
-  error(format("%s: argument #%d must be %s (got %s)", fname, n, what, tname(v)), 3)
+  raise(format("%s: argument #%d must be %s (got %s)", fname, n, what, tname(v)))
 end
 
 -- LuaSocket truncates numbers with a C cast.
@@ -205,7 +218,7 @@ local function check_host(fname, n, v)
   if type(v) == "number" then return tostring(v) end
   if type(v) ~= "string" then argerr(fname, n, "a host name or address string", v) end
   if find(v, "\0", 1, true) then
-    error(format("%s: argument #%d must not contain NUL bytes", fname, n), 3)
+    raise(format("%s: argument #%d must not contain NUL bytes", fname, n))
   end
   return v
 end
@@ -271,8 +284,8 @@ local KIND_NAME = {
 local function check(self, kind, fname)
   local mt = getmetatable(self)
   if not KIND[kind][mt] then
-    error(format("%s: argument #1 must be %s (call it with a colon; got %s)", fname,
-      KIND_NAME[kind], tname(self)), 3)
+    raise(format("%s: argument #1 must be %s (call it with a colon; got %s)", fname,
+      KIND_NAME[kind], tname(self)))
   end
   return self
 end
@@ -302,10 +315,9 @@ local function stream_read(self, n, t0)
   if self.eof then return nil, "closed" end
   if self.rerr then return nil, self.rerr end
   local ms = wait_ms(self, t0)
-  if ms == 0 then
-    if s:buffered() == 0 then return nil, "timeout" end
-    ms = nil
-  end
+  -- nothing left of the limit: what is buffered, or what one turn of the
+  -- loop brings (the stream reads from the kernel only while asked to)
+  if ms == 0 and s:buffered() > 0 then ms = nil end
   local d, msg, code = await_for(s:read(n), ms)
   if d == TIMEOUT then return nil, "timeout" end
   if d then return d end
@@ -523,7 +535,7 @@ function methods:receive(pattern, prefix)
   check(self, "any", "tcp:receive")
   if is_udp(self) then return self:_udp_receive(pattern, "udp:receive") end
   if getmetatable(self) ~= TCP_CLIENT then
-    error(format("tcp:receive: argument #1 must be a tcp{client} object (got %s)", tname(self)), 2)
+    raise(format("tcp:receive: argument #1 must be a tcp{client} object (got %s)", tname(self)))
   end
   if prefix == nil then
     prefix = ""
@@ -538,8 +550,8 @@ function methods:receive(pattern, prefix)
     -- the common patterns
   elseif num then
     if num < 0 or num ~= num then
-      error(format("tcp:receive: argument #2 must be a pattern ('*l', '*a') or a non-negative " ..
-        "number of bytes (got %s)", tostring(pattern)), 2)
+      raise(format("tcp:receive: argument #2 must be a pattern ('*l', '*a') or a non-negative " ..
+        "number of bytes (got %s)", tostring(pattern)))
     end
     kind, n = "n", (num == huge) and huge or floor(num)
     if #prefix > 0 and n <= #prefix then return prefix, nil, nil end
@@ -552,9 +564,9 @@ function methods:receive(pattern, prefix)
     end
   end
   if not kind then
-    error(format("tcp:receive: argument #2 must be a pattern ('*l', '*a') or a non-negative " ..
+    raise(format("tcp:receive: argument #2 must be a pattern ('*l', '*a') or a non-negative " ..
       "number of bytes (got %s)", type(pattern) == "string" and ("'" .. pattern .. "'") or
-      tname(pattern)), 2)
+      tname(pattern)))
   end
   if n == huge then kind = "a" end
   if self.closed then return nil, "closed", prefix end
@@ -582,7 +594,7 @@ function methods:send(data, i, j)
   check(self, "any", "tcp:send")
   if is_udp(self) then return self:_udp_send(data, i) end
   if getmetatable(self) ~= TCP_CLIENT then
-    error(format("tcp:send: argument #1 must be a tcp{client} object (got %s)", tname(self)), 2)
+    raise(format("tcp:send: argument #1 must be a tcp{client} object (got %s)", tname(self)))
   end
   if type(data) == "number" then data = tostring(data) end
   if type(data) ~= "string" then argerr("tcp:send", 2, "a string", data) end
@@ -660,7 +672,7 @@ function methods:setoption(name, value)
     if not v then argerr(fname, 3, "a number", value) end
     value = trunc(v)
     if name == "tcp-keepidle" and (value < 1 or value > 32767) then
-      error(format("%s: argument #3 must be 1 to 32767 seconds (got %s)", fname, tostring(value)), 2)
+      raise(format("%s: argument #3 must be 1 to 32767 seconds (got %s)", fname, tostring(value)))
     end
   elseif name == "linger" then
     if type(value) ~= "table" or type(value.on) ~= "boolean" or tonum(value.timeout) == nil then
@@ -673,7 +685,7 @@ function methods:setoption(name, value)
       argerr(fname, 3, "a table {multiaddr = address, interface = address}", value)
     end
   else
-    error(format("%s: argument #2 must be a supported option (got '%s')", fname, name), 2)
+    raise(format("%s: argument #2 must be a supported option (got '%s')", fname, name))
   end
   if self.closed then return nil, "setsockopt failed" end
   self.opts[name] = value
@@ -700,7 +712,7 @@ function methods:getoption(name)
     elseif name == "tcp-keepidle" then
       v = 60
     elseif BOOL_OPTS[name] == nil and not KNOWN_OPTS[name] then
-      error(format("%s: argument #2 must be a supported option (got '%s')", fname, name), 2)
+      raise(format("%s: argument #2 must be a supported option (got '%s')", fname, name))
     end
   end
   if type(v) == "table" then
@@ -726,8 +738,8 @@ function methods:settimeout(t, mode)
   elseif mode == "t" or mode == "r" then
     self.total = v
   else
-    error(format("%s: argument #3 must be 'b' or 't' (got %s)", fname,
-      type(mode) == "string" and ("'" .. mode .. "'") or tname(mode)), 2)
+    raise(format("%s: argument #3 must be 'b' or 't' (got %s)", fname,
+      type(mode) == "string" and ("'" .. mode .. "'") or tname(mode)))
   end
   return 1
 end
@@ -858,7 +870,7 @@ end
 
 function methods:setfd(fd)
   check(self, "any", "tcp:setfd")
-  error("tcp:setfd: not supported by cfuture.socket (sockets are cfuture streams, not raw fds)", 2)
+  raise("tcp:setfd: not supported by cfuture.socket (sockets are cfuture streams, not raw fds)")
 end
 
 function methods:getfamily()
@@ -939,7 +951,7 @@ function methods:connect(host, port)
     return 1 -- LuaSocket's connect takes EISCONN for success
   end
   if mt ~= TCP_MASTER then
-    error(format("tcp:connect: argument #1 must be a tcp{master} object (got %s)", tname(self)), 2)
+    raise(format("tcp:connect: argument #1 must be a tcp{master} object (got %s)", tname(self)))
   end
   if self.closed then return nil, "closed" end
   if not p then return nil, perr end
@@ -975,8 +987,8 @@ function methods:shutdown(how)
   check(self, "client", "tcp:shutdown")
   if how == nil then how = "both" end
   if not SHUT[how] then
-    error(format("tcp:shutdown: argument #2 must be 'both', 'send' or 'receive' (got %s)",
-      type(how) == "string" and ("'" .. how .. "'") or tname(how)), 2)
+    raise(format("tcp:shutdown: argument #2 must be 'both', 'send' or 'receive' (got %s)",
+      type(how) == "string" and ("'" .. how .. "'") or tname(how)))
   end
   if self.closed or not self.stream then return 1 end
   if how ~= "send" then self.rshut = true end
@@ -1189,8 +1201,8 @@ end
 
 function methods:_udp_send(data)
   if getmetatable(self) ~= UDP_CONNECTED then
-    error(format("udp:send: argument #1 must be a udp{connected} object (use sendto; got %s)",
-      tname(self)), 3)
+    raise(format("udp:send: argument #1 must be a udp{connected} object (use sendto; got %s)",
+      tname(self)))
   end
   if type(data) == "number" then data = tostring(data) end
   if type(data) ~= "string" then argerr("udp:send", 2, "a string", data) end
@@ -1230,8 +1242,8 @@ function M.connect(address, port, laddress, lport, family)
   address = check_host("socket.connect", 1, address)
   local p, perr = check_port("socket.connect", 2, port, "tcp")
   if family ~= nil and family ~= "inet" and family ~= "inet6" and family ~= "unspec" then
-    error(format("socket.connect: argument #5 must be 'inet', 'inet6' or 'unspec' (got %s)",
-      tostring(family)), 2)
+    raise(format("socket.connect: argument #5 must be 'inet', 'inet6' or 'unspec' (got %s)",
+      tostring(family)))
   end
   if laddress ~= nil or lport ~= nil then
     return nil, "a local address is not supported by cfuture.socket"
@@ -1358,7 +1370,7 @@ end
 
 function dns.getnameinfo(host, serv)
   if host == nil and serv == nil then
-    error("socket.dns.getnameinfo: host and serv cannot be both nil", 2)
+    raise("socket.dns.getnameinfo: host and serv cannot be both nil")
   end
   if host ~= nil then host = check_host("socket.dns.getnameinfo", 1, host) end
   return run(function()
@@ -1476,7 +1488,7 @@ local function select_impl(recvt, sendt, ms)
   end
   if #futs == 0 then
     if ms then sleep(ms):await() end
-    if not ms then error("socket.select: nothing to wait for and no timeout", 0) end
+    if not ms then raise("socket.select: nothing to wait for and no timeout") end
     return {}, {}, "timeout"
   end
   local all = cfselect(unpack(futs))
@@ -1496,6 +1508,9 @@ function M.select(recvt, sendt, t)
     local v = tonum(t)
     if not v then argerr("socket.select", 3, "a number of seconds or nil", t) end
     if v >= 0 then ms = to_ms(v) end
+  end
+  if not ms and #rl == 0 and #wl == 0 then
+    raise("socket.select: nothing to wait for and no timeout")
   end
   return run(select_impl, rl, wl, ms)
 end
