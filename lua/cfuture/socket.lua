@@ -591,6 +591,16 @@ local function send_impl(self, data, i, j)
 end
 
 function methods:send(data, i, j)
+  if i == nil and j == nil and type(data) == "string" and getmetatable(self) == TCP_CLIENT and
+      self.block < 0 and self.total < 0 and not (self.closed or self.wshut) and current() then
+    -- the common case: the whole string, no limit, in a task
+    local ok, msg, code = self.stream:write(data):await()
+    if ok then
+      self.nsent = self.nsent + #data
+      return #data, nil, nil
+    end
+    return nil, errstr(msg, code), 0
+  end
   check(self, "any", "tcp:send")
   if is_udp(self) then return self:_udp_send(data, i) end
   if getmetatable(self) ~= TCP_CLIENT then
@@ -797,6 +807,9 @@ local function hexaddr(ip, port)
   return h .. format(":%04X", port)
 end
 
+-- sl, local, remote, st, queues, tr, retrnsmt, uid, timeout, inode
+local PROC_ROW = "^%s*%d+:%s+(%S+)%s+(%S+)" .. string.rep("%s+%S+", 6) .. "%s+(%d+)"
+
 local function proc_inode(tables, lip, lport, rip, rport)
   local lhex = hexaddr(lip, lport)
   local rhex = rip and hexaddr(rip, rport)
@@ -807,7 +820,7 @@ local function proc_inode(tables, lip, lport, rip, rport)
     if f then
       f:read("*l")
       for line in f:lines() do
-        local la, ra, inode = match(line, "^%s*%d+:%s+(%S+)%s+(%S+)%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(%d+)")
+        local la, ra, inode = match(line, PROC_ROW)
         if la then
           local lok = lhex and la == lhex or (not lhex and sub(la, -5) == lpsuffix)
           local rok = true
