@@ -758,9 +758,27 @@ function tcp:send(data)
   elseif td == "number" then
     str = num_str(data)
   elseif td == "table" then
-    local out = {}
-    flatten(data, out, {})
-    str = concat(out)
+    -- the usual case, a flat array of strings and numbers (a command of
+    -- lua-resty-redis): concat it as it is; anything else is checked and
+    -- flattened
+    local n = #data
+    local flat = n > 0 and next(data, n) == nil
+    for i = 1, flat and n or 0 do
+      local v = data[i]
+      local tv = type(v)
+      -- (a float is written as num_str writes it, not as concat would on 5.4)
+      if tv ~= "string" and (tv ~= "number" or (math_type and math_type(v) ~= "integer")) then
+        flat = false
+        break
+      end
+    end
+    if flat then
+      str = concat(data)
+    else
+      local out = {}
+      flatten(data, out, {})
+      str = concat(out)
+    end
   elseif td == "nil" or td == "boolean" then
     str = tostring(data)
   else
