@@ -15,6 +15,7 @@ describe("cfuture.luv", function()
       local uv = require "luv"
       local cf = require "cfuture.luv"
       assert(require "cfuture" == cf)
+      local SLOW = tonumber(os.getenv("CFUTURE_TIME_SCALE") or "1")
       local log = {}
       local function say(s) log[#log + 1] = s end
       -- a luv TCP server that answers in upper case, a cfuture client
@@ -29,11 +30,13 @@ describe("cfuture.luv", function()
         end)
       end)
       cf.spawn(function()
-        -- a luv timer between two cfuture sleeps
-        local t = uv.new_timer()
-        t:start(100, 0, function() say("luv 100"); t:close() end)
+        -- a luv timer between two cfuture sleeps (armed after the first, and
+        -- the second's gap stretched by the suite's time scale, so a slow
+        -- run cannot swap them)
         cf.sleep(50):await(); say("cf 50")
-        cf.sleep(100):await(); say("cf 150")
+        local t = uv.new_timer()
+        t:start(50, 0, function() say("luv 100"); t:close() end)
+        cf.sleep(50 + 150 * SLOW):await(); say("cf 150")
         -- a luv callback completes a future
         local tx, rx = cf.oneshot()
         uv.fs_stat("/", function(_, st) tx:send(st and st.type) end)
