@@ -26,6 +26,11 @@ function M.steps() end
 ---Wake the driver after starting work from outside a task (`spawn` does it).
 function M.wake() end
 
+---Abort the task `h` from Neovim code (a keymap, an autocommand) and wake
+---the driver, so its cancellation and `cf.defer` cleanups run now.
+---@param h cfuture.JoinHandle
+function M.abort(h) end
+
 ---@class cfuture.nvim.SetupOpts
 ---@field notify? boolean|fun(msg: string, level: integer) how errors are shown (default: vim.notify)
 ---@field level? integer the vim.log.levels value (default ERROR)

@@ -69,7 +69,10 @@ end
 --- Start driving cfuture from Neovim's loop (idempotent). The plugin's
 -- VimLeavePre autocommand cancels the tasks started through this module and
 -- detaches before Neovim exits.
+local detached -- detach() was called: only attach() drives again
+
 function M.attach()
+  detached = false
   if attached then return M end
   poll = uv.new_poll(cf.backend_fd())
   timer = uv.new_timer()
@@ -81,6 +84,7 @@ end
 
 --- Stop driving cfuture: tasks stay where they are until attach() again.
 function M.detach()
+  detached = true
   if not attached then return end
   attached = false
   poll:stop()
@@ -92,6 +96,16 @@ end
 
 function M.is_attached() return attached end
 
+--- Abort the task h from Neovim code (a keymap, an autocommand): the
+-- driver is woken, so its cancellation and cf.defer cleanups run at once
+-- (h:abort() alone only marks it).
+function M.abort(h)
+  local ok, f = pcall(function() return h.abort end)
+  if not ok or type(f) ~= "function" then argerr("abort", 1, "a JoinHandle", h) end
+  if not h:is_finished() then h:abort() end
+  M.wake()
+end
+
 --- Steps run so far (for tests and :CfutureStatus).
 function M.steps() return steps end
 
@@ -99,7 +113,11 @@ function M.steps() return steps end
 -- does it), so ready tasks run at the next scheduled step.
 function M.wake()
   if in_step then return end -- the running step re-arms when it returns
-  if attached then schedule_step() else M.attach() end -- attach schedules a step
+  if attached then
+    schedule_step()
+  elseif not detached then
+    M.attach() -- the first use attaches (and schedules a step)
+  end
 end
 
 -- ---- errors ---------------------------------------------------------------
@@ -275,9 +293,14 @@ function M.cancel_all()
     live[h] = nil
   end
   if n > 0 and not in_step and attached then
-    in_step = true
-    pcall(cf.step)
-    in_step = false
+    if vim.in_fast_event() then
+      M.wake() -- cleanups may call vim.api: they run at the scheduled step
+    else
+      in_step = true
+      pcall(cf.step)
+      in_step = false
+      rearm()
+    end
   end
   return n
 end
@@ -331,7 +354,9 @@ local function callback_future(name, start_fn, cancel)
     calls = calls + 1
     if calls > 1 then
       if state ~= "cancelled" then
-        report(("%s: the callback was called %d times; only the first call counts"):format(name, calls))
+        local msg = ("%s: the callback was called %d times; only the first call counts"):format(name, calls)
+        -- the handler may use vim.api: never from a fast event
+        if vim.in_fast_event() then vim.schedule(function() report(msg) end) else report(msg) end
       end
       return
     end
@@ -418,7 +443,9 @@ function M.ui.select(items, opts)
   if type(items) ~= "table" then argerr("ui.select", 1, "a table", items) end
   if opts ~= nil and type(opts) ~= "table" then argerr("ui.select", 2, "a table or nil", opts) end
   return callback_future("cfuture.nvim.ui.select", function(done)
-    vim.ui.select(items, opts or {}, done)
+    -- Neovim's own prompt blocks in inputlist(): run it after the step, so
+    -- the other tasks and a timeout are not held up by it
+    vim.schedule(function() vim.ui.select(items, opts or {}, done) end)
   end)
 end
 
@@ -426,7 +453,7 @@ end
 function M.ui.input(opts)
   if opts ~= nil and type(opts) ~= "table" then argerr("ui.input", 1, "a table or nil", opts) end
   return callback_future("cfuture.nvim.ui.input", function(done)
-    vim.ui.input(opts or {}, done)
+    vim.schedule(function() vim.ui.input(opts or {}, done) end) -- as for select
   end)
 end
 
@@ -659,6 +686,14 @@ M.Job = Job
 -- text (unused, for vim.system compatibility), timeout (ms). The process
 -- starts when the future is first awaited and is killed if the future is
 -- dropped first.
+-- The bytes of a jobstart output list: its items are the pieces between
+-- newlines, and a NUL byte inside an item is given as "\n".
+local function job_bytes(data)
+  local t = {}
+  for k, item in ipairs(data) do t[k] = (item:gsub("\n", "\0")) end
+  return table.concat(t, "\n")
+end
+
 function M.system(cmd, opts)
   if type(cmd) ~= "table" then argerr("system", 1, "a list of strings", cmd) end
   if opts ~= nil and type(opts) ~= "table" then argerr("system", 2, "a table or nil", opts) end
@@ -678,8 +713,8 @@ function M.system(cmd, opts)
       cwd = opts.cwd,
       env = opts.env,
       stdin = opts.stdin and "pipe" or "null",
-      on_stdout = function(_, data) out[#out + 1] = table.concat(data, "\n") end,
-      on_stderr = function(_, data) err[#err + 1] = table.concat(data, "\n") end,
+      on_stdout = function(_, data) out[#out + 1] = job_bytes(data) end,
+      on_stderr = function(_, data) err[#err + 1] = job_bytes(data) end,
       on_exit = function(_, code)
         if t then t:stop(); t:close() end
         local sig = 0

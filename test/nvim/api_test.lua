@@ -386,4 +386,42 @@ test("lsp: a request, request_all, and a dropped request is cancelled on the ser
   vim.lsp.stop_client(id, true)
 end)
 
+test("cfn.abort from a keymap or autocommand runs the task's cleanups at once", function()
+  local pid, cleaned
+  local h = cfn.spawn(function()
+    local p = assert(cf.process.spawn { "sleep", "30", stdin = "null", stdout = "pipe", stderr = "null" })
+    pid = p.pid
+    cf.defer(function() p:kill("SIGKILL"); cleaned = true end)
+    for _ in p.stdout:lines() do end -- output that never comes
+  end)
+  T.ok(T.wait_for(function() return pid ~= nil end):await())
+  vim.defer_fn(function() cfn.abort(h) end, 20) -- outside any task, as a keymap runs
+  T.ok(T.wait_for(function() return cleaned == true end, 1000):await(), "the cleanup did not run")
+  T.ok(T.wait_for(function() return not T.alive(pid) end, 1000):await(), "pid " .. pid .. " still alive")
+  T.raises(function() cfn.abort(42) end, "cfuture.nvim.abort: argument #1")
+end)
+
+test("ui.input through Neovim's own prompt holds up no other task, and a timeout cuts it", function()
+  local ticks = 0
+  local ticker = cfn.spawn(function()
+    while true do
+      cf.sleep(20):await()
+      ticks = ticks + 1
+    end
+  end)
+  local t0 = uv.hrtime()
+  T.eq({ cf.timeout(150, cfn.ui.input({ prompt = "name: " })):await() }, { nil, "timeout" })
+  local ms = (uv.hrtime() - t0) / 1e6
+  T.ok(ms < 1000, ("the timeout came after %.0f ms"):format(ms))
+  T.ok(ticks >= 2, "the ticker advanced " .. ticks .. " times")
+  vim.api.nvim_input("<Esc>") -- leave the prompt the built-in opened
+  cfn.abort(ticker)
+  cf.sleep(50):await()
+end)
+
+test("system's jobstart fallback keeps NUL bytes", function()
+  local r = cfn.system({ "printf", "a\\0b\\n" }, { _jobstart = true }):await()
+  T.eq(r.stdout, "a\0b\n")
+end)
+
 T.run(tests, { timeout = 15000 })

@@ -112,6 +112,7 @@ function T.run(tests, opts)
   cfn.setup({ notify = function(msg) notes[#notes + 1] = msg end })
   local total = #tests
   out("1.." .. total)
+  local finished = false
   cfn.spawn({ function()
     local failed = 0
     for i, t in ipairs(tests) do
@@ -130,12 +131,14 @@ function T.run(tests, opts)
       end
     end
     out(("# %d of %d passed"):format(total - failed, total))
+    finished = true
     if opts.on_done then opts.on_done(failed, total) end
     if opts.exit ~= false then exit(failed == 0 and 0 or 1) end
   end, name = "cfuture.nvim.test", notify = false })
   -- a task stuck in Lua cannot be timed out from inside: the shell's
   -- timeout(1) is the last resort; this catches a stuck runner
   vim.defer_fn(function()
+    if finished then return end
     out("not ok - the runner did not finish in " .. (limit * total + 5000) .. " ms")
     if opts.exit ~= false then vim.cmd("cquit 2") end
   end, limit * total + 5000)

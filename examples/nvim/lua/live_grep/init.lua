@@ -111,7 +111,9 @@ function Picker:changed()
 end
 
 function Picker:stop()
-  if self.task and not self.task:is_finished() then self.task:abort() end
+  -- cfn.abort wakes the driver: the search's process is killed now, even
+  -- when no new search follows (an emptied prompt, <Esc>, a wiped buffer)
+  if self.task then cfn.abort(self.task) end
   self.task = nil
 end
 
