@@ -677,4 +677,31 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
       end)
     end)
   end)
+
+  it("an empty write is a flush on a TLS stream too", function()
+    run(function()
+      local go = cf.notify()
+      local got
+      local l, port = serve(server_opts(), function(conn)
+        assert(conn:handshake():await())
+        go:wait():await() -- reads nothing until told
+        got = #conn:read_all():await()
+        conn:close()
+      end)
+      local c = assert(tls.connect("127.0.0.1", port, { cafile = P("ca.pem") }):await())
+      assert.is_true(c:write(""):await()) -- nothing queued: at once
+      local data = string.rep("t", 16 * 1024 * 1024)
+      assert.are.same({ nil, "timeout" }, { cf.timeout(20, c:write(data)):await() })
+      local flush = cf.spawn(function() return c:write(""):await() end)
+      cf.sleep(50):await()
+      assert.is_false(flush:is_finished())
+      go:notify_one()
+      assert.is_true(flush:await())
+      c:shutdown()
+      while got == nil do cf.sleep(5):await() end
+      assert.are.equal(#data, got)
+      c:close()
+      l:close()
+    end)
+  end)
 end)

@@ -592,8 +592,7 @@ int cfl_await(lua_State *L) {
   cfl_coro *cur = rt->current;
   if (!cur || cur->co != L) {
     if (!forwarding(L)) return await_outside(L);
-    if (lua_touserdata(L, 1) != rt->yield_token_ptr && !cfl_tofuture(L, 1))
-      cfl_checkawaitable(L, 1, "await");
+    if (lua_touserdata(L, 1) != rt->yield_token_ptr) cfl_checkawaitable(L, 1, "await");
     return await_nested(L);
   }
   lua_settop(L, 1);

@@ -370,7 +370,9 @@ int cfu__tls_write(cfu_stream *s, const char *data, size_t len, cfu_write **out,
     }
     (void)BIO_reset(t->wbio);
   }
-  if (off == len && left == 0) return 0;
+  /* all of it taken; an empty write behind queued ones waits for them (a
+   * flush, as for a plain stream), else it is done */
+  if (off == len && left == 0 && (len != 0 || s->h.stream.write_queue_size == 0)) return 0;
   size_t records = (len - off + RECORD - 1) / RECORD;
   size_t cap = left + (len - off) + records * OVERHEAD;
   cfu_write *w = cfu_write_new(p, left);
