@@ -94,8 +94,7 @@ return function(cf)
       error(("coroutine.resume: argument #1 must be a coroutine (got %s)"):format(type(c)), 2)
     end
     if waiting[c] then return false, "cannot resume non-suspended coroutine" end
-    forwarding[c] = true
-    return step(c, resume(c, ...))
+    return resume_with(c, ...)
   end
 
   --- cf.coroutine.status(co) -> as coroutine.status; "normal" while an
