@@ -96,3 +96,48 @@ describe("cf.backend_fd / cf.backend_timeout", function()
     assert.are.equal(-1, cf.backend_timeout())
   end)
 end)
+
+describe("a host polling cf.backend_fd", function()
+  local ok_luv, uv = pcall(require, "luv")
+  -- Whether the backend fd turns readable within ms, polled by luv's loop.
+  local function readable_within(ms)
+    local fired = false
+    local p = uv.new_poll(require("cfuture").backend_fd())
+    local t = uv.new_timer()
+    p:start("r", function() fired = true; p:stop(); t:stop() end)
+    t:start(ms, 0, function() p:stop() end)
+    uv.run("once")
+    p:close(); t:close()
+    uv.run("nowait")
+    return fired
+  end
+
+  it("is woken when a task is spawned or an error is queued outside a step", function()
+    if not ok_luv then return pending("luv is not installed") end
+    local cf = require "cfuture"
+    while cf.step() do end
+    assert.is_false(readable_within(50)) -- idle: nothing to do
+    local ran = false
+    cf.spawn(function() ran = true end)
+    assert.is_true(readable_within(5000)) -- no step ran, the fd says "step now"
+    cf.step()
+    assert.is_true(ran)
+    while cf.step() do end
+    assert.is_false(readable_within(50))
+    -- an error report queued by a finaliser, outside any step
+    local got = {}
+    local prev = cf.on_error(function(err) got[#got + 1] = err end)
+    local h = cf.spawn(function() error("nobody awaited this", 0) end)
+    cf.step()
+    while cf.step() do end
+    readable_within(0) -- drain
+    h = nil -- luacheck: ignore
+    collectgarbage(); collectgarbage()
+    assert.are.equal(0, #got)
+    assert.is_true(readable_within(5000))
+    cf.step()
+    cf.on_error(prev)
+    assert.are.equal(1, #got)
+    assert.matches("^nobody awaited this", got[1])
+  end)
+end)

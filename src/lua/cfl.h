@@ -189,7 +189,10 @@ struct cf_runtime {
   /* ---- the loop */
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  uv_idle_t *kick; /* on a host's loop: runs ready tasks from its uv_run */
+  uv_idle_t *kick;   /* on a host's loop: runs ready tasks from its uv_run */
+  uv_async_t wakeup; /* on its own loop (unreferenced): makes the backend fd readable when
+                        work arrives outside a drive, so a host polling that fd steps */
+  int has_wakeup;
   cfu_timers timers;
   cf_link io;  /* open streams, processes, signal watchers (cfu_handle) */
   int polling; /* inside uv_run */
@@ -329,6 +332,10 @@ void cfl_registry_table(lua_State *L, const void *key, const char *mode);
 
 /* report.c */
 void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t); /* error on from's top, popped */
+/* Work arrived outside a drive (a task woken or an error queued by code a
+ * host ran): start the kick on a host's loop, or make the own loop's backend
+ * fd readable, so the host's next iteration steps. No-op inside a drive. */
+void cfl_wake_host(cf_runtime *rt);
 void cfl_flush_reports(cf_runtime *rt);
 void cfl_push_cancelled(lua_State *L, cf_runtime *rt, const char *what);
 

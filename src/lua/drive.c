@@ -53,6 +53,16 @@ static void on_kick(uv_idle_t *h) {
   drive_leave(rt, prev); /* restarts the kick if the budget left some */
 }
 
+void cfl_wake_host(cf_runtime *rt) {
+  if (rt->in_run || rt->closing) return; /* that drive runs it, or nothing will */
+  if (rt->kick)
+    uv_idle_start(rt->kick, on_kick); /* no-op if already active */
+  else if (rt->has_wakeup) {
+    uv_ref((uv_handle_t *)&rt->wakeup); /* alive until it is handled, so uv_run drains it */
+    uv_async_send(&rt->wakeup);
+  }
+}
+
 static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
   if (rt->current) luaL_error(L, "%s: called inside a task; await the future instead", fname);
   if (rt->in_run)
@@ -124,8 +134,8 @@ static void on_ready(cf_executor *ex) {
   cf_runtime *rt = ex->user;
   if (rt->polling)
     uv_stop(rt->loop);
-  else if (rt->kick && !rt->in_run && !rt->closing)
-    uv_idle_start(rt->kick, on_kick); /* inside a drive, drive_leave does it */
+  else
+    cfl_wake_host(rt); /* inside a drive, drive_leave does it */
 }
 
 /* A paused clock moves by itself when nothing else can happen: poll I/O

@@ -387,8 +387,9 @@ static int h_name(lua_State *L);
 const luaL_Reg cfl_abort_methods[] = {
     {"abort", h_abort}, {"is_finished", h_is_finished}, {NULL, NULL}};
 static int h_unref(lua_State *L);
+static int h_abort_now(lua_State *L);
 static const luaL_Reg join_handle_methods[] = {
-    {"id", h_id}, {"name", h_name}, {"unref", h_unref}, {NULL, NULL}};
+    {"id", h_id}, {"name", h_name}, {"unref", h_unref}, {"abort_now", h_abort_now}, {NULL, NULL}};
 
 static const cfl_class cfl_join_handle_class = {
     .vt = {.poll = join_handle_poll, .drop = join_handle_drop},
@@ -483,6 +484,37 @@ static int h_unref(lua_State *L) {
   }
   lua_settop(L, 1);
   return 1;
+}
+
+static int cancel_now_p(lua_State *L) {
+  cf_task *t = lua_touserdata(L, 1);
+  lua_pushboolean(L, cf_task_cancel_now(t));
+  return 1;
+}
+
+/* h:abort_now() -> true if the task ended here: its cancellation (cf.defer
+ * cleanups, <close> variables, what it awaited dropped) runs before this
+ * returns, even from inside another task or outside any drive (a host that
+ * is about to exit). The running task itself (or one whose poll is on the
+ * stack) is only marked, as by abort: false. Protected like an executor
+ * run: a memory error in its completion still completes it. */
+static int h_abort_now(lua_State *L) {
+  cfl_join_handle *h = check_join_handle(L, "abort_now");
+  check_not_finalised(L, &h->hdr, "abort_now");
+  cf_runtime *rt = h->hdr.rt;
+  cfl_task *t = h->task;
+  if (rt->closing || cf_task_is_complete(&t->base)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  cf_task *prev = rt->ex.completing;
+  cfl_task_hold(t); /* the handle may be collected by code the drop runs */
+  lua_pushcfunction(L, cancel_now_p);
+  lua_pushlightuserdata(L, &t->base);
+  int st = lua_pcall(L, 1, 1, 0);
+  if (st != LUA_OK) cf_executor_completion_cut(&rt->ex, prev);
+  cfl_task_unhold(t);
+  return st == LUA_OK ? 1 : lua_error(L);
 }
 
 /* ---- module functions -------------------------------------------------------- */

@@ -1,6 +1,7 @@
 -- Run by leave.sh: a plugin task with a job and a cf.defer cleanup is
 -- running when Neovim quits; VimLeavePre must cancel it (the cleanup
--- writes its file) and Neovim must exit at once.
+-- writes its file) and Neovim must exit at once, whether the quit comes
+-- from a timer or from inside another task (CF_NVIM_QUIT_IN_TASK=1).
 local cfn = require "cfuture.nvim"
 local cf = cfn.cf
 local dir = os.getenv("CF_NVIM_TMP")
@@ -16,4 +17,12 @@ cfn.spawn(function()
   end)
   cf.sleep(60000):await()
 end)
-vim.defer_fn(function() vim.cmd("qa!") end, 200)
+if os.getenv("CF_NVIM_QUIT_IN_TASK") == "1" then
+  -- a task quits Neovim: VimLeavePre comes while that task is running
+  cfn.spawn(function()
+    cf.sleep(200):await()
+    vim.cmd("qa!")
+  end)
+else
+  vim.defer_fn(function() vim.cmd("qa!") end, 200)
+end
