@@ -435,6 +435,49 @@ describe("JoinHandle:abort_now", function()
     assert.matches("cleanup broke", tostring(got[1]))
   end)
 
+  it("outside a drive: cleanups cannot drive the loop, and their errors are reported before it returns", function()
+    local got, log = {}, {}
+    local prev = cf.on_error(function(err) got[#got + 1] = tostring(err) end)
+    local h = cf.spawn(function()
+      cf.defer(function()
+        local ok, err = pcall(cf.block_on, function() return 1 end)
+        log[#log + 1] = ok and "drove the loop" or err
+        local ok2, err2 = pcall(cf.step)
+        log[#log + 1] = ok2 and "stepped" or err2
+        error("cleanup failed", 0)
+      end)
+      while true do cf.yield_now():await() end -- left ready on the queue
+    end)
+    cf.step()
+    assert.is_true(h:abort_now())
+    assert.matches("block_on: the runtime is already running", log[1])
+    assert.matches("step: the runtime is already running", log[2])
+    assert.are.same({ "cleanup failed" }, got) -- reported already
+    cf.on_error(prev)
+    assert.is_false(cf.step())
+  end)
+
+  it("cancels the tasks of a scope the task awaits before it returns", function()
+    local log = {}
+    local h = cf.spawn(function()
+      cf.scope(function(s)
+        for i = 1, 2 do
+          s:spawn(function()
+            cf.defer(function() log[#log + 1] = "child " .. i end)
+            cf.sleep(60000):await()
+          end)
+        end
+        cf.sleep(60000):await()
+      end):await()
+    end)
+    cf.step()
+    cf.step()
+    assert.is_true(h:abort_now())
+    table.sort(log)
+    assert.are.same({ "child 1", "child 2" }, log)
+    assert.is_false(cf.step())
+  end)
+
   it("refuses what is not a JoinHandle", function()
     local h = cf.spawn(function() end)
     local abort_now = h.abort_now

@@ -315,9 +315,13 @@ function M.cancel_all()
     live[h] = nil
   end
   local fast = vim.in_fast_event()
+  -- a cleanup that runs Neovim's loop (vim.wait) must not let a step in
+  local was = in_step
+  in_step = true
   for _, h in ipairs(hs) do
-    if fast then h:abort() else h:abort_now() end
+    if fast then h:abort() else pcall(h.abort_now, h) end
   end
+  in_step = was
   if #hs > 0 then M.wake() end
   return #hs
 end
@@ -812,6 +816,7 @@ function M.lsp.request(client, method, params, bufnr)
       finish(nil, { code = -32803, message = "the client refused the request (is it stopped?)" })
       return nil
     end
+    if over then return nil end -- answered from inside request: nothing to watch
     watch = uv.new_timer()
     watch:start(STOP_POLL_MS, STOP_POLL_MS, function()
       if client_stopped(client) then

@@ -109,6 +109,7 @@ static void to_idle(cf_task *t) {
 }
 
 void cf_task_wake(cf_task *t) {
+  if (t->dropping) return; /* completing: nothing left to poll */
   switch (t->state) {
   case CF_TASK_IDLE:
     EVENT(t->ex, t, CF_EV_WAKE);
@@ -135,15 +136,17 @@ static void finish_complete(cf_task *t) {
 static void to_complete(cf_task *t, int cancelled) {
   cf_executor *ex = t->ex;
   assert(t->state != CF_TASK_COMPLETE);
-  if (cancelled) {
-    t->dropping = 1; /* code run by the drop cannot complete it a second time */
-    cf_future_drop(t->future);
-  }
-  cf_waiter_cancel(&t->waiter);
+  /* off the ready queue first: a run nested in the drop (a cleanup that
+   * drives the loop) must not find it there */
   if (cf__link_linked(&t->queue)) {
     cf__list_remove(&t->queue);
     ex->nready--;
   }
+  if (cancelled) {
+    t->dropping = 1; /* the drop's code cannot wake it or complete it a second time */
+    cf_future_drop(t->future);
+  }
+  cf_waiter_cancel(&t->waiter);
   t->state = CF_TASK_COMPLETE;
   t->cancelled = (uint8_t)cancelled;
   cf__list_remove(&t->all);

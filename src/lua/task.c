@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "cfl.h"
 
 typedef struct cfl_join_handle {
@@ -486,18 +488,30 @@ static int h_unref(lua_State *L) {
   return 1;
 }
 
+typedef struct cancel_now_args {
+  cf_runtime *rt;
+  cf_task *t;
+  int outside; /* called outside any drive */
+  int done;
+} cancel_now_args;
+
 static int cancel_now_p(lua_State *L) {
-  cf_task *t = lua_touserdata(L, 1);
-  lua_pushboolean(L, cf_task_cancel_now(t));
-  return 1;
+  cancel_now_args *a = lua_touserdata(L, 1);
+  a->done = cf_task_cancel_now(a->t);
+  if (a->rt->reports.n) cfl_flush_reports(a->rt); /* the host may exit next */
+  return 0;
 }
 
 /* h:abort_now() -> true if the task ended here: its cancellation (cf.defer
- * cleanups, <close> variables, what it awaited dropped) runs before this
- * returns, even from inside another task or outside any drive (a host that
- * is about to exit). The running task itself (or one whose poll is on the
- * stack) is only marked, as by abort: false. Protected like an executor
- * run: a memory error in its completion still completes it. */
+ * cleanups, <close> variables, what it awaited dropped, the tasks of a scope
+ * it awaited) runs before this returns, even from inside another task or
+ * outside any drive (a host that is about to exit); the errors its
+ * cleanups raise are reported before it returns too. Outside a drive,
+ * cleanups cannot drive the loop (block_on, run and step refuse, as inside
+ * a drive). The running task itself (or one whose poll is on the stack) is
+ * only marked, as by abort: false. Protected like an executor run: an error
+ * that cuts the cancellation short (out of memory) is printed, and the task
+ * is left to finish cancelling at the next run. */
 static int h_abort_now(lua_State *L) {
   cfl_join_handle *h = check_join_handle(L, "abort_now");
   check_not_finalised(L, &h->hdr, "abort_now");
@@ -507,14 +521,34 @@ static int h_abort_now(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  cancel_now_args a = {rt, &t->base, !rt->in_run, 0};
   cf_task *prev = rt->ex.completing;
   cfl_task_hold(t); /* the handle may be collected by code the drop runs */
+  if (a.outside) rt->in_run = 1;
+  rt->cancelling_now++; /* a scope dropped meanwhile cancels its tasks now too */
   lua_pushcfunction(L, cancel_now_p);
-  lua_pushlightuserdata(L, &t->base);
-  int st = lua_pcall(L, 1, 1, 0);
-  if (st != LUA_OK) cf_executor_completion_cut(&rt->ex, prev);
+  lua_pushlightuserdata(L, &a);
+  int st = lua_pcall(L, 1, 0, 0);
+  rt->cancelling_now--;
+  if (st != LUA_OK) {
+    cf_executor_completion_cut(&rt->ex, prev);
+    if (!cf_task_is_complete(&t->base)) { /* cut inside its drop: finish at the next run */
+      t->base.dropping = 0;
+      cf_task_abort(&t->base);
+    }
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)";
+    fprintf(stderr, "cfuture: error inside abort_now (the task finishes cancelling later): %s\n",
+            msg);
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+  if (a.outside) {
+    rt->in_run = 0;
+    if (cf_executor_has_ready(&rt->ex) || rt->reports.n) cfl_wake_host(rt); /* joiners woken */
+  }
   cfl_task_unhold(t);
-  return st == LUA_OK ? 1 : lua_error(L);
+  lua_pushboolean(L, st == LUA_OK && a.done);
+  return 1;
 }
 
 /* ---- module functions -------------------------------------------------------- */

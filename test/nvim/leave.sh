@@ -21,6 +21,8 @@ check() { if eval "$2"; then echo "ok: $1"; else echo "FAILED: $1"; fail=1; fi; 
 pid=$(cat "$tmp/pid" 2>/dev/null || echo 0)
 check "the task's job started (pid $pid)" '[ "$pid" -gt 0 ]'
 check "the task's cf.defer cleanup ran at VimLeavePre" '[ "$(cat "$tmp/cleaned" 2>/dev/null)" = "cleanup ran" ]'
+check "the scope's child was cancelled too" '[ "$(cat "$tmp/child" 2>/dev/null)" = "child cleanup ran" ]'
+check "its cleanup's error was reported before exit" 'grep -q "child cleanup failed" "$tmp/reported" 2>/dev/null'
 sleep 0.3
 check "the job is gone after exit" '! kill -0 "$pid" 2>/dev/null'
 check "Neovim quit without waiting ($ms ms, under 5000)" '[ "$ms" -lt 5000 ]'
