@@ -33,13 +33,18 @@ local Interval = {}
 Interval.__index = Interval
 Interval.__name = "cfuture.Interval"
 
---- cf.interval(ms) -> interval whose :tick() future completes every ms
--- milliseconds. The first tick completes at once. Ticks missed because the
--- task was busy are skipped, keeping to the original schedule. A tick that
--- is cancelled (select, timeout) does not consume its deadline.
+--- cf.interval(ms [, {missed = "skip" | "burst" | "delay"}]) -> interval
+-- whose :tick() future completes every ms milliseconds. The first tick
+-- completes at once. Ticks missed because the task was busy (tokio's
+-- MissedTickBehavior): "skip" (default) drops them and keeps to the
+-- original schedule; "burst" delivers each missed tick at once until caught
+-- up; "delay" starts the schedule again one period after the late tick. A
+-- tick that is cancelled (select, timeout) does not consume its deadline.
 local MAX_MS = 1e15 -- cf.sleep's limit; past ~1.8e13 ms a deadline never comes
 
-function cf.interval(ms)
+local MISSED = { skip = true, burst = true, delay = true }
+
+function cf.interval(ms, opts)
   check_open("interval")
   if type(ms) ~= "number" or not (ms > 0) or ms == math.huge then
     error(("interval: argument #1 must be a positive number of milliseconds (got %s)"):format(
@@ -49,7 +54,19 @@ function cf.interval(ms)
     error(("interval: argument #1 must be at most 1e15 milliseconds (got %s)"):format(
       tostring(ms)), 2)
   end
-  return setmetatable({ period = ms, due = nil, ticks = 0 }, Interval)
+  local missed = "skip"
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error(("interval: argument #2 must be an options table (got %s)"):format(type(opts)), 2)
+    end
+    missed = opts.missed
+    if missed == nil then missed = "skip" end
+    if not MISSED[missed] then
+      error(('interval: option missed must be "skip", "burst" or "delay" (got %s)'):format(
+        tostring(missed)), 2)
+    end
+  end
+  return setmetatable({ period = ms, due = nil, ticks = 0, missed = missed }, Interval)
 end
 
 local tick = async(function(self)
@@ -60,8 +77,13 @@ local tick = async(function(self)
   local period = self.period
   local nxt = due + period
   if nxt <= t then
-    local k = floor((t - nxt) / period + 1) -- periods missed (huge for a tiny period)
-    nxt = k < math.huge and nxt + k * period or t + period
+    local missed = self.missed
+    if missed == "delay" then
+      nxt = t + period
+    elseif missed == "skip" then
+      local k = floor((t - nxt) / period + 1) -- periods missed (huge for a tiny period)
+      nxt = k < math.huge and nxt + k * period or t + period
+    end -- "burst": the next tick is due already
   end
   self.due = nxt
   self.ticks = self.ticks + 1
@@ -163,5 +185,6 @@ end
 require "cfuture.coroutine"(cf)
 require "cfuture.sync"(cf)
 require "cfuture.tls"(cf)
+require "cfuture.tasks"(cf)
 
 return cf

@@ -23,6 +23,10 @@ static inline void cf__list_push_back(cf_link *head, cf_link *l) {
   head->prev = l;
 }
 
+static inline void cf__list_push_front(cf_link *head, cf_link *l) {
+  cf__list_push_back(head->next, l);
+}
+
 static inline void cf__list_remove(cf_link *l) {
   l->prev->next = l->next;
   l->next->prev = l->prev;

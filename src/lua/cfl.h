@@ -150,8 +150,9 @@ typedef struct cfl_scope cfl_scope;
 typedef struct cfl_task_ext {
   cfl_task *task;
   char *name;
-  cfl_scope *scope; /* structured parent, or NULL */
-  cf_link scope_link;
+  cfl_scope *scope;        /* structured parent, or NULL */
+  struct cfl_taskset *set; /* the task set it is a member of (taskset.c), or NULL */
+  cf_link scope_link;      /* in its scope's or its set's list */
   /* Called when the task completes, before its results are settled (the
    * scope's bookkeeping); NULL if none. */
   void (*on_done)(cfl_task *t);
