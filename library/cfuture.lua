@@ -638,6 +638,97 @@ function cf.select(...) end
 ---@return cfuture.Future
 function cf.timeout(ms, f) end
 
+---Future of `f`'s results, or `nil, "timeout"` once `cf.now()` reaches `t`.
+---@param t number
+---@param f cfuture.Future|function
+---@return cfuture.Future
+function cf.timeout_at(t, f) end
+
+---Future of `true, f's results...`, or `false` after `ms` (f cancelled).
+---@param ms number
+---@param f cfuture.Future|function
+---@return cfuture.Future
+function cf.within(ms, f) end
+
+---Future of `true, f's results...`, or `false` once `cf.now()` reaches `t`.
+---@param t number
+---@param f cfuture.Future|function
+---@return cfuture.Future
+function cf.within_at(t, f) end
+
+---Run `f` as a task of its own: cancelling its awaiter does not cancel it.
+---@param f cfuture.Future|function
+---@param ... any
+---@return cfuture.JoinHandle
+function cf.shield(f, ...) end
+
+---Tasks whose results are taken in the order they finish.
+---@return cfuture.TaskSet
+function cf.task_set() end
+
+---Future of `{fn(items[1], 1), ..., n = #items}`, at most `limit` at once.
+---@param limit integer
+---@param items any[]
+---@param fn fun(item: any, i: integer): any
+---@return cfuture.Future
+function cf.map_concurrent(limit, items, fn) end
+
+---Iterator (in a task) of `i, ok, result` as each call finishes.
+---@param limit integer
+---@param items any[]
+---@param fn fun(item: any, i: integer): any
+---@return fun(): integer?, boolean?, any
+function cf.as_completed(limit, items, fn) end
+
+---A cancellation token.
+---@return cfuture.CancelToken
+function cf.cancel_token() end
+
+---@class cfuture.TaskSet
+local TaskSet = {}
+---Start a member task.
+---@param f cfuture.Future|function
+---@param ... any
+---@return cfuture.JoinHandle
+function TaskSet:spawn(f, ...) end
+---Future of `h, true, results...` / `h, false, err`, or nothing when empty.
+---@return cfuture.Future
+function TaskSet:join_next() end
+---Cancel the running members; returns how many.
+---@return integer
+function TaskSet:abort_all() end
+---Members not joined yet.
+---@return integer
+function TaskSet:len() end
+---@return integer
+function TaskSet:running() end
+---@return boolean
+function TaskSet:is_empty() end
+---Abort what runs, forget the rest.
+function TaskSet:close() end
+---@return boolean
+function TaskSet:is_closed() end
+
+---@class cfuture.CancelToken
+local CancelToken = {}
+---Cancel it and its children; `true` if this call did.
+---@param reason? any
+---@return boolean
+function CancelToken:cancel(reason) end
+---@return boolean cancelled
+---@return any reason
+function CancelToken:is_cancelled() end
+---Future of the reason, once cancelled.
+---@return cfuture.Future
+function CancelToken:cancelled() end
+---A token cancelled with this one.
+---@return cfuture.CancelToken
+function CancelToken:child() end
+---Future of `f`'s results, or `nil, "cancelled", reason`.
+---@param f cfuture.Future|function
+---@return cfuture.Future
+function CancelToken:run(f) end
+
 ---Run `body(s, ...)` with a scope that waits for its children.
 ---@param body fun(s: cfuture.Scope, ...): ...
 ---@param ... any
@@ -671,8 +762,9 @@ function cf.now() end
 function cf.yield_now() end
 
 ---@param ms number
+---@param opts? {missed?: "skip"|"burst"|"delay"}
 ---@return cfuture.Interval
-function cf.interval(ms) end
+function cf.interval(ms, opts) end
 
 ---Freeze the runtime's clock.
 function time.pause() end

@@ -35,6 +35,7 @@ local export_class = {
   ["cf.coroutine"] = "cfuture.coroutine",
   ["cf.Stream"] = "cfuture.Stream", ["cf.fs.File"] = "cfuture.File",
   ["cf.net.Listener"] = "cfuture.Listener", ["cf.net.Udp"] = "cfuture.Udp",
+  ["cf.TaskSet"] = "cfuture.TaskSet", ["cf.CancelToken"] = "cfuture.CancelToken",
   ["cf.process.Process"] = "cfuture.Process",
 }
 
@@ -78,6 +79,8 @@ local function samples()
     add("cfuture.BroadcastReceiver", b:subscribe())
     add("cfuture.Barrier", cf.barrier(2))
     add("cfuture.Interval", cf.interval(10))
+    add("cfuture.TaskSet", cf.task_set())
+    add("cfuture.CancelToken", cf.cancel_token())
     local l = assert(cf.net.listen("127.0.0.1", 0))
     add("cfuture.Listener", l)
     local u = assert(cf.net.udp("127.0.0.1"))
