@@ -34,6 +34,7 @@ function M.reader(stream, parser, leftover, opts)
     done_ = false, err = nil, total = 0, pending = nil,
     max = opts and opts.max, before = opts and opts.before_read,
     name = opts and opts.name or "http",
+    on_done = opts and opts.on_done, on_error = opts and opts.on_error,
   }, Reader)
   return r
 end
@@ -48,7 +49,22 @@ end
 local function fail(self, msg, code)
   self.err, self.code = msg, code
   self.buf, self.pos, self.pending = "", 1, nil
+  local hook = self.on_error
+  if hook then
+    self.on_error = nil
+    hook(msg, code)
+  end
   return nil, msg, code
+end
+
+local function finished(self)
+  self.done_ = true
+  local hook = self.on_done
+  if hook then
+    self.on_done = nil
+    hook(self:leftover())
+  end
+  return nil
 end
 
 -- The next piece of body bytes (awaits reads as needed), nil at the end, or
@@ -69,7 +85,9 @@ local function next_piece(self)
   local parser = self.parser
   while true do
     local buf, pos = self.buf, self.pos
-    if pos <= #buf then
+    -- execute even with nothing left to feed: a message that ended with its
+    -- head (no body, or no_body) says "done" at once
+    if pos <= #buf + 1 then
       local ev, v, np = parser:execute(buf, pos)
       if ev == "body" then
         self.pos = np
@@ -82,10 +100,9 @@ local function next_piece(self)
         return v
       elseif ev == "done" then
         self.pos = np
-        self.done_ = true
-        return nil
+        return finished(self)
       elseif ev == "more" then
-        self.buf, self.pos = "", 1
+        self.buf, self.pos = "", 2 -- nothing left: read from the stream
       elseif ev == nil then
         return fail(self, v, np)
       else -- a head inside a body cannot happen; treat as a protocol fault
@@ -97,10 +114,7 @@ local function next_piece(self)
         if msg then return fail(self, msg, code) end
         -- the end of the stream: ends a body read until close, else cut short
         local r, m, c = parser:finish()
-        if r == "done" then
-          self.done_ = true
-          return nil
-        end
+        if r == "done" then return finished(self) end
         return fail(self, m or "http: the connection closed before the body ended", c or "EPROTO")
       end
       self.buf, self.pos = data, 1
