@@ -81,6 +81,7 @@ typedef struct parser {
 /* ---- the head buffer -------------------------------------------------------- */
 
 static int buf_append(parser *p, span *s, const char *at, size_t len) {
+  if (len == 0) return 0;
   if (p->buflen + len > p->bufcap) {
     size_t cap = p->bufcap ? p->bufcap : 256;
     while (cap < p->buflen + len)
