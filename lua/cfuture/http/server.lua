@@ -727,6 +727,7 @@ local function conn_loop(conn)
     -- the next request's head
     local ev, head, np
     local buf, pos = conn.buf, conn.pos
+    conn.head_sent = false
     if pos > #buf then
       conn.state = "idle"
       conn.deadline = now() + idle_timeout
