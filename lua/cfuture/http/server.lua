@@ -270,6 +270,8 @@ local function settle_keep_alive(self)
     if h:has_token("Connection", "close") then self.keep_alive = false end
     h:remove("Connection")
   end
+  -- and the framing: chunked unless a Content-Length was set
+  if h:has("Transfer-Encoding") then h:remove("Transfer-Encoding") end
 end
 
 local function write_all(self, s)
