@@ -18,6 +18,7 @@ dependencies = {
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+  ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
   type = "builtin",
@@ -35,10 +36,11 @@ build = {
         "src/lua/copy.c", "src/lua/call.c", "src/lua/thread.c", "src/lua/worker.c",
         "src/lua/thread_channel.c", "src/lua/trace.c", "src/lua/host.c", "src/lua/luv.c",
         "src/lua/tls.c", "src/lua/crypto.c",
+        "src/lua/zlib.c",
       },
-      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-      libraries = { "uv", "ssl", "crypto", "m" },
+      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(ZLIB_LIBDIR)" },
+      libraries = { "uv", "ssl", "crypto", "z", "m" },
     },
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
