@@ -19,6 +19,7 @@ external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
   ZLIB = { header = "zlib.h", library = "z" },
+  HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
 build = {
   type = "builtin",
@@ -36,11 +37,11 @@ build = {
         "src/lua/copy.c", "src/lua/call.c", "src/lua/thread.c", "src/lua/worker.c",
         "src/lua/thread_channel.c", "src/lua/trace.c", "src/lua/host.c", "src/lua/luv.c",
         "src/lua/tls.c", "src/lua/crypto.c",
-        "src/lua/zlib.c",
+        "src/lua/http_parser.c", "src/lua/zlib.c",
       },
-      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)", "$(ZLIB_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(ZLIB_LIBDIR)" },
-      libraries = { "uv", "ssl", "crypto", "z", "m" },
+      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)", "$(ZLIB_LIBDIR)" },
+      libraries = { "uv", "ssl", "crypto", "http_parser", "z", "m" },
     },
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
