@@ -43,7 +43,7 @@
 
 enum phase { IDLE, HEAD, BODY };
 enum event { EV_NONE, EV_HEAD, EV_DONE };
-enum fail { FAIL_NONE, FAIL_HEADER_SIZE, FAIL_HEADERS, FAIL_NOMEM };
+enum fail { FAIL_NONE, FAIL_HEADER_SIZE, FAIL_HEADERS, FAIL_NAME, FAIL_NOMEM };
 
 typedef struct span {
   size_t off, len;
@@ -81,6 +81,7 @@ typedef struct parser {
 /* ---- the head buffer -------------------------------------------------------- */
 
 static int buf_append(parser *p, span *s, const char *at, size_t len) {
+  if (len == 0) return 0;
   if (p->buflen + len > p->bufcap) {
     size_t cap = p->bufcap ? p->bufcap : 256;
     while (cap < p->buflen + len)
@@ -124,13 +125,31 @@ static int on_start(http_parser *hp, const char *at, size_t len) {
   return buf_append(p, &p->start, at, len);
 }
 
+static int too_many(parser *p) {
+  if (p->count <= p->max_headers) return 0;
+  p->fail = FAIL_HEADERS;
+  return 1;
+}
+
+/* RFC 9110 tchar: libhttp-parser as Debian builds it (not strict) lets a
+ * space into a header name, which a proxy in front may read otherwise */
+static int is_tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 static int on_header_field(http_parser *hp, const char *at, size_t len) {
   parser *p = hp->data;
-  if (!p->last_field) { /* a new header */
-    if (++p->count > p->max_headers) {
-      p->fail = FAIL_HEADERS;
+  for (size_t i = 0; i < len; i++)
+    if (!is_tchar((unsigned char)at[i])) {
+      p->fail = FAIL_NAME;
       return -1;
     }
+  if (!p->last_field) { /* a new header */
+    /* the limit is checked once a name is whole, so that the first header
+     * at fault decides the error however the bytes were split */
+    if (too_many(p)) return -1;
+    p->count++;
     if (p->nhdrs + 2 > p->hcap) {
       unsigned cap = p->hcap ? p->hcap * 2 : 32;
       span *h = realloc(p->hdrs, cap * sizeof *h);
@@ -151,12 +170,14 @@ static int on_header_field(http_parser *hp, const char *at, size_t len) {
 
 static int on_header_value(http_parser *hp, const char *at, size_t len) {
   parser *p = hp->data;
+  if (p->last_field && too_many(p)) return -1;
   p->last_field = 0;
   return buf_append(p, &p->hdrs[p->nhdrs - 1], at, len);
 }
 
 static int on_headers_complete(http_parser *hp) {
   parser *p = hp->data;
+  if (too_many(p)) return -1;
   if (p->in_trailers) return 0;
   p->ev = EV_HEAD;
   http_parser_pause(hp, 1);
@@ -188,6 +209,7 @@ static int on_body(http_parser *hp, const char *at, size_t len) {
 
 static int on_message_complete(http_parser *hp) {
   parser *p = hp->data;
+  if (too_many(p)) return -1; /* trailers */
   p->ev = EV_DONE;
   p->phase = IDLE;
   p->head_bytes = 0;
@@ -258,8 +280,9 @@ static unsigned opt_limit(lua_State *L, int idx, const char *fname, const char *
     if (lua_type(L, -1) != LUA_TNUMBER)
       luaL_error(L, "%s: limit %s must be an integer from 1 to %d (got %s)", fname, name, (int)hi,
                  luaL_typename(L, -1));
-    v = (unsigned)cfl_check_int_range(L, lua_gettop(L), fname, lua_pushfstring(L, "limit %s", name),
-                                      1, hi);
+    int at = lua_gettop(L);
+    const char *what = lua_pushfstring(L, "limit %s", name);
+    v = (unsigned)cfl_check_int_range(L, at, fname, what, 1, hi);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -316,6 +339,9 @@ static int die(lua_State *L, parser *p) {
   case FAIL_HEADERS:
     snprintf(p->errmsg, sizeof p->errmsg, "http: too many headers (more than %u)", p->max_headers);
     p->errcode = "EMSGSIZE";
+    break;
+  case FAIL_NAME:
+    snprintf(p->errmsg, sizeof p->errmsg, "http: invalid character in a header name");
     break;
   case FAIL_NOMEM: p->fail = FAIL_NONE; return luaL_error(L, "http.parser: not enough memory");
   case FAIL_NONE:
