@@ -48,7 +48,6 @@ local DEFAULTS = {
   max_headers = 256,
   expect_timeout = 1000,
 }
-local DEFAULT_LIMITS -- (set below) TEMPORARY: the parser's defaults until cf._http's limits work
 local DECODE_CHUNK = 65536
 local DRAIN_MAX = 65536 -- a redirect's body up to this is read to keep its connection
 
@@ -918,9 +917,9 @@ local run = async(function(req)
         release(c, false)
         return nil, m2, c2
       end
-      c.parser = cf._http.parser("response", req.limits ~= DEFAULT_LIMITS and req.limits or nil)
+      c.parser = cf._http.parser("response", req.limits)
     elseif req.limits ~= c.limits then
-      c.parser = cf._http.parser("response", req.limits ~= DEFAULT_LIMITS and req.limits or nil)
+      c.parser = cf._http.parser("response", req.limits)
     end
     c.limits = req.limits
     local head, left, m3, retry = exchange(req, c, deadline)
@@ -1021,8 +1020,6 @@ local function limits_of(mhs, mh)
   end
   return l
 end
-
-DEFAULT_LIMITS = limits_of(DEFAULTS.max_header_size, DEFAULTS.max_headers)
 
 local function parse_proxy(fname, p)
   if p == nil or p == false then return nil end
