@@ -930,7 +930,7 @@ local run = async(function(req)
       -- a kept-alive connection the server had closed: try another
       if not (retry and attempts <= 3 and req.replayable) then return nil, left, m3 end
     else
-      local res = respond(req, c, head, left, url_mod.build(req.u), deadline)
+      local res = respond(req, c, head, left, req.built or url_mod.build(req.u), deadline)
       current = nil
       current_res = res
       local st = res.status
@@ -978,7 +978,7 @@ local run = async(function(req)
         if nu.scheme == "https" and not req.tls_set then req.tls = default_tls end
       end
       nu.user, nu.password = nil, nil
-      req.u = nu
+      req.u, req.built = nu, nil
       if not keep_body then
         req.method = to_method
         req.body, req.body_kind, req.chunked, req.length = nil, nil, false, nil
@@ -1031,17 +1031,35 @@ local function parse_proxy(fname, p)
   return u
 end
 
+-- Parsed URLs by their text (a program fetches the same few URLs again
+-- and again): { u = parsed, built = its text without userinfo }; emptied
+-- when it grows past 256 entries.
+local url_cache, url_cached = {}, 0
+local function parse_url(fname, target, argn)
+  local e = url_cache[target]
+  if not e then
+    local u, err = url_mod.parse(target)
+    if not u then raise(fname, "argument #%d must be an http:// or https:// URL (%s)", argn, err) end
+    if u.scheme ~= "http" and u.scheme ~= "https" then
+      raise(fname, "argument #%d must be an http:// or https:// URL (got %s)", argn, what(target))
+    end
+    if url_cached >= 256 then url_cache, url_cached = {}, 0 end
+    e = { u = u, built = url_mod.build(u) }
+    url_cache[target] = e
+    url_cached = url_cached + 1
+  end
+  local c = {}
+  for k, v in pairs(e.u) do c[k] = v end
+  return c, e.built
+end
+
 -- Check the arguments and make the request record.
 local function prepare(fname, method, target, opts, argn)
   method = check_method(fname, method)
   if type(target) ~= "string" then
     raise(fname, "argument #%d must be an http:// or https:// URL (got %s)", argn, what(target))
   end
-  local u, err = url_mod.parse(target)
-  if not u then raise(fname, "argument #%d must be an http:// or https:// URL (%s)", argn, err) end
-  if u.scheme ~= "http" and u.scheme ~= "https" then
-    raise(fname, "argument #%d must be an http:// or https:// URL (got %s)", argn, what(target))
-  end
+  local u, built = parse_url(fname, target, argn)
   if opts ~= nil and type(opts) ~= "table" then
     raise(fname, "argument #%d must be a table of options or nil (got %s)", argn + 1, what(opts))
   end
@@ -1049,7 +1067,7 @@ local function prepare(fname, method, target, opts, argn)
   for k in pairs(opts) do
     if not REQUEST_OPTIONS[k] then raise(fname, "unknown option %s", tostring(k)) end
   end
-  local req = { fname = fname, method = method, u = u }
+  local req = { fname = fname, method = method, u = u, built = built }
   -- headers: a Headers object or a table, copied (redirects edit the copy)
   if opts.headers ~= nil then
     if type(opts.headers) ~= "table" then
@@ -1063,7 +1081,10 @@ local function prepare(fname, method, target, opts, argn)
   if opts.query ~= nil then
     if type(opts.query) ~= "table" then raise(fname, "option query must be a table (got %s)", what(opts.query)) end
     local q = url_mod.encode_query(opts.query)
-    if q ~= "" then u.query = u.query and u.query ~= "" and (u.query .. "&" .. q) or q end
+    if q ~= "" then
+      u.query = u.query and u.query ~= "" and (u.query .. "&" .. q) or q
+      req.built = nil
+    end
   end
   -- the body
   local b = opts.body
