@@ -288,24 +288,57 @@ end
 -- ---------------------------------------------------------------------------
 -- connecting
 
-local tls_cache = setmetatable({}, { __mode = "k" })
 local default_tls = { alpn = { "http/1.1" } }
+local tls_keys = setmetatable({}, { __mode = "k" }) -- derived options -> pool key part
+local context_ids, context_count = setmetatable({}, { __mode = "k" }), 0
 
--- The cf.tls options for a request: the user's (a table, or a context), with
--- ALPN http/1.1 added when they make their own context.
+local function is_context(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__name == "cfuture.TlsContext"
+end
+
+-- The options' values as text, so that two tables saying the same share
+-- connections and two saying different things never do (a table's address
+-- is no key: a collected table's address comes back for another one).
+local function key_of(o)
+  local keys = {}
+  for k in pairs(o) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    local v = o[k]
+    if is_context(v) then
+      local id = context_ids[v]
+      if not id then
+        context_count = context_count + 1
+        id = context_count
+        context_ids[v] = id
+      end
+      v = "context#" .. id
+    elseif type(v) == "table" then
+      local l = {}
+      for j = 1, #v do l[j] = tostring(v[j]) end
+      v = "{" .. concat(l, ",") .. "}"
+    end
+    parts[i] = k .. "=" .. tostring(v)
+  end
+  return concat(parts, ";")
+end
+
+-- The cf.tls options for a request: a copy of the user's (read at each
+-- request, so a changed table is never stale), or a context; ALPN http/1.1
+-- is added when they make their own context.
 local function tls_options(t)
   if t == nil then return default_tls end
-  local cached = tls_cache[t]
-  if cached then return cached end
   local o
-  if getmetatable(t) and getmetatable(t).__name == "cfuture.TlsContext" then
+  if is_context(t) then
     o = { context = t }
   else
     o = {}
     for k, v in pairs(t) do o[k] = v end
     if o.alpn == nil and o.context == nil then o.alpn = { "http/1.1" } end
   end
-  tls_cache[t] = o
+  tls_keys[o] = key_of(o)
   return o
 end
 
@@ -891,7 +924,7 @@ local function pool_key(req)
       key = key .. " via " .. proxy.host .. ":" .. proxy.port
     end
   end
-  if u.scheme == "https" and req.tls ~= default_tls then key = key .. " tls " .. tostring(req.tls) end
+  if u.scheme == "https" and req.tls ~= default_tls then key = key .. " tls " .. tls_keys[req.tls] end
   return key
 end
 
@@ -927,8 +960,15 @@ local run = async(function(req)
       current = nil
       release(c, false)
       attempts = attempts + 1
-      -- a kept-alive connection the server had closed: try another
-      if not (retry and attempts <= 3 and req.replayable) then return nil, left, m3 end
+      -- a kept-alive connection the server had closed: the others of that
+      -- host were likely closed too (a restart); try a fresh one
+      if not (retry and attempts <= 2 and req.replayable) then return nil, left, m3 end
+      local h = c.host
+      for i = h.nidle, 1, -1 do
+        close_stream(h.idle[i].stream)
+        h.idle[i] = nil
+      end
+      h.nidle = 0
     else
       local res = respond(req, c, head, left, req.built or url_mod.build(req.u), deadline)
       current = nil
@@ -1172,7 +1212,7 @@ local function prepare(fname, method, target, opts, argn)
   if pool.closed then raise(fname, "option pool: the pool is closed") end
   req.pool = pool
   if opts.tls ~= nil then
-    if type(opts.tls) ~= "table" and not (getmetatable(opts.tls) and getmetatable(opts.tls).__name == "cfuture.TlsContext") then
+    if type(opts.tls) ~= "table" and not is_context(opts.tls) then
       raise(fname, "option tls must be a table of cf.tls options or a cf.tls context (got %s)", what(opts.tls))
     end
     req.tls_set = true
