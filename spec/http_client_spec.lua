@@ -614,3 +614,78 @@ describe("http client misuse", function()
     end)
   end)
 end)
+
+describe("http client pools", function()
+  it("closes connections idle past idle_timeout, keeps at most max_idle_per_host", function()
+    run(function()
+      local pool = http.pool({ idle_timeout = 100, max_idle_per_host = 1 })
+      local hs = {}
+      for i = 1, 3 do
+        hs[i] = cf.spawn(function()
+          local res = assert(http.get(base .. "/hello.txt?p=" .. i, { pool = pool }):await())
+          cf.sleep(20):await() -- all three are out at once
+          return res:read_all():await()
+        end)
+      end
+      for i = 1, 3 do assert.are.equal("hello from nginx\n", hs[i]:await()) end
+      assert.are.same({ 3, 1 }, { pool:stats().opened, pool:stats().idle })
+      local t0 = cf.now()
+      while pool:stats().idle > 0 and cf.now() - t0 < 5000 * slow do cf.sleep(10):await() end
+      assert.are.equal(0, pool:stats().idle)
+      assert.is_true(cf.now() - t0 >= 70, cf.now() - t0) -- not before it was idle 100 ms
+      get_body(base .. "/hello.txt", { pool = pool })
+      assert.are.equal(4, pool:stats().opened)
+      pool:close()
+      assert.matches("^cfuture.http.Pool%(0 idle, 0 active, closed%)$", tostring(pool))
+    end)
+  end)
+
+  it("gets the slot of a response dropped unread back when it is collected", function()
+    run(function()
+      local pool = http.pool({ max_per_host = 1 })
+      do
+        local res = assert(http.get(base .. "/big.bin", { pool = pool }):await())
+        assert.are.equal(200, res.status)
+      end
+      assert.are.equal(1, pool:stats().active)
+      support.full_gc()
+      cf.sleep(10):await()
+      support.full_gc()
+      local res = assert(cf.timeout(5000 * slow, http.get(base .. "/hello.txt", { pool = pool })):await())
+      assert.are.equal("hello from nginx\n", res:read_all():await())
+      pool:close()
+    end)
+  end)
+
+  it("decodes deflate bodies in the zlib format and raw", function()
+    run(function()
+      local plain = ("deflate me "):rep(1000)
+      local function packed(wbits)
+        local _, out = cf.process.run("/usr/bin/python3", { "-c", ("import zlib,sys; c = zlib.compressobj(6, 8, %d); "
+          .. "sys.stdout.buffer.write(c.compress(sys.stdin.buffer.read()) + c.flush())"):format(wbits) },
+          { input = plain, env = { LD_PRELOAD = false } }):await()
+        return out
+      end
+      local bodies = { packed(15), packed(-15) }
+      local srv = peers.raw(function(conn, n)
+        peers.read_head(conn)
+        local b = bodies[n]
+        conn:write("HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: " .. #b .. "\r\n\r\n" .. b):await()
+        conn:read():await()
+      end)
+      for _ = 1, 2 do
+        local res, body = get_body("http://127.0.0.1:" .. srv.port .. "/", { keep_alive = false })
+        assert.are.equal("deflate", res.decoded)
+        assert.is_true(body == plain)
+      end
+      srv.stop()
+    end)
+  end)
+
+  it("is what cfuture.http exports", function()
+    local mod = require "cfuture.http"
+    for _, name in ipairs { "request", "get", "post", "pool", "default_pool" } do
+      assert.are.equal(http[name], mod[name])
+    end
+  end)
+end)
