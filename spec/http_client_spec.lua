@@ -398,6 +398,22 @@ describe("http client against Python's http.server", function()
     end)
   end)
 
+  it("expects no body after 304 and 204 whatever Content-Length says, and keeps the connection", function()
+    run(function()
+      local pool = http.pool()
+      for _, st in ipairs { 304, 204 } do
+        local res = assert(cf.timeout(5000 * slow, http.get(pybase .. "/status/" .. st, { pool = pool, timeout = 5000 * slow })):await())
+        assert.are.equal(st, res.status)
+        assert.is_string(res.headers:get("Content-Length"))
+        assert.are.equal("", res:read_all():await())
+      end
+      local t = echo(assert(http.get(pybase .. "/after", { pool = pool }):await()))
+      assert.are.equal("/after", t.path)
+      assert.are.equal(1, pool:stats().opened)
+      pool:close()
+    end)
+  end)
+
   it("reads an HTTP/1.0 body that ends with the connection", function()
     run(function()
       local pool = http.pool()

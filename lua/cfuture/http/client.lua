@@ -446,6 +446,18 @@ local function send_body(req, s, first, deadline)
   local fname, kind, b, chunked = req.fname, req.body_kind, req.body, req.chunked
   local sent = 0
   local function put(data)
+    if #data > 65536 then -- a large piece goes as it is, not copied into another string
+      local pre = chunked and format("%x\r\n", #data) or ""
+      if first then pre = first .. pre end
+      first = nil
+      if pre ~= "" then
+        local ok, m, c = await_by(s:write(pre), deadline)
+        if not ok then return ok, m, c end
+      end
+      local ok, m, c = await_by(s:write(data), deadline)
+      if not ok or not chunked then return ok, m, c end
+      return await_by(s:write("\r\n"), deadline)
+    end
     if chunked then data = format("%x\r\n", #data) .. data .. "\r\n" end
     if first then
       data = first .. data
@@ -540,6 +552,16 @@ end
 -- ---------------------------------------------------------------------------
 -- responses
 
+-- The body of a message that has none.
+local empty_read = async(function(_, all) if all then return "" end end)
+local EMPTY = {
+  read = function() return empty_read(nil, false) end,
+  read_all = function() return empty_read(nil, true) end,
+  lines = function() return function() end end,
+  chunks = function() return function() end end,
+  done = function() return true end,
+}
+
 local Response = {}
 Response.__index = Response
 Response.__name = "cfuture.http.Response"
@@ -556,6 +578,7 @@ end
 -- slow path (decoding, a whole-request timeout, a closed response).
 local function raw_piece(res)
   local r = res._r
+  if r == EMPTY then return nil end
   if not res._deadline then return next_piece(r) end
   local p, m, c = await_by(next_async(r), res._deadline)
   if p == nil and m == TIMEOUT then
@@ -884,7 +907,13 @@ local function respond(req, c, head, leftover, final_url, deadline)
   })
   res._r = r
   local st = head.status
-  if req.method == "HEAD" or st == 204 or st == 304 or head.content_length == 0 then
+  if (st == 204 or st == 304) and req.method ~= "HEAD" and (head.chunked or (head.content_length or 0) > 0) then
+    -- no body, whatever the head says (RFC 9112 6.3); the parser waits for
+    -- the one its headers announce, so the message ends here instead
+    c.parser:reset("response")
+    res._r = EMPTY
+    release(c, keep and leftover == "")
+  elseif req.method == "HEAD" or st == 204 or st == 304 or head.content_length == 0 then
     next_piece(r) -- no body: hand the connection back now
   elseif req.decode then
     local enc = res.headers:get("Content-Encoding")
