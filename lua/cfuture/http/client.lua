@@ -901,6 +901,7 @@ local function respond(req, c, head, leftover, final_url, deadline)
     name = req.fname, max = req.max_body,
     on_done = function(left)
       c.leftover = nil
+      if head.chunked then res.trailers = headers_mod.wrap(c.parser:trailers()) end
       release(c, keep and left == "")
     end,
     on_error = function() release(c, false) end,
