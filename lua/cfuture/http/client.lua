@@ -42,7 +42,9 @@ M.user_agent = "cfuture/" .. VERSION
 local DEFAULTS = {
   max_per_host = 64,
   idle_timeout = 30000,
-  connect_timeout = 30000,
+  -- none by default: the system's own limit applies (some 2 minutes on
+  -- Linux), and a default timer would fire at once under a paused clock
+  connect_timeout = false,
   redirects = 5,
   max_header_size = 65536,
   max_headers = 256,
