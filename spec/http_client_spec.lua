@@ -723,3 +723,40 @@ describe("http client pools", function()
     end
   end)
 end)
+
+describe("http client against cfuture's own server", function()
+  it("keeps one connection for many requests, uploads chunked, waits for 100 Continue", function()
+    run(function()
+      local mod = require "cfuture.http"
+      local seen = {}
+      local server = assert(mod.listen("127.0.0.1", 0, function(req, res)
+        local body = assert(req:read_all():await())
+        seen[#seen + 1] = { req.method, req.path, #body, req.headers:get("Transfer-Encoding"),
+          req.headers:get("Expect") }
+        res:set_header("Content-Type", "text/plain")
+        res:finish(req.method .. " " .. #body .. "\n")
+      end))
+      local _, port = server:address()
+      local u = "http://127.0.0.1:" .. port
+      local pool = http.pool()
+      for i = 1, 10 do
+        local _, b = get_body(u .. "/n" .. i, { pool = pool })
+        assert.are.equal("GET 0\n", b)
+      end
+      local i = 0
+      local r = assert(http.post(u .. "/up", function()
+        i = i + 1
+        if i <= 100 then return ("z"):rep(1000) end
+      end, { pool = pool }):await())
+      assert.are.equal("POST 100000\n", r:read_all():await())
+      local e = assert(http.request("PUT", u .. "/e", { body = "abc", expect_continue = 5000 * slow,
+        pool = pool }):await())
+      assert.are.equal("PUT 3\n", e:read_all():await())
+      assert.are.equal(1, pool:stats().opened)
+      assert.are.same({ "POST", "/up", 100000, "chunked" }, { seen[11][1], seen[11][2], seen[11][3], seen[11][4] })
+      assert.are.equal("100-continue", seen[12][5])
+      pool:close()
+      server:close():await()
+    end)
+  end)
+end)
