@@ -23,17 +23,27 @@ local function check_self(self, fname)
   end
 end
 
+-- Names and values already checked, so a server that sends the same
+-- headers on every response checks each once. Bounded: emptied when full.
+local good_names, good_values, ngood = {}, {}, 0
+local CACHE_MAX = 512
+
 -- a token (RFC 9110 5.1): letters, digits and !#$%&'*+-.^_`|~
 local function check_name(name, fname, argn)
+  if good_names[name] then return name end
   if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+%-.^_`|~]+$") then
     error(("%s: argument #%d must be a header name (a token; got %s)"):format(fname, argn,
       type(name) == "string" and ("%q"):format(name:sub(1, 40)) or type(name)), 3)
   end
+  ngood = ngood + 1
+  if ngood > CACHE_MAX then good_names, good_values, ngood = {}, {}, 0 end
+  good_names[name] = true
   return name
 end
 M.check_name = check_name
 
 local function check_value(v, fname, what)
+  if good_values[v] then return v end
   local t = type(v)
   if t == "number" then return tostring(v) end
   if t ~= "string" then
@@ -41,6 +51,11 @@ local function check_value(v, fname, what)
   end
   if find(v, "[\r\n]") or find(v, "\0", 1, true) then
     error(("%s: %s must not contain CR, LF or NUL (header injection)"):format(fname, what), 3)
+  end
+  if #v <= 256 then
+    ngood = ngood + 1
+    if ngood > CACHE_MAX then good_names, good_values, ngood = {}, {}, 0 end
+    good_values[v] = true
   end
   return v
 end

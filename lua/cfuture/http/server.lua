@@ -107,6 +107,11 @@ M.Request = Request
 Request.__index = function(self, k)
   local m = RequestMethods[k]
   if m then return m end
+  if k == "headers" then
+    local h = wrap_headers(self._hl)
+    self.headers = h
+    return h
+  end
   if k == "query" then
     local q = self.raw_query
     local t = q and decode_query(q) or {}
@@ -173,8 +178,19 @@ end
 local Response = {}
 Response.__name = "cfuture.http.ServerResponse"
 local ResponseMethods = {}
-Response.__index = ResponseMethods
 M.ServerResponse = Response
+-- res.headers is made at first use: a handler that returns its response
+-- never needs one
+Response.__index = function(self, k)
+  local m = ResponseMethods[k]
+  if m then return m end
+  if k == "headers" then
+    local h = new_headers()
+    self.headers = h
+    return h
+  end
+  return nil
+end
 
 local function check_res(self, fname)
   if getmetatable(self) ~= Response then
@@ -502,16 +518,92 @@ local function make_request(conn, head)
   local req = setmetatable({
     method = head.method, target = target, version = head.version,
     path = q and sub(target, 1, q - 1) or target, raw_query = q and sub(target, q + 1) or nil,
-    headers = wrap_headers(head.headers), keep_alive = head.keep_alive,
+    _hl = head.headers, keep_alive = head.keep_alive,
     content_length = head.content_length, _conn = conn,
   }, Request)
   return req
+end
+
+-- What the server must know of a header name the handler returns: 1 an
+-- ordinary field, 2 Content-Length, 3 Connection, 4 Transfer-Encoding.
+local name_kind, nkinds = {}, 0
+local SPECIAL = { ["content-length"] = 2, connection = 3, ["transfer-encoding"] = 4 }
+local function kind_of(name)
+  local k = name_kind[name]
+  if k then return k end
+  headers_mod.check_name(name, "http.server: the handler's headers", 3)
+  k = SPECIAL[name:lower()] or 1
+  nkinds = nkinds + 1
+  if nkinds > 512 then name_kind, nkinds = {}, 0 end
+  name_kind[name] = k
+  return k
+end
+
+-- The handler returned status, body, headers (a plain table of strings)
+-- and touched nothing of res: the head is built straight from them, with
+-- no Headers object. Returns false to take the general path instead.
+local check_value = headers_mod.check_value
+local EMPTY = setmetatable({}, { __newindex = function() error("read-only", 2) end })
+local function quick_finish(res, status, b, hdrs)
+  local t = { "HTTP/1.1 ", status, " ", REASONS[status] or "Unknown", "\r\n", date_header() }
+  local k = 7
+  local length
+  for name, v in pairs(hdrs) do
+    local kind = type(name) == "string" and kind_of(name) or 0
+    if kind == 1 and type(v) ~= "table" then
+      t[k], t[k + 1], t[k + 2], t[k + 3] = name, ": ",
+        check_value(v, "http.server: the handler's headers", "the value of " .. name), "\r\n"
+      k = k + 4
+    elseif kind == 2 and type(v) ~= "table" then
+      length = tonumber(v)
+      if not length then return false end
+    else
+      return false -- Connection, Transfer-Encoding, lists: the general path
+    end
+  end
+  local req, conn = res.req, res.conn
+  if conn.srv.closing or (req._expect_continue and not req._continued) then
+    res.keep_alive = false
+  end
+  local n = b and #b or 0
+  if bodiless(status) then
+    b = nil
+  else
+    if length and length ~= n and not res.head then return false end
+    t[k], t[k + 1], t[k + 2] = "Content-Length: ", length or n, "\r\n"
+    k = k + 3
+    if res.head then b = nil end
+  end
+  if not res.keep_alive then
+    t[k] = "Connection: close\r\n"
+    k = k + 1
+  elseif conn.http10 then
+    t[k] = "Connection: keep-alive\r\n"
+    k = k + 1
+  end
+  t[k] = "\r\n"
+  if b then t[k + 1] = b end
+  res.head_sent, res.finished, conn.head_sent = true, true, true
+  return write_all(res, concat(t))
 end
 
 -- The handler's return values: status, body [, headers].
 local function respond_with(res, status, b, hdrs)
   check_status("http.server: the handler's result", status, 1)
   res.status = status
+  if b ~= nil and type(b) ~= "string" then
+    if type(b) == "number" then
+      b = tostring(b)
+    else
+      error(("http.server: the handler's second result must be a string body (got %s)")
+        :format(type(b)), 0)
+    end
+  end
+  if not res.head_sent and rawget(res, "headers") == nil and
+    (hdrs == nil or (type(hdrs) == "table" and getmetatable(hdrs) == nil)) then
+    local done = quick_finish(res, status, b, hdrs or EMPTY)
+    if done ~= false then return done end
+  end
   if hdrs ~= nil then
     if type(hdrs) ~= "table" then
       error(("http.server: the handler's third result must be a table of headers (got %s)")
@@ -566,7 +658,7 @@ local function serve_request(conn, head)
     end
   end
   local res = setmetatable({
-    status = 200, headers = new_headers(), conn = conn, req = req,
+    status = 200, conn = conn, req = req,
     head = head.method == "HEAD", keep_alive = head.keep_alive and not head.upgrade,
   }, Response)
   conn.state = "busy"
@@ -635,6 +727,7 @@ local function conn_loop(conn)
     -- the next request's head
     local ev, head, np
     local buf, pos = conn.buf, conn.pos
+    conn.head_sent = false
     if pos > #buf then
       conn.state = "idle"
       conn.deadline = now() + idle_timeout
