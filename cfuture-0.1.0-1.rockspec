@@ -52,6 +52,8 @@ build = {
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
     ["cfuture.nvim.test"] = "lua/cfuture/nvim/test.lua",
     ["cfuture.luv"] = "lua/cfuture/luv.lua",
+    ["cfuture.http.client"] = "lua/cfuture/http/client.lua",
+    ["cfuture.http.url"] = "lua/cfuture/http/url.lua",
   },
   copy_directories = { "examples", "docs", "library", "plugin" },
 }
