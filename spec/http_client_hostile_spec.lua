@@ -174,6 +174,27 @@ describe("http client against hostile servers", function()
     end)
   end)
 
+  it("speaks to an IPv6 literal, sending [::1]:port as Host", function()
+    cf.block_on(function()
+      local l = cf.net.listen("::1", 0)
+      if not l then return end -- no IPv6 here
+      local _, port = l:local_address()
+      local host
+      local t = cf.spawn(function()
+        local conn = assert(l:accept():await())
+        for _, line in ipairs(peers.read_head(conn)) do host = host or line:match("^Host: (.*)$") end
+        conn:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6"):await()
+        conn:close()
+      end)
+      local res = assert(http.get(("http://[::1]:%d/x"):format(port), { keep_alive = false }):await())
+      assert.are.equal("v6", res:read_all():await())
+      t:await()
+      assert.are.equal(("[::1]:%d"):format(port), host)
+      assert.are.equal(("http://[::1]:%d/x"):format(port), res.url)
+      l:close()
+    end)
+  end)
+
   it("reports corrupt and truncated gzip bodies", function()
     local packed = cf.block_on(function()
       local _, out = cf.process.run("/usr/bin/python3", { "-c",
