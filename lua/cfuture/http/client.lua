@@ -126,18 +126,28 @@ local function close_stream(s)
   if s and not s:is_closed() then s:close() end
 end
 
---- pool:close(): close the idle connections; connections in use close when
--- their response ends; requests through a closed pool raise.
-function Pool:close()
-  check_pool(self, "pool:close")
-  self.closed = true
-  for _, h in pairs(self.hosts) do
+local function close_idle(pool)
+  for _, h in pairs(pool.hosts) do
     for i = h.nidle, 1, -1 do
       close_stream(h.idle[i].stream)
       h.idle[i] = nil
     end
     h.nidle = 0
   end
+end
+
+--- pool:close_idle(): close the idle connections now; the pool stays open.
+function Pool:close_idle()
+  check_pool(self, "pool:close_idle")
+  close_idle(self)
+end
+
+--- pool:close(): close the idle connections; connections in use close when
+-- their response ends; requests through a closed pool raise.
+function Pool:close()
+  check_pool(self, "pool:close")
+  self.closed = true
+  close_idle(self)
   if self.sweeper then
     self.sweeper:abort()
     self.sweeper = nil
