@@ -27,6 +27,13 @@ local JoinHandle = {}
 ---Cancel the task at its next suspension point (`<close>` variables run).
 function JoinHandle:abort() end
 
+---Cancel the task before this returns (its `cf.defer` cleanups and
+---`<close>` variables run), even from inside another task or outside any
+---drive. `true` if it ended here; `false` if it had finished, or is the
+---running task (then it is only marked, as by `abort`).
+---@return boolean
+function JoinHandle:abort_now() end
+
 ---@return boolean
 function JoinHandle:is_finished() end
 

@@ -339,3 +339,150 @@ describe("JoinHandle:unref", function()
     cf.block_on(cf.sleep(1))
   end)
 end)
+
+describe("JoinHandle:abort_now", function()
+  it("cancels a suspended task before it returns, outside any drive", function()
+    local log = {}
+    local rx = cf.channel()
+    local h = cf.spawn(function()
+      cf.defer(function() log[#log + 1] = "defer" end)
+      cf.defer(function() log[#log + 1] = "last defer" end)
+      rx:recv():await()
+      log[#log + 1] = "not reached"
+    end)
+    cf.step() -- it waits on the channel
+    assert.is_false(h:is_finished())
+    assert.is_true(h:abort_now())
+    log[#log + 1] = "returned"
+    assert.are.same({ "last defer", "defer", "returned" }, log)
+    assert.is_true(h:is_finished())
+    local ok, err = pcall(cf.block_on, h)
+    assert.is_false(ok)
+    assert.is_true(cf.is_cancelled(err))
+    assert.is_false(h:abort_now()) -- finished already
+    assert.is_true(rx:try_send(1)) -- its receive was dropped: nobody waits
+    assert.is_false(cf.step())
+  end)
+
+  it("cancels a task that never started: its body does not run", function()
+    local ran = false
+    local h = cf.spawn(function() ran = true end)
+    assert.is_true(h:abort_now())
+    assert.is_false(cf.step())
+    assert.is_false(ran)
+  end)
+
+  it("runs another task's cleanups at once from inside a task; its own task is only marked", function()
+    local log = {}
+    local victim = cf.spawn(function()
+      cf.defer(function() log[#log + 1] = "victim cleanup" end)
+      cf.sleep(60000):await()
+    end)
+    local self_h
+    self_h = cf.spawn(function()
+      cf.yield_now():await() -- the victim is waiting by now
+      log[#log + 1] = "before"
+      assert.is_true(victim:abort_now())
+      log[#log + 1] = "after"
+      assert.is_false(self_h:abort_now()) -- running: marked, it ends at its next await
+      log[#log + 1] = "still running"
+      cf.yield_now():await()
+      log[#log + 1] = "not reached"
+    end)
+    cf.run()
+    assert.are.same({ "before", "victim cleanup", "after", "still running" }, log)
+    assert.is_true(victim:is_finished() and self_h:is_finished())
+  end)
+
+  it("is safe from the task's own cleanup, and a cleanup may abort another task now", function()
+    local log = {}
+    local other = cf.spawn(function()
+      cf.defer(function() log[#log + 1] = "other cleanup" end)
+      cf.sleep(60000):await()
+    end)
+    local h
+    h = cf.spawn(function()
+      cf.defer(function()
+        log[#log + 1] = "h cleanup"
+        local own = h:abort_now() -- its own cancellation is under way
+        log[#log + 1] = tostring(own)
+        local o = other:abort_now() -- (called before indexing log: its cleanup appends)
+        log[#log + 1] = tostring(o)
+      end)
+      cf.sleep(60000):await()
+    end)
+    cf.step()
+    assert.is_true(h:abort_now())
+    assert.are.same({ "h cleanup", "false", "other cleanup", "true" }, log)
+    assert.is_false(cf.step())
+  end)
+
+  it("reports an error raised by a cleanup and wakes the tasks that await it", function()
+    local got = {}
+    local prev = cf.on_error(function(err) got[#got + 1] = err end)
+    local h = cf.spawn(function()
+      cf.defer(function() error("cleanup broke", 0) end)
+      cf.sleep(60000):await()
+    end)
+    local waiter = cf.spawn(function() return pcall(cf.await, h) end)
+    cf.step()
+    assert.is_true(h:abort_now())
+    local ok, err = cf.block_on(waiter)
+    assert.is_false(ok)
+    assert.is_true(cf.is_cancelled(err))
+    cf.on_error(prev)
+    assert.are.equal(1, #got)
+    assert.matches("cleanup broke", tostring(got[1]))
+  end)
+
+  it("outside a drive: cleanups cannot drive the loop, and their errors are reported before it returns", function()
+    local got, log = {}, {}
+    local prev = cf.on_error(function(err) got[#got + 1] = tostring(err) end)
+    local h = cf.spawn(function()
+      cf.defer(function()
+        local ok, err = pcall(cf.block_on, function() return 1 end)
+        log[#log + 1] = ok and "drove the loop" or err
+        local ok2, err2 = pcall(cf.step)
+        log[#log + 1] = ok2 and "stepped" or err2
+        error("cleanup failed", 0)
+      end)
+      while true do cf.yield_now():await() end -- left ready on the queue
+    end)
+    cf.step()
+    assert.is_true(h:abort_now())
+    assert.matches("block_on: the runtime is already running", log[1])
+    assert.matches("step: the runtime is already running", log[2])
+    assert.are.same({ "cleanup failed" }, got) -- reported already
+    cf.on_error(prev)
+    assert.is_false(cf.step())
+  end)
+
+  it("cancels the tasks of a scope the task awaits before it returns", function()
+    local log = {}
+    local h = cf.spawn(function()
+      cf.scope(function(s)
+        for i = 1, 2 do
+          s:spawn(function()
+            cf.defer(function() log[#log + 1] = "child " .. i end)
+            cf.sleep(60000):await()
+          end)
+        end
+        cf.sleep(60000):await()
+      end):await()
+    end)
+    cf.step()
+    cf.step()
+    assert.is_true(h:abort_now())
+    table.sort(log)
+    assert.are.same({ "child 1", "child 2" }, log)
+    assert.is_false(cf.step())
+  end)
+
+  it("refuses what is not a JoinHandle", function()
+    local h = cf.spawn(function() end)
+    local abort_now = h.abort_now
+    assert.has_error(function() abort_now(42) end, "abort_now: argument #1 must be a JoinHandle (got number)")
+    assert.has_error(function() abort_now(cf.sleep(1)) end, "abort_now: argument #1 must be a JoinHandle (got sleep)")
+    cf.run()
+  end)
+end)

@@ -96,3 +96,89 @@ describe("cf.backend_fd / cf.backend_timeout", function()
     assert.are.equal(-1, cf.backend_timeout())
   end)
 end)
+
+describe("a host polling cf.backend_fd", function()
+  local ok_luv, uv = pcall(require, "luv")
+  -- Whether the backend fd turns readable within ms, polled by luv's loop.
+  local function readable_within(ms)
+    require("cfuture").backend_timeout() -- what a host asks before it waits
+    local fired = false
+    local p = uv.new_poll(require("cfuture").backend_fd())
+    local t = uv.new_timer()
+    p:start("r", function() fired = true; p:stop(); t:stop() end)
+    t:start(ms, 0, function() p:stop() end)
+    uv.run("once")
+    p:close(); t:close()
+    uv.run("nowait")
+    return fired
+  end
+
+  it("is woken when a task is spawned or an error is queued outside a step", function()
+    if not ok_luv then return pending("luv is not installed") end
+    local cf = require "cfuture"
+    while cf.step() do end
+    assert.is_false(readable_within(50)) -- idle: nothing to do
+    local ran = false
+    cf.backend_timeout() -- the host looks, then waits
+    cf.spawn(function() ran = true end)
+    assert.is_true(readable_within(5000)) -- no step ran, the fd says "step now"
+    cf.step()
+    assert.is_true(ran)
+    while cf.step() do end
+    assert.is_false(readable_within(50))
+    -- an error report queued by a finaliser, outside any step
+    local got = {}
+    local prev = cf.on_error(function(err) got[#got + 1] = err end)
+    local h = cf.spawn(function() error("nobody awaited this", 0) end)
+    cf.step()
+    while cf.step() do end
+    readable_within(0) -- drain
+    h = nil -- luacheck: ignore
+    collectgarbage(); collectgarbage()
+    assert.are.equal(0, #got)
+    assert.is_true(readable_within(5000))
+    cf.step()
+    cf.on_error(prev)
+    assert.are.equal(1, #got)
+    assert.matches("^nobody awaited this", got[1])
+  end)
+
+  it("wakes a host in a fresh process, before any step ran", function()
+    if not ok_luv then return pending("luv is not installed") end
+    local support = require "support"
+    local out, status, _, err = support.run_lua([[
+      local cf = require "cfuture"
+      local uv = require "luv"
+      local fired = false
+      local p = uv.new_poll(cf.backend_fd())
+      p:start("r", function() fired = true; p:stop() end)
+      cf.backend_timeout()
+      cf.spawn(function() end) -- the first work this runtime ever had
+      local t = uv.new_timer()
+      t:start(5000, 0, function() p:stop() end)
+      uv.run("once")
+      print(fired, cf.step())
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("true\tfalse\n", out)
+  end)
+
+  it("does not wake a host that has not asked (a plain script pays nothing)", function()
+    if not ok_luv then return pending("luv is not installed") end
+    local cf = require "cfuture"
+    while cf.step() do end
+    readable_within(0)
+    cf.step() -- a drive: the host is awake again
+    cf.spawn(function() end)
+    local fired = false
+    local p = uv.new_poll(cf.backend_fd())
+    p:start("r", function() fired = true; p:stop() end)
+    local t = uv.new_timer()
+    t:start(50, 0, function() p:stop() end)
+    uv.run("once")
+    p:close(); t:close(); uv.run("nowait")
+    assert.is_false(fired)
+    assert.are.equal(0, cf.backend_timeout()) -- it says "step now" when asked
+    cf.step()
+  end)
+end)

@@ -56,14 +56,15 @@ function M.spawn(fn, ...) end
 ---@param ... any
 ---@return cfuture.JoinHandle
 function M.spawn_for_buf(buf, fn, ...) end
----Abort every task started through `spawn` that still runs and run one
----step so their `cf.defer` cleanups happen now. Returns how many.
+---Abort every task started through `spawn` that still runs; their
+---`cf.defer` cleanups run before this returns (`abort_now`), even inside a
+---task (the running task itself is only marked). Returns how many.
 ---@return integer
 function M.cancel_all() end
 ---The live tasks started through `spawn`, oldest first.
 ---@return cfuture.JoinHandle[]
 function M.tasks() end
----What the plugin's VimLeavePre does: `cancel_all()`, then `detach()`.
+---What VimLeavePre does (hooked by `attach`): `cancel_all()`, then `detach()`.
 function M.leave() end
 ---`:CfutureStatus`: the driver's state and `cf.dump()` in a scratch buffer
 ---opened in a split.

@@ -20,6 +20,7 @@ return function(cf)
     co.create, co.resume, co.status, co.yield, co.running, co.isyieldable, co.close
   local pcall, select, type, error, setmetatable = pcall, select, type, error, setmetatable
   local internal = cf._coroutine
+  if not internal then return end -- loaded again: cf has what the first load added
   local forwarding, MARK, OK, ERR = internal.forwarding, internal.mark, internal.ok, internal.err
   local await, now = cf.await, cf.now
   local lua54 = _VERSION == "Lua 5.4" and rawget(_G, "jit") == nil

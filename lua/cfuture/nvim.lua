@@ -71,12 +71,26 @@ end
 -- detaches before Neovim exits.
 local detached -- detach() was called: only attach() drives again
 
+local leave_hooked = false
+
+-- VimLeavePre runs M.leave, whether or not plugin/ is on 'runtimepath'.
+local function hook_leave()
+  if leave_hooked then return end
+  leave_hooked = true
+  local function create()
+    local group = vim.api.nvim_create_augroup("cfuture.nvim", { clear = true })
+    vim.api.nvim_create_autocmd("VimLeavePre", { group = group, callback = function() M.leave() end })
+  end
+  if vim.in_fast_event() then vim.schedule(create) else create() end
+end
+
 function M.attach()
   detached = false
   if attached then return M end
   poll = uv.new_poll(cf.backend_fd())
   timer = uv.new_timer()
   attached = true
+  hook_leave()
   M.setup()
   schedule_step()
   return M
@@ -123,7 +137,7 @@ end
 -- ---- errors ---------------------------------------------------------------
 
 local config = { notify = true, level = nil }
-local notified, notified_n = {}, 0 -- error strings already shown (a task's own report, then its handle's GC)
+local notified, notified_n = {}, 0 -- task id -> the error already shown (its handle's report is skipped)
 local installed_handler
 
 local function notify(msg)
@@ -143,8 +157,9 @@ local function describe(err, info)
 end
 
 local function error_handler(err, info)
-  if type(err) == "string" and notified[err] then
-    notified[err] = nil
+  local id = type(info) == "table" and info.id
+  if id and notified[id] ~= nil and rawequal(notified[id], err) then
+    notified[id] = nil -- shown when the task failed
     return
   end
   if cf.is_cancelled(err) then return end
@@ -219,24 +234,27 @@ local function start(fn, tname, show, ...)
       slot.done = true
       if slot.h then live[slot.h] = nil end
     end)
+    local where -- the traceback of an error that is not a string (kept beside it)
     local r = pack(xpcall(function() return fn(unpack(args, 1, args.n)) end, function(e)
-      if type(e) == "string" and not e:find("\nstack traceback:", 1, true) then
-        return debug.traceback(e, 2)
+      if type(e) == "string" then
+        if not e:find("\nstack traceback:", 1, true) then return debug.traceback(e, 2) end
+      elseif not cf.is_cancelled(e) then
+        where = debug.traceback("", 2)
       end
       return e
     end))
     if r[1] then return unpack(r, 2, r.n) end
     local e = r[2]
     if show and not cf.is_cancelled(e) then
-      if type(e) == "string" then
-        -- remembered until its handle's report comes (or forgotten: a
-        -- handle that is awaited never reports)
-        notified_n = notified_n + 1
-        if notified_n > 64 then notified, notified_n = {}, 1 end
-        notified[e] = true
-      end
       local id, nm = cf.current()
-      notify(describe(e, { id = id, name = nm }))
+      -- remembered until its handle's report comes, matched by task id and
+      -- error (forgotten in bulk: a handle that is awaited never reports)
+      notified_n = notified_n + 1
+      if notified_n > 256 then notified, notified_n = {}, 1 end
+      notified[id] = e
+      local msg = describe(e, { id = id, name = nm })
+      if where then msg = msg .. where end
+      notify(msg)
     end
     error(e, 0)
   end
@@ -284,25 +302,28 @@ function M.spawn_for_buf(buf, ...)
 end
 
 --- Abort every task started through spawn / spawn_for_buf that is still
--- running and run one step so that their cf.defer cleanups (killing jobs,
--- deleting autocommands) happen now. Returns how many were aborted.
+-- running; their cf.defer cleanups (killing jobs, deleting autocommands)
+-- run before this returns, even when it is called from inside a task (a
+-- task that quits Neovim: VimLeavePre comes while that task runs). The
+-- calling task itself, if it is one of them, is only marked: it ends at
+-- its next await. In a fast event (where cleanups could not use vim.api)
+-- they run at the next step instead. Returns how many were aborted.
 function M.cancel_all()
-  local n = 0
+  local hs = {}
   for h in pairs(live) do
-    if not h:is_finished() then h:abort(); n = n + 1 end
+    if not h:is_finished() then hs[#hs + 1] = h end
     live[h] = nil
   end
-  if n > 0 and not in_step and attached then
-    if vim.in_fast_event() then
-      M.wake() -- cleanups may call vim.api: they run at the scheduled step
-    else
-      in_step = true
-      pcall(cf.step)
-      in_step = false
-      rearm()
-    end
+  local fast = vim.in_fast_event()
+  -- a cleanup that runs Neovim's loop (vim.wait) must not let a step in
+  local was = in_step
+  in_step = true
+  for _, h in ipairs(hs) do
+    if fast then h:abort() else pcall(h.abort_now, h) end
   end
-  return n
+  in_step = was
+  if #hs > 0 then M.wake() end
+  return #hs
 end
 
 --- Live tasks started through spawn (handles).
@@ -591,7 +612,9 @@ function M.job(cmd, opts)
       for _, which in ipairs({ "stdout", "stderr" }) do
         local ch = job[which]
         if ch then
-          if job.partial[which] ~= "" then ch:try_send(job.partial[which]) end
+          local last = job.partial[which]
+        if job.strip_cr and last:sub(-1) == "\r" then last = last:sub(1, -2) end
+        if job.partial[which] ~= "" then ch:try_send(last) end
           ch:close()
         end
       end
@@ -718,7 +741,8 @@ function M.system(cmd, opts)
       on_exit = function(_, code)
         if t then t:stop(); t:close() end
         local sig = 0
-        if killed and code > 128 then sig, code = code - 128, code end
+        -- as vim.system reports a timeout: code 124, the signal that ended it
+        if killed then sig, code = code > 128 and code - 128 or 15, 124 end
         done({ code = code, signal = sig, stdout = table.concat(out), stderr = table.concat(err) })
       end,
     })
@@ -744,7 +768,20 @@ end
 
 M.lsp = {}
 
-local function new_api() return vim.fn.has("nvim-0.11") == 1 end
+local is_new_api -- vim.fn is refused in fast events: asked once, in a step
+local function new_api()
+  if is_new_api == nil then is_new_api = vim.fn.has("nvim-0.11") == 1 end
+  return is_new_api
+end
+
+local STOP_POLL_MS = 200
+
+local function client_stopped(client)
+  local ok, stopped
+  if new_api() then ok, stopped = pcall(client.is_stopped, client)
+  else ok, stopped = pcall(client.is_stopped) end
+  return ok and stopped == true
+end
 
 local function get_client(fname, c)
   if type(c) == "number" then
@@ -763,15 +800,35 @@ function M.lsp.request(client, method, params, bufnr)
   client = get_client("lsp.request", client)
   if type(method) ~= "string" then argerr("lsp.request", 2, "a method name", method) end
   return callback_future("cfuture.nvim.lsp.request", function(done)
-    local handler = function(err, result) if err then done(nil, err) else done(result) end end
+    local watch -- a stopped client never calls the handler: look every STOP_POLL_MS
+    local over = false
+    local function finish(...)
+      if watch then watch:stop(); watch:close(); watch = nil end
+      if over then return end -- the handler after the stop was seen, or the other way round
+      over = true
+      done(...)
+    end
+    local handler = function(err, result) if err then finish(nil, err) else finish(result) end end
     local ok, rid
     if new_api() then ok, rid = client:request(method, params, handler, bufnr)
     else ok, rid = client.request(method, params, handler, bufnr) end
-    if not ok then done(nil, { code = -32803, message = "the client refused the request (is it stopped?)" }) end
-    return rid
-  end, function(rid)
-    if not rid then return end
-    if new_api() then client:cancel_request(rid) else client.cancel_request(rid) end
+    if not ok then
+      finish(nil, { code = -32803, message = "the client refused the request (is it stopped?)" })
+      return nil
+    end
+    if over then return nil end -- answered from inside request: nothing to watch
+    watch = uv.new_timer()
+    watch:start(STOP_POLL_MS, STOP_POLL_MS, function()
+      if client_stopped(client) then
+        finish(nil, { code = -32803, message = "the LSP client stopped before it answered" })
+      end
+    end)
+    return { rid = rid, stop = function() if watch then watch:stop(); watch:close(); watch = nil end end }
+  end, function(req)
+    if not req then return end
+    req.stop()
+    if client_stopped(client) then return end
+    if new_api() then client:cancel_request(req.rid) else client.cancel_request(req.rid) end
   end)
 end
 

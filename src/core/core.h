@@ -70,6 +70,7 @@ struct cf_task {
   uint8_t state;            /* cf_task_state */
   uint8_t cancel_requested; /* abort(): drop the root at the next run */
   uint8_t cancelled;        /* completed by cancellation */
+  uint8_t dropping;         /* its root is being dropped: it completes once that returns */
 };
 
 struct cf_executor {
@@ -125,6 +126,16 @@ void cf_task_wake(cf_task *t);
 /* Request cancellation: the root future is dropped the next time the
  * executor gets to the task (at once if it is idle). No-op once complete. */
 void cf_task_abort(cf_task *t);
+/* Cancel t now, outside the executor's run (a host shutting down from
+ * inside a task): its root future is dropped and it completes before this
+ * returns. A task whose poll is on the stack (RUNNING or NOTIFIED: the
+ * caller's own) is only marked, as cf_task_abort does. Returns 1 if t
+ * completed here. If a non-local exit cuts its completion short, the caller
+ * hands the saved `completing` back to cf_executor_completion_cut. */
+int cf_task_cancel_now(cf_task *t);
+/* After a cut-short cf_task_cancel_now: the completing task finishes
+ * completing and `prev` (ex->completing before the call) is restored. */
+void cf_executor_completion_cut(cf_executor *ex, cf_task *prev);
 static inline int cf_task_is_complete(const cf_task *t) { return t->state == CF_TASK_COMPLETE; }
 /* A waker for t (borrowed: clone it to keep it). */
 extern const cf_waker_vtable cf__task_waker_vt;

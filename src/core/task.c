@@ -80,6 +80,7 @@ void cf_task_spawn(cf_task *t, cf_executor *ex, const cf_task_hooks *hooks, cf_f
   t->polls = 0;
   t->cancel_requested = 0;
   t->cancelled = 0;
+  t->dropping = 0;
   t->state = CF_TASK_IDLE; /* until scheduled, just below */
   cf__list_push_back(&ex->tasks, &t->all);
   ex->ntasks++;
@@ -108,6 +109,7 @@ static void to_idle(cf_task *t) {
 }
 
 void cf_task_wake(cf_task *t) {
+  if (t->dropping) return; /* completing: nothing left to poll */
   switch (t->state) {
   case CF_TASK_IDLE:
     EVENT(t->ex, t, CF_EV_WAKE);
@@ -134,20 +136,26 @@ static void finish_complete(cf_task *t) {
 static void to_complete(cf_task *t, int cancelled) {
   cf_executor *ex = t->ex;
   assert(t->state != CF_TASK_COMPLETE);
-  if (cancelled) cf_future_drop(t->future);
-  cf_waiter_cancel(&t->waiter);
+  /* off the ready queue first: a run nested in the drop (a cleanup that
+   * drives the loop) must not find it there */
   if (cf__link_linked(&t->queue)) {
     cf__list_remove(&t->queue);
     ex->nready--;
   }
+  if (cancelled) {
+    t->dropping = 1; /* the drop's code cannot wake it or complete it a second time */
+    cf_future_drop(t->future);
+  }
+  cf_waiter_cancel(&t->waiter);
   t->state = CF_TASK_COMPLETE;
   t->cancelled = (uint8_t)cancelled;
   cf__list_remove(&t->all);
   ex->ntasks--;
   EVENT(ex, t, cancelled ? CF_EV_CANCEL : CF_EV_COMPLETE);
+  cf_task *outer = ex->completing; /* set when cf_task_cancel_now runs from a hook */
   ex->completing = t;
   t->hooks->complete(t, cancelled);
-  ex->completing = NULL;
+  ex->completing = outer;
   finish_complete(t);
 }
 
@@ -184,6 +192,27 @@ size_t cf_executor_run(cf_executor *ex, size_t budget) {
       to_idle(t);
   }
   return n;
+}
+
+int cf_task_cancel_now(cf_task *t) {
+  switch (t->state) {
+  case CF_TASK_COMPLETE: return 0;
+  case CF_TASK_RUNNING:
+  case CF_TASK_NOTIFIED: /* its poll is on the stack: it ends when the poll returns */
+    t->cancel_requested = 1;
+    return 0;
+  default:
+    t->cancel_requested = 1;
+    if (t->dropping) return 0; /* its cancellation is under way (asked from its own cleanup) */
+    to_complete(t, 1);         /* off the ready queue if it was on it */
+    return 1;
+  }
+}
+
+void cf_executor_completion_cut(cf_executor *ex, cf_task *prev) {
+  cf_task *t = ex->completing;
+  ex->completing = prev;
+  if (t && t != prev) finish_complete(t);
 }
 
 void cf_executor_cancel_all(cf_executor *ex) {

@@ -189,7 +189,12 @@ struct cf_runtime {
   /* ---- the loop */
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  uv_idle_t *kick; /* on a host's loop: runs ready tasks from its uv_run */
+  uv_idle_t *kick;   /* on a host's loop: runs ready tasks from its uv_run */
+  uv_async_t wakeup; /* on its own loop (unreferenced): makes the backend fd readable when
+                        work arrives outside a drive, so a host polling that fd steps */
+  int has_wakeup;
+  int wakeup_primed; /* its eventfd is in the epoll set (libuv adds it at a poll) */
+  int host_waiting;  /* a host asked backend_timeout and no drive ran since: it waits on the fd */
   cfu_timers timers;
   cf_link io;  /* open streams, processes, signal watchers (cfu_handle) */
   int polling; /* inside uv_run */
@@ -200,11 +205,12 @@ struct cf_runtime {
   lua_State *caller; /* the thread that called block_on, run or step (the main one otherwise) */
 
   /* ---- life: every entry point checks closed (cfl_rt) */
-  int opened;    /* open_module finished initialising it */
-  int in_run;    /* a drive (block_on, run, step, the kick) is running */
-  size_t nunref; /* live tasks that cf.run and cf.step do not wait for */
-  int closing;   /* close has begun: no new work */
-  int closed;    /* closed for good: every entry point raises */
+  int opened;         /* open_module finished initialising it */
+  int in_run;         /* a drive (block_on, run, step, the kick) is running */
+  int cancelling_now; /* inside h:abort_now(): dropped scopes cancel their tasks at once */
+  size_t nunref;      /* live tasks that cf.run and cf.step do not wait for */
+  int closing;        /* close has begun: no new work */
+  int closed;         /* closed for good: every entry point raises */
 
   /* ---- what Lua keeps for the runtime, by registry reference */
   int anchors; /* table for luaL_ref anchors (task roots, their results) */
@@ -329,6 +335,10 @@ void cfl_registry_table(lua_State *L, const void *key, const char *mode);
 
 /* report.c */
 void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t); /* error on from's top, popped */
+/* Work arrived outside a drive (a task woken or an error queued by code a
+ * host ran): start the kick on a host's loop, or make the own loop's backend
+ * fd readable, so the host's next iteration steps. No-op inside a drive. */
+void cfl_wake_host(cf_runtime *rt);
 void cfl_flush_reports(cf_runtime *rt);
 void cfl_push_cancelled(lua_State *L, cf_runtime *rt, const char *what);
 

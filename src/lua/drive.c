@@ -26,6 +26,7 @@ static size_t run_ready(cf_runtime *rt, size_t budget);
 static lua_State *drive_enter(cf_runtime *rt, lua_State *L) {
   lua_State *prev = rt->caller;
   rt->in_run = 1;
+  rt->host_waiting = 0; /* awake: it looks again before it next waits */
   rt->caller = L;
   return prev;
 }
@@ -51,6 +52,17 @@ static void on_kick(uv_idle_t *h) {
   lua_State *prev = drive_enter(rt, rt->L);
   run_ready(rt, CFL_BUDGET);
   drive_leave(rt, prev); /* restarts the kick if the budget left some */
+}
+
+void cfl_wake_host(cf_runtime *rt) {
+  if (rt->in_run || rt->closing) return; /* that drive runs it, or nothing will */
+  if (rt->kick)
+    uv_idle_start(rt->kick, on_kick); /* no-op if already active */
+  else if (rt->host_waiting) {        /* one wake until the host has stepped and looks again */
+    rt->host_waiting = 0;
+    uv_ref((uv_handle_t *)&rt->wakeup); /* alive until it is handled, so uv_run drains it */
+    uv_async_send(&rt->wakeup);
+  }
 }
 
 static void check_can_drive(lua_State *L, cf_runtime *rt, const char *fname) {
@@ -124,8 +136,8 @@ static void on_ready(cf_executor *ex) {
   cf_runtime *rt = ex->user;
   if (rt->polling)
     uv_stop(rt->loop);
-  else if (rt->kick && !rt->in_run && !rt->closing)
-    uv_idle_start(rt->kick, on_kick); /* inside a drive, drive_leave does it */
+  else
+    cfl_wake_host(rt); /* inside a drive, drive_leave does it */
 }
 
 /* A paused clock moves by itself when nothing else can happen: poll I/O
@@ -242,7 +254,25 @@ int cf_runtime_step(cf_runtime *rt) { return cf_runtime_step_budget(rt, CFL_STEP
 
 int cf_runtime_backend_fd(cf_runtime *rt) { return uv_backend_fd(rt->loop); }
 
+/* A host asks before it waits on the fd: from now until its next drive,
+ * work that arrives outside a drive wakes it through the fd. libuv puts the
+ * wakeup's eventfd into the epoll set only when it polls: the first time,
+ * poll once so that a wake before any drive is seen too. */
+static void host_waits(cf_runtime *rt) {
+  if (!rt->has_wakeup || rt->in_run || rt->closing) return;
+  if (!rt->wakeup_primed && !rt->polling) {
+    rt->wakeup_primed = 1;
+    uv_ref((uv_handle_t *)&rt->wakeup);
+    rt->polling = 1;
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    rt->polling = 0;
+    uv_unref((uv_handle_t *)&rt->wakeup);
+  }
+  rt->host_waiting = 1;
+}
+
 int cf_runtime_backend_timeout(cf_runtime *rt) {
+  host_waits(rt);
   if (cf_executor_has_ready(&rt->ex) || rt->reports.n > 0) return 0;
   if (!uv_loop_alive(rt->loop)) return -1; /* no timer armed, no I/O pending */
   uv_update_time(rt->loop);                /* the loop's cached clock may be a frame old */

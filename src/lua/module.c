@@ -161,6 +161,10 @@ static void ignore_sigpipe(void) {
   sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* The wake was seen (the step that follows runs the work): the handle no
+ * longer keeps the loop alive. */
+static void on_wakeup(uv_async_t *a) { uv_unref((uv_handle_t *)a); }
+
 static int open_module(lua_State *L, uv_loop_t *host_loop) {
   /* A second require in the same state returns the same module. */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
@@ -183,6 +187,10 @@ static int open_module(lua_State *L, uv_loop_t *host_loop) {
   cf__list_init(&rt->io);
   if (!host_loop && uv_loop_init(rt->loop) != 0)
     return luaL_error(L, "cfuture: cannot initialise the libuv loop");
+  if (!host_loop && uv_async_init(rt->loop, &rt->wakeup, on_wakeup) == 0) {
+    uv_unref((uv_handle_t *)&rt->wakeup); /* never keeps the loop alive by itself */
+    rt->has_wakeup = 1;
+  }
   pin_library();
   if (host_loop) {
     rt->kick = malloc(sizeof *rt->kick);

@@ -28,6 +28,7 @@ void cfl_report(cf_runtime *rt, lua_State *from, cfl_task *t) {
   }
   lua_rawseti(S, -2, ++rt->reports.n);
   lua_pop(S, 2);
+  cfl_wake_host(rt); /* queued outside a run (a finaliser): the next step delivers it */
 }
 
 /* The error as text for stderr: its __tostring may raise or return a

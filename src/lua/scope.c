@@ -31,11 +31,16 @@ static void abort_children(cfl_scope *sc) {
 
 static void detach_children(cfl_scope *sc) {
   cf_link *l;
+  int now = sc->hdr.rt->cancelling_now; /* inside abort_now: the children end before it returns */
   while ((l = cf__list_pop_front(&sc->children))) {
     cfl_task *t = cf__container_of(l, cfl_task_ext, scope_link)->task;
-    cf_task_abort(&t->base);
     t->ext->scope = NULL; /* it runs on alone: nothing to hear of its end */
     t->ext->on_done = NULL;
+    sc->nchildren--;
+    if (now)
+      cf_task_cancel_now(&t->base);
+    else
+      cf_task_abort(&t->base);
     cf_task_unref(&t->base);
   }
   sc->nchildren = 0;

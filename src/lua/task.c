@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "cfl.h"
 
 typedef struct cfl_join_handle {
@@ -387,8 +389,9 @@ static int h_name(lua_State *L);
 const luaL_Reg cfl_abort_methods[] = {
     {"abort", h_abort}, {"is_finished", h_is_finished}, {NULL, NULL}};
 static int h_unref(lua_State *L);
+static int h_abort_now(lua_State *L);
 static const luaL_Reg join_handle_methods[] = {
-    {"id", h_id}, {"name", h_name}, {"unref", h_unref}, {NULL, NULL}};
+    {"id", h_id}, {"name", h_name}, {"unref", h_unref}, {"abort_now", h_abort_now}, {NULL, NULL}};
 
 static const cfl_class cfl_join_handle_class = {
     .vt = {.poll = join_handle_poll, .drop = join_handle_drop},
@@ -482,6 +485,69 @@ static int h_unref(lua_State *L) {
     t->root.hdr.rt->nunref++;
   }
   lua_settop(L, 1);
+  return 1;
+}
+
+typedef struct cancel_now_args {
+  cf_runtime *rt;
+  cf_task *t;
+  int outside; /* called outside any drive */
+  int done;
+} cancel_now_args;
+
+static int cancel_now_p(lua_State *L) {
+  cancel_now_args *a = lua_touserdata(L, 1);
+  a->done = cf_task_cancel_now(a->t);
+  if (a->rt->reports.n) cfl_flush_reports(a->rt); /* the host may exit next */
+  return 0;
+}
+
+/* h:abort_now() -> true if the task ended here: its cancellation (cf.defer
+ * cleanups, <close> variables, what it awaited dropped, the tasks of a scope
+ * it awaited) runs before this returns, even from inside another task or
+ * outside any drive (a host that is about to exit); the errors its
+ * cleanups raise are reported before it returns too. Outside a drive,
+ * cleanups cannot drive the loop (block_on, run and step refuse, as inside
+ * a drive). The running task itself (or one whose poll is on the stack) is
+ * only marked, as by abort: false. Protected like an executor run: an error
+ * that cuts the cancellation short (out of memory) is printed, and the task
+ * is left to finish cancelling at the next run. */
+static int h_abort_now(lua_State *L) {
+  cfl_join_handle *h = check_join_handle(L, "abort_now");
+  check_not_finalised(L, &h->hdr, "abort_now");
+  cf_runtime *rt = h->hdr.rt;
+  cfl_task *t = h->task;
+  if (rt->closing || cf_task_is_complete(&t->base)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  cancel_now_args a = {rt, &t->base, !rt->in_run, 0};
+  cf_task *prev = rt->ex.completing;
+  cfl_task_hold(t); /* the handle may be collected by code the drop runs */
+  if (a.outside) rt->in_run = 1;
+  rt->cancelling_now++; /* a scope dropped meanwhile cancels its tasks now too */
+  lua_pushcfunction(L, cancel_now_p);
+  lua_pushlightuserdata(L, &a);
+  int st = lua_pcall(L, 1, 0, 0);
+  rt->cancelling_now--;
+  if (st != LUA_OK) {
+    cf_executor_completion_cut(&rt->ex, prev);
+    if (!cf_task_is_complete(&t->base)) { /* cut inside its drop: finish at the next run */
+      t->base.dropping = 0;
+      cf_task_abort(&t->base);
+    }
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)";
+    fprintf(stderr, "cfuture: error inside abort_now (the task finishes cancelling later): %s\n",
+            msg);
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+  if (a.outside) {
+    rt->in_run = 0;
+    if (cf_executor_has_ready(&rt->ex) || rt->reports.n) cfl_wake_host(rt); /* joiners woken */
+  }
+  cfl_task_unhold(t);
+  lua_pushboolean(L, st == LUA_OK && a.done);
   return 1;
 }
 

@@ -207,7 +207,7 @@ test("autocmd: the next event, a stream of them, deleted when dropped", function
 end)
 
 test("job: streamed lines, exit code, missing program", function()
-  local job = assert(cfn.job({ "sh", "-c", "echo one; echo err >&2; printf 'two\\r\\nthree'; exit 3" }))
+  local job = assert(cfn.job({ "sh", "-c", "echo one; echo err >&2; printf 'two\\r\\nthree\\r'; exit 3" }))
   T.ok(job.pid > 0)
   local out, errs = {}, {}
   for l in job:lines() do out[#out + 1] = l end
@@ -276,6 +276,9 @@ test("system: output and code; a dropped run kills the process", function()
   local pid = read_pid(pidfile)
   T.ok(T.wait_for(function() return not T.alive(pid) end, 3000):await(), "the process outlived its run")
   T.raises(function() cfn.system({ "/nonexistent/prog" }):await() end, "is not executable")
+  -- opts.timeout: killed, reported as vim.system does (code 124, SIGTERM)
+  local r5 = cfn.system({ "sleep", "30" }, { timeout = 100, _jobstart = true }):await()
+  T.eq({ r5.code, r5.signal }, { 124, 15 })
   if vim.system then -- the jobstart path, forced
     local r3 = cfn.system({ "sh", "-c", "printf x" }, { _jobstart = true }):await()
     T.eq(r3.stdout, "x")
@@ -303,6 +306,20 @@ test("spawn: an error is shown once, with its traceback", function()
   pcall(q.await, q)
   cf.sleep(10):await()
   T.eq(T.notifications(true), {})
+  -- an error that is a table is shown with a traceback too; two tasks that
+  -- fail with the same message are shown once each (nobody awaits either)
+  cfn.spawn(function()
+    error(setmetatable({}, { __tostring = function() return "a table error" end }))
+  end)
+  for _ = 1, 2 do cfn.spawn(function() error("same message", 0) end) end
+  cf.sleep(30):await()
+  collectgarbage()
+  collectgarbage()
+  cf.sleep(30):await()
+  notes = T.notifications(true)
+  T.eq(#notes, 3, vim.inspect(notes))
+  T.ok(notes[1]:find("a table error", 1, true) and notes[1]:find("stack traceback:", 1, true), notes[1])
+  T.ok(notes[2]:find("same message", 1, true) and notes[3]:find("same message", 1, true), vim.inspect(notes))
 end)
 
 test("spawn_for_buf: wiping the buffer cancels the task (and its job)", function()
@@ -383,7 +400,19 @@ test("lsp: a request, request_all, and a dropped request is cancelled on the ser
   local all = cfn.lsp.request_all(buf, "textDocument/hover",
     { textDocument = { uri = vim.uri_from_bufnr(buf) }, position = { line = 0, character = 0 } }):await()
   T.eq(all[id] and all[id].result, { contents = "fake hover" })
+  -- the server dies while a request waits: the future completes with an error
+  local t0 = uv.hrtime()
+  local dying = cfn.spawn(function() return cfn.lsp.request(client, "test/slow", {}, buf):await() end)
+  cf.sleep(50):await()
   vim.lsp.stop_client(id, true)
+  local r3, e3 = cf.timeout(5000, dying):await()
+  T.eq(r3, nil)
+  T.eq(e3 and e3.message, "the LSP client stopped before it answered")
+  T.ok((uv.hrtime() - t0) / 1e6 < 3000, "noticed within 3 s")
+  -- a request to the stopped client is refused at once
+  local r4, e4 = cf.timeout(2000, cfn.lsp.request(client, "test/echo", {}, buf)):await()
+  T.eq(r4, nil)
+  T.ok(e4 and e4.code == -32803, "refused")
 end)
 
 test("cfn.abort from a keymap or autocommand runs the task's cleanups at once", function()
@@ -417,6 +446,33 @@ test("ui.input through Neovim's own prompt holds up no other task, and a timeout
   vim.api.nvim_input("<Esc>") -- leave the prompt the built-in opened
   cfn.abort(ticker)
   cf.sleep(50):await()
+end)
+
+test("work handed to a task from a timer runs at once without cfn.wake()", function()
+  local tx, rx = cf.oneshot()
+  local t0 = uv.hrtime()
+  vim.defer_fn(function() tx:send("handed over") end, 30) -- no cfn.wake(): the runtime wakes the driver
+  T.eq(rx:recv():await(), "handed over")
+  local ms = (uv.hrtime() - t0) / 1e6
+  T.ok(ms < 1000, ("the task ran %.0f ms later"):format(ms))
+end)
+
+test("an error queued by a finaliser outside a step is delivered while Neovim is idle", function()
+  local ch = cf.channel(8)
+  local prev = cf.on_error(function(err) ch:try_send(tostring(err)) end)
+  local h = cf.spawn(function() error("failed, nobody awaited", 0) end)
+  while not h:is_finished() do cf.yield_now():await() end
+  vim.defer_fn(function()
+    h = nil -- luacheck: ignore (the last reference: the report comes when it is collected)
+    collectgarbage()
+    collectgarbage()
+  end, 30)
+  local t0 = uv.hrtime()
+  local got = cf.timeout(5000, ch:recv()):await()
+  local ms = (uv.hrtime() - t0) / 1e6
+  cf.on_error(prev)
+  T.ok(type(got) == "string" and got:find("^failed, nobody awaited") ~= nil, tostring(got))
+  T.ok(ms < 1000, ("delivered %.0f ms later"):format(ms))
 end)
 
 test("system's jobstart fallback keeps NUL bytes", function()

@@ -7,4 +7,5 @@ T.run({
   { "hangs", function() cf.sleep(60000):await() end },
   { "raises after an await", function() cf.sleep(5):await(); error("late failure") end },
   { "still runs after the others", function() end },
+  { "returns nil, \"timeout\" (not a time-out)", function() return nil, "timeout" end },
 }, { timeout = 300 })
