@@ -18,6 +18,7 @@ dependencies = {
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+  ZLIB = { header = "zlib.h", library = "z" },
   HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
 build = {
@@ -36,11 +37,11 @@ build = {
         "src/lua/copy.c", "src/lua/call.c", "src/lua/thread.c", "src/lua/worker.c",
         "src/lua/thread_channel.c", "src/lua/trace.c", "src/lua/host.c", "src/lua/luv.c",
         "src/lua/tls.c", "src/lua/crypto.c",
-        "src/lua/http_parser.c",
+        "src/lua/http_parser.c", "src/lua/zlib.c",
       },
-      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)" },
-      libraries = { "uv", "ssl", "crypto", "http_parser", "m" },
+      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)", "$(ZLIB_LIBDIR)" },
+      libraries = { "uv", "ssl", "crypto", "http_parser", "z", "m" },
     },
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",
@@ -56,6 +57,8 @@ build = {
     ["cfuture.http.headers"] = "lua/cfuture/http/headers.lua",
     ["cfuture.http.body"] = "lua/cfuture/http/body.lua",
     ["cfuture.http.server"] = "lua/cfuture/http/server.lua",
+    ["cfuture.http.client"] = "lua/cfuture/http/client.lua",
+    ["cfuture.http.url"] = "lua/cfuture/http/url.lua",
   },
   copy_directories = { "examples", "docs", "library", "plugin" },
 }
