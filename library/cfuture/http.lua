@@ -219,4 +219,83 @@ function Headers:list() end
 ---@return table<string, string|string[]>
 function Headers:to_table() end
 
+-- The client ---------------------------------------------------------------
+
+---@class cfuture.http.Response
+---@field status integer
+---@field reason string
+---@field version string "1.1" or "1.0"
+---@field headers cfuture.http.Headers
+---@field url string the final URL, after redirects
+---@field method string
+---@field decoded "gzip"|"deflate"|nil set when the body was decoded
+---@field trailers cfuture.http.Headers? a chunked body's trailers, once it was read
+local Response = {}
+---Future of the next body bytes (at most `max`), `nil` at the end, or `nil, message, code`.
+---@param max? integer
+---@return cfuture.Future
+function Response:read(max) end
+---Future of the rest of the body (`""` if none), or `nil, message, code`.
+---@param max_bytes? integer
+---@return cfuture.Future
+function Response:read_all(max_bytes) end
+---Iterator of body lines for a task (raises on error).
+---@param max? integer
+---@return fun(): string?
+function Response:lines(max) end
+---Iterator of body chunks for a task (raises on error).
+---@param max? integer
+---@return fun(): string?
+function Response:chunks(max) end
+---Stop reading; a body not read to its end closes the connection.
+function Response:close() end
+---Whether the whole body was read.
+---@return boolean
+function Response:done() end
+
+---@class cfuture.http.Pool
+local Pool = {}
+---@return {idle: integer, active: integer, opened: integer, reused: integer, hosts: table<string, {idle: integer, active: integer}>}
+function Pool:stats() end
+---Close the idle connections; connections in use close when their response ends.
+function Pool:close() end
+---Close the idle connections now; the pool stays usable.
+function Pool:close_idle() end
+
+---@alias cfuture.http.Body string|cfuture.File|cfuture.Stream|fun(): string?
+
+---@alias cfuture.http.RequestOptions {headers: table|cfuture.http.Headers|nil, body: cfuture.http.Body?, length: integer?, query: table?, timeout: number|false|nil, connect_timeout: number|false|nil, header_timeout: number|false|nil, redirects: integer|false|nil, decompress: boolean?, auth: string|string[]|nil, proxy: string|false|nil, tls: cfuture.TlsOptions|cfuture.TlsContext|nil, expect_continue: boolean|number|nil, pool: cfuture.http.Pool|false|nil, keep_alive: boolean?, max_header_size: integer?, max_headers: integer?, max_body: integer?}
+
+---Future of a Response, or `nil, message, code`.
+---@param method string
+---@param url string
+---@param opts? cfuture.http.RequestOptions
+---@return cfuture.Future
+function http.request(method, url, opts) end
+
+---`http.request("GET", url, opts)`.
+---@param url string
+---@param opts? cfuture.http.RequestOptions
+---@return cfuture.Future
+function http.get(url, opts) end
+
+---`http.request("POST", url, opts)` with `body`.
+---@param url string
+---@param body cfuture.http.Body
+---@param opts? cfuture.http.RequestOptions
+---@return cfuture.Future
+function http.post(url, body, opts) end
+
+---A connection pool.
+---@param opts? {max_per_host: integer?, max_idle_per_host: integer?, idle_timeout: number?}
+---@return cfuture.http.Pool
+function http.pool(opts) end
+
+---The pool requests use unless given one.
+---@return cfuture.http.Pool
+function http.default_pool() end
+
+---@type string the User-Agent the client sends ("cfuture/0.1.0")
+http.user_agent = nil
+
 return http

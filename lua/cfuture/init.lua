@@ -187,4 +187,17 @@ require "cfuture.sync"(cf)
 require "cfuture.tls"(cf)
 require "cfuture.tasks"(cf)
 
+-- cf.http and cf.websocket load their modules on first use (require
+-- "cfuture.http" / "cfuture.websocket" give the same tables).
+local lazy = { http = "cfuture.http", websocket = "cfuture.websocket" }
+setmetatable(cf, {
+  __index = function(t, k)
+    local name = lazy[k]
+    if not name then return nil end
+    local m = require(name)
+    rawset(t, k, m)
+    return m
+  end,
+})
+
 return cf
