@@ -18,6 +18,7 @@ dependencies = {
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+  HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
 build = {
   type = "builtin",
@@ -36,10 +37,11 @@ build = {
         "src/lua/thread_channel.c", "src/lua/trace.c", "src/lua/host.c", "src/lua/luv.c",
         "src/lua/tls.c", "src/lua/crypto.c",
         "src/lua/ws.c",
+        "src/lua/http_parser.c",
       },
-      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-      libraries = { "uv", "ssl", "crypto", "m" },
+      incdirs = { "include", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)" },
+      libraries = { "uv", "ssl", "crypto", "http_parser", "m" },
     },
     ["cfuture"] = "lua/cfuture/init.lua",
     ["cfuture.sync"] = "lua/cfuture/sync.lua",

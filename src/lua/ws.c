@@ -257,7 +257,7 @@ static int l_valid_utf8(lua_State *L) {
 static int l_valid_close_code(lua_State *L) {
   cfl_rt_named(L, "websocket.valid_close_code");
   int isint = 0;
-  lua_Integer c = lua_tointegerx(L, 1, &isint);
+  lua_Integer c = lua_type(L, 1) == LUA_TNUMBER ? lua_tointegerx(L, 1, &isint) : 0;
   lua_pushboolean(L, isint && close_code_valid(c));
   return 1;
 }
