@@ -499,16 +499,16 @@ describe("websocket cfuture to cfuture", function()
         return line
       end
       local base = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      assert.are.equal("HTTP/1.1 426 Refused",
+      assert.are.equal("HTTP/1.1 426 Upgrade Required",
         raw(base .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"))
       assert.are.same({ "websocket.accept: unsupported WebSocket version (13 is supported)", "EPROTO", 426 },
         refusals:recv():await())
-      assert.are.equal("HTTP/1.1 400 Refused", raw(base .. "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+      assert.are.equal("HTTP/1.1 400 Bad Request", raw(base .. "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n"))
       assert.are.same({ "websocket.accept: bad Sec-WebSocket-Key", "EPROTO", 400 }, refusals:recv():await())
-      assert.are.equal("HTTP/1.1 400 Refused", raw("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert.are.equal("HTTP/1.1 400 Bad Request", raw("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
       assert.are.same({ "websocket.accept: not a WebSocket upgrade (no Upgrade: websocket)", "EPROTO", 400 },
         refusals:recv():await())
-      assert.are.equal("HTTP/1.1 405 Refused", raw("POST / HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert.are.equal("HTTP/1.1 405 Method Not Allowed", raw("POST / HTTP/1.1\r\nHost: x\r\n\r\n"))
       refusals:recv():await()
       stop()
     end)

@@ -57,68 +57,25 @@ function M.stop(p)
   p:wait():await()
 end
 
--- What the core's HTTP server gives a handler, reduced to what
--- websocket.accept uses: req.method, req.target, req.headers:get(name),
--- res:upgrade(headers), and status/finish for a refusal. The request
--- head is read with read_until (the bytes after it stay in the stream).
-local function fake_exchange(stream)
-  local head = stream:read_until("\r\n\r\n", 16384):await()
-  if not head then return nil end
-  local method, target = head:match("^(%u+) (%S+) HTTP/1%.1\r\n")
-  local list = {}
-  for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
-    list[#list + 1] = { name:lower(), value }
-  end
-  local req = { method = method, target = target, headers = {
-    get = function(_, name)
-      for _, h in ipairs(list) do if h[1] == name:lower() then return h[2] end end
-    end,
-  } }
-  local res = { _status = 200, refused = nil }
-  function res:status(n) self._status = n end
-  function res:finish(body)
-    self.refused = self._status
-    return stream:write(("HTTP/1.1 %d Refused\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s")
-      :format(self._status, #body, body))
-  end
-  function res:upgrade(headers)
-    local out = { "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n" }
-    for k, v in pairs(headers) do out[#out + 1] = k .. ": " .. v .. "\r\n" end
-    out[#out + 1] = "\r\n"
-    local ok, err, code = stream:write(table.concat(out)):await()
-    if not ok then return nil, err, code end
-    return stream, ""
-  end
-  return req, res
-end
-
--- A WebSocket server on a free port: handler(ws, req) runs in a task per
--- connection (the HTTP front is fake_exchange unless cf.http serves it).
--- opts go to websocket.accept; opts.tls makes it a cf.tls listener.
+-- A WebSocket server on cf.http on a free port: handler(ws, req) runs in
+-- the request's task. opts go to websocket.accept; opts.tls makes it
+-- https; opts.on_refused(err, code, status) hears of refused upgrades.
 -- Returns the port and a stop function.
 function M.server(handler, opts)
+  local http = require "cfuture.http"
   opts = opts or {}
-  local tls = opts.tls
   local aopts = {}
   for k, v in pairs(opts) do if k ~= "tls" and k ~= "on_refused" then aopts[k] = v end end
-  local l = assert(tls and cf.tls.listen("127.0.0.1", 0, tls) or cf.net.listen("127.0.0.1", 0))
-  local _, port = l:local_address()
-  local task = cf.spawn(function()
-    for conn in l:incoming() do
-      cf.spawn(function()
-        local req, res = fake_exchange(conn)
-        if not req then conn:close() return end
-        local ws, err, code = websocket.accept(req, res, aopts):await()
-        if not ws then
-          if not conn:is_closed() then conn:close() end
-          if opts.on_refused then opts.on_refused(err, code, res.refused) end
-          return
-        end
-        handler(ws, req)
-      end)
+  local srv = assert(http.listen("127.0.0.1", 0, function(req, res)
+    local ws, err, code = websocket.accept(req, res, aopts):await()
+    if not ws then
+      if opts.on_refused then opts.on_refused(err, code, res:status_code()) end
+      return
     end
-  end)
-  return port, function() l:close() task:abort() end
+    handler(ws, req)
+  end, { tls = opts.tls }))
+  local _, port = srv:address()
+  return port, function() srv:close(0):await() end
 end
 
 -- An echo handler: every message back, same kind, until the end.

@@ -19,6 +19,7 @@
 --   After the first failure every receive repeats it.
 local cf = require "cfuture"
 local C = cf._ws
+local new_parser = cf._http.parser
 
 local frame, new_decoder, valid_utf8, valid_close_code = C.frame, C.decoder, C.valid_utf8,
   C.valid_close_code
@@ -34,7 +35,7 @@ local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 local DEFAULT_TIMEOUT = 30000 -- ms for connect's whole handshake
 local DEFAULT_CLOSE_TIMEOUT = 5000 -- ms to wait for the peer's close frame, then its TCP close
 local DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
-local MAX_HEAD = 16384 -- bytes of a handshake response head (minimal reader)
+local MAX_HEAD = 16384 -- bytes of a handshake response head
 
 -- close code of a protocol failure -> the failure's code
 local FAIL_CODE = { [1002] = "EPROTO", [1007] = "EILSEQ", [1009] = "EMSGSIZE" }
@@ -498,43 +499,24 @@ local function has_token(value, token)
   return false
 end
 
--- The response head: a status line and headers, up to an empty line.
--- Returns { status, reason, headers = flat list } or nil, message.
-local function parse_head(head)
-  local status_line, rest = head:match("^(.-)\r\n(.*)$")
-  if not status_line then return nil, "no status line" end
-  local version, status, reason = status_line:match("^HTTP/(%d%.%d) (%d%d%d) ?(.*)$")
-  if not version then return nil, "malformed status line" end
-  local headers = {}
-  for line in rest:gmatch("(.-)\r\n") do
-    if line ~= "" then
-      local name, value = line:match("^([!#$%%&'*+%-.^_`|~%w]+):[ \t]*(.-)[ \t]*$")
-      if not name then return nil, "malformed header line" end
-      headers[#headers + 1] = name
-      headers[#headers + 1] = value
-    end
-  end
-  return { status = tonumber(status), reason = reason, version = version, headers = headers }
-end
-
+-- The response head through cf._http's parser: the head table, and the
+-- bytes read past it (the server's first frames may come in the same
+-- segment); or nil, message, code.
 local function read_response_head(stream)
-  local parser = cf._http and cf._http.parser
-  local head, err, code = stream:read_until("\r\n\r\n", MAX_HEAD):await()
-  if not head then
-    if code == "ENOBUFS" then
-      return nil, ("the response head is over %d bytes"):format(MAX_HEAD), "EMSGSIZE"
+  local p = new_parser("response", { max_header_size = MAX_HEAD })
+  while true do
+    local data, err, code = stream:read():await()
+    if not data then
+      if err then return nil, tostring(err), code end
+      return nil, "the connection closed before the response head", "EPROTO"
     end
-    return nil, err or "the connection closed before the response", code or "EPROTO"
+    local ev, head, pos = p:execute(data)
+    if ev == "head" then return head, data:sub(pos) end
+    if ev ~= "more" then
+      if ev == nil then return nil, "bad response: " .. tostring(head), pos end
+      return nil, "bad response (no head)", "EPROTO"
+    end
   end
-  if parser then
-    local p = parser("response")
-    local ev, h, perr = p:execute(head)
-    if ev == "head" then return h end
-    return nil, ev == nil and tostring(h) or "incomplete response head", perr or "EPROTO"
-  end
-  local h, perr = parse_head(head)
-  if not h then return nil, perr, "EPROTO" end
-  return h
 end
 
 local function parse_url(url, fname)
@@ -598,9 +580,8 @@ local connect = async(function(url, opts, scheme, host, port, target, host_heade
     local ok
     ok, err, code = stream:write(concat(req)):await()
     if not ok then return handshake_fail(tostring(err), code) end
-    local head
-    head, err, code = read_response_head(stream)
-    if not head then return handshake_fail(err, code) end
+    local head, leftover, hcode = read_response_head(stream)
+    if not head then return handshake_fail(leftover, hcode) end
     local h = head.headers
     if head.status ~= 101 then
       return handshake_fail(("the server answered %d %s, not 101"):format(head.status,
@@ -627,7 +608,7 @@ local connect = async(function(url, opts, scheme, host, port, target, host_heade
       end
     end
     done = true
-    local ws = new(stream, "client", "", opts)
+    local ws = new(stream, "client", leftover, opts)
     ws.protocol = proto
     return ws
   end)
@@ -669,19 +650,12 @@ local function req_header(req, name)
   return nil
 end
 
--- Refuse an upgrade with an HTTP answer (whatever the response object offers).
+-- Refuse an upgrade with an HTTP answer.
 local function refuse(res, status, msg, extra)
   pcall(function()
-    if type(res.status) == "function" then res:status(status) end
-    for name, value in pairs(extra or {}) do
-      if type(res.set_header) == "function" then
-        res:set_header(name, value)
-      elseif type(res.header) == "function" then
-        res:header(name, value)
-      elseif res.headers and type(res.headers.set) == "function" then
-        res.headers:set(name, value)
-      end
-    end
+    res:set_status(status)
+    for name, value in pairs(extra or {}) do res:set_header(name, value) end
+    res:set_header("Content-Type", "text/plain")
     local r = res:finish(msg .. "\n")
     if cf.is_future(r) then r:await() end
   end)
