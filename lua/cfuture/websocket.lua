@@ -403,9 +403,7 @@ local close = async(function(self, code, reason)
       return nil, self._err[1], "ETIMEDOUT"
     end
   end
-  if self._err and self._err[2] ~= "ECLOSED" and self.close_code == 1006 then
-    return nil, self._err[1], self._err[2]
-  end
+  if self._err then return nil, self._err[1], self._err[2] end
   return true
 end)
 
