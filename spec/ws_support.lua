@@ -23,7 +23,7 @@ end
 
 local PY = "/usr/bin/python3"
 function M.have_python()
-  local f = io.popen(PY .. " -c 'import websockets' 2>/dev/null && echo yes")
+  local f = io.popen("env -u LD_PRELOAD " .. PY .. " -c 'import websockets' 2>/dev/null && echo yes")
   local ok = f:read("a"):match("yes")
   f:close()
   return ok ~= nil
