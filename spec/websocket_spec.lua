@@ -189,6 +189,28 @@ describe("websocket arguments", function()
   end)
 end)
 
+describe("websocket annotations", function()
+  it("library/cfuture/websocket.lua declares every function and method", function()
+    local meta = support.read_file("library/cfuture/websocket.lua")
+    local declared = {}
+    for owner, name in meta:gmatch("\nfunction (%w+)[.:]([%w_]+)%(") do declared[owner .. "." .. name] = true end
+    local want = {}
+    for k, v in pairs(websocket) do
+      if type(v) == "function" and not k:match("^_") then want["websocket." .. k] = true end
+    end
+    run(function()
+      local a, b = S.pair()
+      local ws = websocket.wrap(a, { side = "server" })
+      for k, v in pairs(getmetatable(ws)) do
+        if type(v) == "function" and not k:match("^_") then want["WebSocket." .. k] = true end
+      end
+      a:close()
+      b:close()
+    end)
+    assert.are.same(want, declared)
+  end)
+end)
+
 describe("websocket client against Python's websockets", function()
   py_it("exchanges text, binary, empty and 4 MiB messages", function()
     run(function()
