@@ -307,7 +307,11 @@ local receive = async(function(self)
   self._receiving = true
   defer(function()
     self._receiving = false
-    if self._closed and self.state == "closed" then self._closed:notify_all() end
+    if self.state == "closed" then
+      -- cancelled while answering a close or lingering for the end: close now
+      if not self._stream:is_closed() then self._stream:close() end
+      if self._closed then self._closed:notify_all() end
+    end
   end)
   return pump(self)
 end)
@@ -372,6 +376,9 @@ function WS:ping(data) return control(self, OP_PING, data, "websocket:ping") end
 function WS:pong(data) return control(self, OP_PONG, data, "websocket:pong") end
 
 local close = async(function(self, code, reason)
+  defer(function() -- also when cancelled: a closed WebSocket holds no descriptor
+    if self.state == "closed" and not self._stream:is_closed() then self._stream:close() end
+  end)
   if self.state == "open" then
     self.state = "closing"
     local ok, err, ecode = self._stream:write(frame(OP_CLOSE, close_payload(code, reason), true,
@@ -387,12 +394,12 @@ local close = async(function(self, code, reason)
       self._closed = self._closed or cf.notify()
       ok = cf.select(self._closed:wait(), cf.sleep(self._close_timeout)):await() == 1
     else
-      self._receiving = true
       ok = timeout(self._close_timeout, async(function()
+        self._receiving = true
+        defer(function() self._receiving = false end)
         while self.state ~= "closed" do pump(self) end -- messages after our close are dropped
         return true
-      end)):await()
-      self._receiving = false
+      end)()):await()
     end
     if not ok then
       self.state = "closed"
