@@ -9,6 +9,8 @@
 #     /report       echo; when the connection closes print "CLOSED code reason"
 #     /subprotocol  (subprotocols chat, superchat) send the subprotocol chosen
 #   ws_peer.py client url scenario [cafile]  talk to a server; prints what it saw
+#     (echo sends a fragmented text message from an async iterator, a binary one
+#     from a list)
 import asyncio
 import ssl
 import sys
@@ -87,7 +89,11 @@ async def client(url, scenario, cafile=None):
             await ws.send(big)
             r = await ws.recv()
             log("BIG", type(r).__name__, len(r), r == big)
-            await ws.send(["frag", "ment", "ed é"])
+            async def fragments():
+                for piece in ["frag", "ment", "ed é"]:
+                    yield piece
+                    await asyncio.sleep(0)
+            await ws.send(fragments())
             r = await ws.recv()
             log("FRAGMENTED", type(r).__name__, r == "fragmented é")
             await ws.send([b"\x01" * 70000, b"\x02" * 5, b"\x03" * 70000])
