@@ -27,7 +27,9 @@ M.Reader = Reader
 -- bytes allowed (more: nil, msg, "EMSGSIZE"); opts.before_read: a function
 -- called once, in the reading task, before the first read (the server
 -- sends "100 Continue" there); opts.name: the function name that starts
--- messages ("http.request", ...).
+-- messages ("http.request", ...); opts.read: a function called in the
+-- reading task in place of stream:read():await(), returning the same
+-- (bytes | nil at the end | nil, message, code).
 function M.reader(stream, parser, leftover, opts)
   local r = setmetatable({
     stream = stream, parser = parser, buf = leftover or "", pos = 1,
@@ -35,6 +37,7 @@ function M.reader(stream, parser, leftover, opts)
     max = opts and opts.max, before = opts and opts.before_read,
     name = opts and opts.name or "http",
     on_done = opts and opts.on_done, on_error = opts and opts.on_error,
+    read_fn = opts and opts.read,
   }, Reader)
   return r
 end
@@ -109,7 +112,13 @@ local function next_piece(self)
         return fail(self, "http: unexpected message head inside a body", "EPROTO")
       end
     else
-      local data, msg, code = self.stream:read():await()
+      local data, msg, code
+      local read_fn = self.read_fn
+      if read_fn then
+        data, msg, code = read_fn()
+      else
+        data, msg, code = self.stream:read():await()
+      end
       if not data then
         if msg then return fail(self, msg, code) end
         -- the end of the stream: ends a body read until close, else cut short

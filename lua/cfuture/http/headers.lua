@@ -42,10 +42,13 @@ local function check_name(name, fname, argn)
 end
 M.check_name = check_name
 
-local function check_value(v, fname, what)
+-- what: how the message names the value ("argument #3"); with name, "the
+-- value of <name>" (the string is made only for the error)
+local function check_value(v, fname, what, name)
   if good_values[v] then return v end
   local t = type(v)
   if t == "number" then return tostring(v) end
+  if name then what = "the value of " .. tostring(name) end
   if t ~= "string" then
     error(("%s: %s must be a string (got %s)"):format(fname, what, t), 3)
   end

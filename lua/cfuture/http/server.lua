@@ -141,8 +141,8 @@ local function reader_of(self)
       if not conn.head_sent then conn.stream:write("HTTP/1.1 100 Continue\r\n\r\n"):await() end
     end
   end
-  r = body.reader(conn.reading, conn.parser, "", { max = conn.srv.opts.max_body,
-    before_read = before, name = "http.server" })
+  r = body.reader(conn.stream, conn.parser, "", { max = conn.srv.opts.max_body,
+    before_read = before, name = "http.server", read = conn.read_fn })
   -- the connection's buffer holds what follows the head: the reader works on it
   r.buf, r.pos = conn.buf, conn.pos
   if self._no_body then r.done_ = true end
@@ -520,6 +520,9 @@ local function make_request(conn, head)
     path = q and sub(target, 1, q - 1) or target, raw_query = q and sub(target, q + 1) or nil,
     _hl = head.headers, keep_alive = head.keep_alive,
     content_length = head.content_length, _conn = conn,
+    -- every field the server reads is present: a missing one would go
+    -- through __index, a function call
+    _reader = false, _no_body = false, _expect_continue = false, _continued = false,
   }, Request)
   return req
 end
@@ -552,7 +555,7 @@ local function quick_finish(res, status, b, hdrs)
     local kind = type(name) == "string" and kind_of(name) or 0
     if kind == 1 and type(v) ~= "table" then
       t[k], t[k + 1], t[k + 2], t[k + 3] = name, ": ",
-        check_value(v, "http.server: the handler's headers", "the value of " .. name), "\r\n"
+        check_value(v, "http.server: the handler's headers", nil, name), "\r\n"
       k = k + 4
     elseif kind == 2 and type(v) ~= "table" then
       length = tonumber(v)
@@ -660,6 +663,7 @@ local function serve_request(conn, head)
   local res = setmetatable({
     status = 200, conn = conn, req = req,
     head = head.method == "HEAD", keep_alive = head.keep_alive and not head.upgrade,
+    head_sent = false, finished = false, failed = false, reason = false,
   }, Response)
   conn.state = "busy"
   conn.deadline = huge
@@ -707,16 +711,23 @@ local function serve_request(conn, head)
   return true
 end
 
--- The connection's reads for a body keep its deadline.
-local function reading_proxy(conn)
-  local stream = conn.stream
-  return {
-    read = function()
-      conn.state = "body"
-      conn.deadline = now() + conn.srv.opts.idle_timeout
-      return stream:read()
-    end,
-  }
+-- Every read of a connection goes through one stream:chunks iterator:
+-- it awaits the same read future each time (no future per read). A read
+-- error (or a stream closed by a timeout) comes back as nil, message.
+local function read_more(conn)
+  local ok, data = pcall(conn.next_chunk)
+  if ok then return data end
+  return nil, tostring(data), "EIO"
+end
+
+-- How the body reader reads: from the connection, whose deadline moves
+-- with each read (idle_timeout).
+local function body_read_fn(conn)
+  return function()
+    conn.state = "body"
+    conn.deadline = now() + conn.srv.opts.idle_timeout
+    return read_more(conn)
+  end
 end
 
 local function conn_loop(conn)
@@ -727,6 +738,7 @@ local function conn_loop(conn)
     -- the next request's head
     local ev, head, np
     local buf, pos = conn.buf, conn.pos
+    conn.head_sent = false
     if pos > #buf then
       conn.state = "idle"
       conn.deadline = now() + idle_timeout
@@ -738,7 +750,7 @@ local function conn_loop(conn)
       ev, head, np = parser:execute(buf, pos)
       if ev ~= "more" then break end
       if srv.closing and conn.state == "idle" then return end
-      local data = stream:read():await()
+      local data = read_more(conn)
       if not data then return end -- the client went, or a timeout closed the stream
       if conn.state == "idle" then
         conn.state = "head"
@@ -763,11 +775,13 @@ Conn.__index = Conn
 
 local function start_conn(srv, stream)
   local conn = setmetatable({
-    srv = srv, stream = stream, buf = "", pos = 1, state = "idle",
+    srv = srv, stream = stream, buf = "", pos = 1, state = "idle", head_sent = false,
+    upgraded = false, timed_out = false, http10 = false,
     deadline = now() + srv.opts.header_timeout,
     parser = new_parser("request", srv.limits),
   }, Conn)
-  conn.reading = reading_proxy(conn)
+  conn.read_fn = body_read_fn(conn)
+  conn.next_chunk = stream:chunks()
   srv.conns[conn] = true
   srv.nconns = srv.nconns + 1
   conn.task = spawn(function()
