@@ -178,6 +178,7 @@ local function new(stream, side, leftover, opts)
     _dec = new_decoder(side, opts.max_message or DEFAULT_MAX_MESSAGE),
     _mask = side == "client",
     _input = leftover ~= "" and leftover or nil, -- bytes read before the framing started
+    _next_chunk = stream:chunks(), -- every read awaits this one iterator's future
     _frags = nil, -- the fragments of the message under way
     _frag_kind = nil,
     _receiving = false,
@@ -265,7 +266,20 @@ local function pump(self)
     input = nil
     if op == nil then
       if fin then return fail(self, fin, payload) end
-      local data, err, ecode = stream:read():await()
+      local ok, data = pcall(self._next_chunk)
+      local err, ecode
+      if not ok then
+        if self.state == "closed" then return closed_result(self) end
+        if stream:is_closed() then
+          err, ecode = tostring(data), "ECANCELED"
+        else -- a read failure is sticky on the stream: a read gives it with its code
+          local again, e, c = stream:read():await()
+          err, ecode = e or tostring(data), c or "EIO"
+          if again then input = again end -- not a read failure after all: go on
+        end
+        data = nil
+        if input then goto continue end
+      end
       if not data then
         if self.state == "closed" then return closed_result(self) end
         if err then
@@ -276,6 +290,7 @@ local function pump(self)
         return fail(self, "websocket: the connection ended without a close frame", nil, "EOF")
       end
       input = data
+      ::continue::
     elseif op == OP_TEXT or op == OP_BINARY then
       if fin then return payload, op == OP_TEXT and "text" or "binary" end
       self._frags, self._frag_kind = { payload }, op == OP_TEXT and "text" or "binary"
