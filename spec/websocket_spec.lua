@@ -170,6 +170,22 @@ describe("websocket arguments", function()
       assert.has_error(function() ws:send("\xff") end,
         'websocket:send: argument #1 is not valid UTF-8 (send it as "binary")')
       assert.has_error(function() ws:ping(("x"):rep(126)) end, "websocket:ping: argument #1 must be at most 125 bytes")
+      assert.has_error(function() ws:send({}) end,
+        "websocket:send: argument #1 must be a string or a non-empty list of strings")
+      assert.has_error(function() ws:send({ "a", 2 }) end, "websocket:send: argument #1[2] must be a string (got number)")
+      assert.has_error(function() ws:send({ "ok\xe2", "\x82" }) end,
+        'websocket:send: argument #1 is not valid UTF-8 (send it as "binary")')
+      -- a sequence split between fragments is fine; the frames go out as fragments
+      assert.is_true(ws:send({ "ok\xe2", "\x82\xac" }):await())
+      local dec, seen = C.decoder("server"), {}
+      while #seen < 6 do
+        local op, fin, p = dec:next(b:read():await())
+        while op do
+          seen[#seen + 1], seen[#seen + 2], seen[#seen + 3] = op, fin, p
+          op, fin, p = dec:next()
+        end
+      end
+      assert.are.same({ 1, false, "ok\xe2", 0, true, "\x82\xac" }, seen)
       assert.has_error(function() ws:close(1005) end,
         "websocket:close: argument #1 must be a close code (1000-1003, 1007-1014, 3000-4999; got 1005)")
       assert.has_error(function() ws:close(1000, ("x"):rep(124)) end, "websocket:close: argument #2 must be at most 123 bytes")
@@ -231,6 +247,11 @@ describe("websocket client against Python's websockets", function()
       assert.are.equal("binary", kind)
       assert.are.equal(#big, #got)
       assert.is_true(got == big)
+      -- a message sent as fragments comes back whole
+      assert.is_true(ws:send({ "frag", "men", "ted ü" }):await())
+      assert.are.same({ "fragmented ü", "text" }, { ws:receive():await() })
+      assert.is_true(ws:send({ ("\1"):rep(70000), "", "\2" }, "binary"):await())
+      assert.are.same({ ("\1"):rep(70000) .. "\2", "binary" }, { ws:receive():await() })
       -- several in flight at once come back in order
       for i = 1, 50 do ws:send("m" .. i):await() end
       for i = 1, 50 do assert.are.equal("m" .. i, (ws:receive():await())) end

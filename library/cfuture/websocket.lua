@@ -73,8 +73,9 @@ function WebSocket:receive() end
 function WebSocket:messages() end
 
 ---Send a message (default "text", which must be valid UTF-8): a future of
----`true` once handed to the kernel, or `nil, message, code`.
----@param data string
+---`true` once handed to the kernel, or `nil, message, code`. A list of
+---strings is sent as the fragments of one message.
+---@param data string|string[]
 ---@param kind? "text"|"binary"
 ---@return cfuture.Future
 function WebSocket:send(data, kind) end

@@ -11,7 +11,11 @@
 --   is under way (then it waits for that receive to see the close).
 -- - One receive at a time (a second raises); sends may come from any task,
 --   each frame is one stream write, so frames never interleave.
--- - A frame written is one string: header and (masked) payload together.
+-- - A frame written is one string: header and (masked) payload together
+--   (a fragmented message: all its frames in one string).
+-- - Reads go through one stream:chunks iterator per WebSocket: the same read
+--   future every time. Its failures are raised; the stream keeps them, so a
+--   read after one gives the failure with its code.
 -- - Failures are nil, message, code: "ECLOSED" (closed by a close
 --   handshake), "EPROTO" (a protocol error or a bad handshake), "EILSEQ"
 --   (invalid UTF-8), "EMSGSIZE" (over the message limit), "EOF" (the
@@ -355,14 +359,34 @@ local function check_data(data, fname)
   end
 end
 
+-- A message given as a list of fragments: its frames, in one string.
+local function fragments(self, list, op)
+  local n = #list
+  if n == 0 then error("websocket:send: argument #1 must be a string or a non-empty list of strings", 3) end
+  local out = {}
+  for i = 1, n do
+    local piece = list[i]
+    if type(piece) ~= "string" then
+      error(("websocket:send: argument #1[%d] must be a string (got %s)"):format(i, what_is(piece)), 3)
+    end
+    out[i] = frame(i == 1 and op or OP_CONT, piece, i == n, self._mask)
+  end
+  if op == OP_TEXT and not valid_utf8(concat(list)) then
+    error("websocket:send: argument #1 is not valid UTF-8 (send it as \"binary\")", 3)
+  end
+  return concat(out)
+end
+
 --- ws:send(data [, "text" | "binary"]) -> future of true, or nil, message, code
+--- data: a string, or a list of strings sent as the fragments of one message
 function WS:send(data, kind)
   check_self(self, "websocket:send")
-  check_data(data, "websocket:send")
+  local list = type(data) == "table" and getmetatable(data) == nil
+  if not list then check_data(data, "websocket:send") end
   local op
   if kind == nil or kind == "text" then
     op = OP_TEXT
-    if not valid_utf8(data) then
+    if not list and not valid_utf8(data) then
       error("websocket:send: argument #1 is not valid UTF-8 (send it as \"binary\")", 2)
     end
   elseif kind == "binary" then
@@ -371,8 +395,9 @@ function WS:send(data, kind)
     error(("websocket:send: argument #2 must be \"text\" or \"binary\" (got %s)"):format(
       type(kind) == "string" and '"' .. kind .. '"' or what_is(kind)), 2)
   end
+  local bytes = list and fragments(self, data, op) or frame(op, data, true, self._mask)
   if self.state ~= "open" then return ready(closed_result(self)) end
-  return self._stream:write(frame(op, data, true, self._mask))
+  return self._stream:write(bytes)
 end
 
 local function control(self, op, data, fname)
