@@ -4,7 +4,8 @@
 --   lua5.4 cfuture.lua client PORT N SIZE C   C connections share N round trips of
 --                                             SIZE-byte binary messages (each
 --                                             connection: send, await the echo,
---                                             repeat); prints "<msgs/s> <seconds>"
+--                                             repeat); prints "<msgs/s> <seconds>
+--                                             <client CPU microseconds per round trip>"
 -- this checkout's lua/ and build/ first
 local root = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
@@ -34,7 +35,7 @@ elseif mode == "client" then
     for i = 1, c do
       conns[i] = assert(websocket.connect("ws://127.0.0.1:" .. port .. "/", { max_message = 64 * 1024 * 1024 }):await())
     end
-    local t0 = cf.now()
+    local t0, c0 = cf.now(), os.clock()
     local per = math.floor(n / c)
     local tasks = {}
     for i = 1, c do
@@ -48,9 +49,9 @@ elseif mode == "client" then
       end)
     end
     for i = 1, c do tasks[i]:await() end
-    local secs = (cf.now() - t0) / 1000
+    local secs, cpu = (cf.now() - t0) / 1000, os.clock() - c0
     for i = 1, c do conns[i]:close():await() end
-    io.stdout:write(("%.0f %.3f\n"):format(per * c / secs, secs))
+    io.stdout:write(("%.0f %.3f %.1f\n"):format(per * c / secs, secs, cpu * 1e6 / (per * c)))
   end)
 else
   io.stderr:write("usage: cfuture.lua server [PORT] | client PORT N SIZE C\n")
