@@ -53,6 +53,10 @@ build = {
     ["cfuture.nvim"] = "lua/cfuture/nvim.lua",
     ["cfuture.nvim.test"] = "lua/cfuture/nvim/test.lua",
     ["cfuture.luv"] = "lua/cfuture/luv.lua",
+    ["cfuture.http"] = "lua/cfuture/http.lua",
+    ["cfuture.http.headers"] = "lua/cfuture/http/headers.lua",
+    ["cfuture.http.body"] = "lua/cfuture/http/body.lua",
+    ["cfuture.http.server"] = "lua/cfuture/http/server.lua",
   },
   copy_directories = { "examples", "docs", "library", "plugin" },
 }

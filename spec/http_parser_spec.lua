@@ -208,6 +208,14 @@ describe("cf._http parser: bodies", function()
     assert.are.equal(4, #ev)
   end)
 
+  it("ends 204 and 304 responses at their head, even with a Content-Length", function()
+    local ev = shape(run(H.parser("response"), "HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n" ..
+      "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    local kinds = {}
+    for i, e in ipairs(ev) do kinds[i] = e[1] .. (e[4] and (" " .. e[4]) or "") end
+    assert.are.same({ "head 304", "done", "head 204", "done", "head 200", "body", "done" }, kinds)
+  end)
+
   it("gives 1xx responses as messages of their own", function()
     local ev = shape(run(H.parser("response"),
       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"))

@@ -190,6 +190,31 @@ describe("http server under hostile input", function()
     end)
   end)
 
+  it("gives the handler the reset of a client that goes in the middle of its body", function()
+    run(function()
+      local got = cf.notify()
+      local result
+      local srv2 = assert(http.listen("127.0.0.1", 0, function(req)
+        local first = req:read():await()
+        local b, msg, code = req:read_all():await()
+        result = { first, b, msg, code }
+        got:notify_one()
+        return 200, "x"
+      end))
+      local c = raw(select(2, srv2:address()), "POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc", true)
+      cf.sleep(20):await()
+      c:reset()
+      cf.timeout(5000 * slow, got:wait()):await()
+      srv2:close(100):await()
+      assert.is_table(result)
+      assert.are.equal("abc", result[1])
+      assert.is_nil(result[2])
+      assert.matches("reset", result[3])
+      assert.are.equal("ECONNRESET", result[4])
+      still_serves()
+    end)
+  end)
+
   it("answers 503 beyond max_connections and serves again once they go", function()
     run(function()
       local held = {}

@@ -578,3 +578,43 @@ describe("http.headers", function()
     assert.matches("^cfuture.http.Headers{", tostring(m))
   end)
 end)
+
+describe("library/cfuture/http.lua", function()
+  it("declares every function of cfuture.http and every method of its objects, and only those", function()
+    local text = support.read_file("library/cfuture/http.lua")
+    local declared = {}
+    for var, name in text:gmatch("\nfunction (%w+)[%.:]([%w_]+)%(") do
+      declared[var .. "." .. name] = true
+    end
+    local server = require "cfuture.http.server"
+    local headers = require "cfuture.http.headers"
+    local want = {}
+    for k, v in pairs(http) do
+      if type(v) == "function" and not k:match("^_") and not package.loaded["cfuture.http.client"] then
+        want["http." .. k] = true
+      end
+    end
+    local function methods(var, t)
+      for k, v in pairs(t) do
+        if type(v) == "function" and not k:match("^_") then want[var .. "." .. k] = true end
+      end
+    end
+    methods("Server", getmetatable(http.server(function() end)).__index)
+    methods("Headers", headers.Headers)
+    local req_methods = getmetatable(setmetatable({}, server.Request)).__index
+    assert.is_function(req_methods) -- a function: methods and lazy fields
+    for _, m in ipairs { "read", "read_all", "lines", "chunks", "peer_address" } do
+      want["Request." .. m] = true
+      assert.is_function(server.Request.__index({}, m))
+    end
+    for _, m in ipairs { "set_status", "status_code", "set_header", "write", "finish",
+      "is_head_sent", "upgrade" } do
+      want["Response." .. m] = true
+      assert.is_function(server.ServerResponse.__index({}, m))
+    end
+    for k in pairs(want) do assert.is_true(declared[k] ~= nil, "not declared: " .. k) end
+    if not package.loaded["cfuture.http.client"] then
+      for k in pairs(declared) do assert.is_true(want[k] ~= nil, "declared, not in the module: " .. k) end
+    end
+  end)
+end)

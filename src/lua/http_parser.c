@@ -185,6 +185,11 @@ static int on_headers_complete(http_parser *hp) {
     p->no_body = 0;
     return 1; /* skip the body: the answer to HEAD */
   }
+  /* 1xx, 204 and 304 end at their head whatever Content-Length says (RFC
+   * 9112 6.3); libhttp-parser only knows that when there is no length */
+  unsigned st = hp->status_code;
+  if (p->type == HTTP_RESPONSE && !hp->upgrade && (st / 100 == 1 || st == 204 || st == 304))
+    return 1;
   return 0;
 }
 

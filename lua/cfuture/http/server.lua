@@ -270,6 +270,8 @@ local function settle_keep_alive(self)
     if h:has_token("Connection", "close") then self.keep_alive = false end
     h:remove("Connection")
   end
+  -- and the framing: chunked unless a Content-Length was set
+  if h:has("Transfer-Encoding") then h:remove("Transfer-Encoding") end
 end
 
 local function write_all(self, s)
@@ -717,7 +719,14 @@ end
 local function read_more(conn)
   local ok, data = pcall(conn.next_chunk)
   if ok then return data end
-  return nil, tostring(data), "EIO"
+  -- the iterator raised: ask the stream again for the triple (its
+  -- failure sticks), unless a timeout or a close took the stream away
+  local stream = conn.stream
+  if not stream:is_closed() then
+    local rok, d, msg, code = pcall(function() return stream:read():await() end)
+    if rok and d == nil and msg then return nil, msg, code end
+  end
+  return nil, "http.server: the connection was closed", "ECANCELED"
 end
 
 -- How the body reader reads: from the connection, whose deadline moves
