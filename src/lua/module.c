@@ -29,16 +29,37 @@ extern const cfl_module cfl_drive_module, cfl_report_module, cfl_future_module, 
     cfl_introspect_module, cfl_sync_module, cfl_channel_module, cfl_fs_module, cfl_stream_module,
     cfl_net_module, cfl_udp_module, cfl_dns_module, cfl_process_module, cfl_signal_module,
     cfl_blocking_module, cfl_thread_module, cfl_trace_module, cfl_tls_module, cfl_crypto_module,
-    cfl_taskset_module, cfl_http_module, cfl_zlib_module;
+    cfl_taskset_module, cfl_http_module, cfl_zlib_module, cfl_ws_module;
 
-static const cfl_module *const modules[] = {
-    &cfl_drive_module,    &cfl_report_module,      &cfl_future_module,     &cfl_coro_module,
-    &cfl_task_module,     &cfl_combinators_module, &cfl_timer_module,      &cfl_custom_module,
-    &cfl_scope_module,    &cfl_taskset_module,     &cfl_introspect_module, &cfl_sync_module,
-    &cfl_channel_module,  &cfl_fs_module,          &cfl_stream_module,     &cfl_net_module,
-    &cfl_udp_module,      &cfl_dns_module,         &cfl_process_module,    &cfl_signal_module,
-    &cfl_blocking_module, &cfl_thread_module,      &cfl_trace_module,      &cfl_tls_module,
-    &cfl_crypto_module,   &cfl_http_module,        &cfl_zlib_module,       NULL};
+static const cfl_module *const modules[] = {&cfl_drive_module,
+                                            &cfl_report_module,
+                                            &cfl_future_module,
+                                            &cfl_coro_module,
+                                            &cfl_task_module,
+                                            &cfl_combinators_module,
+                                            &cfl_timer_module,
+                                            &cfl_custom_module,
+                                            &cfl_scope_module,
+                                            &cfl_taskset_module,
+                                            &cfl_introspect_module,
+                                            &cfl_sync_module,
+                                            &cfl_channel_module,
+                                            &cfl_fs_module,
+                                            &cfl_stream_module,
+                                            &cfl_net_module,
+                                            &cfl_udp_module,
+                                            &cfl_dns_module,
+                                            &cfl_process_module,
+                                            &cfl_signal_module,
+                                            &cfl_blocking_module,
+                                            &cfl_thread_module,
+                                            &cfl_trace_module,
+                                            &cfl_tls_module,
+                                            &cfl_crypto_module,
+                                            &cfl_http_module,
+                                            &cfl_zlib_module,
+                                            &cfl_ws_module,
+                                            NULL};
 
 static void close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
