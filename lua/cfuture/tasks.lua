@@ -165,6 +165,7 @@ return function(cf)
   Token.__index = Token
 
   local function check_token(self, fname)
+    if not pcall(now) then error(fname .. ": the cfuture runtime is closed", 3) end
     if kinds[self] ~= Token then
       error(("%s: argument #1 must be a cancel token (call it with a colon; got %s)"):format(fname,
         type(self)), 3)

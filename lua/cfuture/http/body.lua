@@ -206,6 +206,13 @@ end
 function Reader:lines(max)
   check(self, "body:lines")
   max = check_max(max, "body:lines", 2) or 1048576
+  return M.line_iterator(function() return next_piece(self) end, max, "body:lines")
+end
+
+--- M.line_iterator(pull, max, fname) -> the lines of the pieces pull()
+-- gives (a string, or nil at the end, or nil, message on failure), without
+-- \n or \r\n; the last may lack one; a failure or a line over max raises.
+function M.line_iterator(pull, max, fname)
   local acc = ""
   local ended = false
   return function()
@@ -217,14 +224,14 @@ function Reader:lines(max)
         if sub(line, -1) == "\r" then line = sub(line, 1, -2) end
         return line
       end
-      if #acc > max then error(format("body:lines: no newline within %d bytes", max), 2) end
+      if #acc > max then error(format("%s: no newline within %d bytes", fname, max), 2) end
       if ended then
         if acc == "" then return nil end
         local line = acc
         acc = ""
         return line
       end
-      local p, msg = next_piece(self)
+      local p, msg = pull()
       if not p then
         if msg then error(msg, 2) end
         ended = true

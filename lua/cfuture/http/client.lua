@@ -730,33 +730,8 @@ function Response:lines(max)
   check_res(self, "response:lines")
   body_mod.check_max(max, "response:lines", 2)
   if not slow_path(self) then return self._r:lines(max) end
-  max = max or 1048576
-  local acc, ended = "", false
-  return function()
-    while true do
-      local i = find(acc, "\n", 1, true)
-      if i then
-        local line = sub(acc, 1, i - 1)
-        acc = sub(acc, i + 1)
-        if sub(line, -1) == "\r" then line = sub(line, 1, -2) end
-        return line
-      end
-      if #acc > max then error(format("response:lines: no newline within %d bytes", max), 2) end
-      if ended then
-        if acc == "" then return nil end
-        local line = acc
-        acc = ""
-        return line
-      end
-      local p, m = slow_piece(self)
-      if not p then
-        if m then error(m, 2) end
-        ended = true
-      else
-        acc = acc .. p
-      end
-    end
-  end
+  return body_mod.line_iterator(function() return slow_piece(self) end, max or 1048576,
+    "response:lines")
 end
 
 --- res:close(): stop reading. A body not read to the end closes the
